@@ -1,0 +1,453 @@
+//! The bound arithmetic: a [`ClockErrorBound`] snapshot turned into a [`TimeWindow`].
+//!
+//! A snapshot says: at monotonic instant `as_of`, `CLOCK_REALTIME` was within `bound_nsec` of
+//! true time, and it drifts by at most `max_drift_ppb` since then. So at any later monotonic
+//! instant `mono`, with the realtime clock reading `real`,
+//!
+//! ```text
+//! bound    = bound_nsec + (mono - as_of) * max_drift_ppb / 1e9     (rounded up)
+//! earliest = real - bound
+//! latest   = real + bound
+//! ```
+//!
+//! and true time lies in `[earliest, latest]`. Everything here is integer arithmetic on
+//! nanoseconds that saturates instead of overflowing, and rounds the bound *up*: a window may
+//! be a nanosecond wider than the exact value, never narrower.
+
+use std::time::Duration;
+
+use crate::error::{Malformed, ShmError};
+use crate::timespec::{NANOS_PER_SEC, Timespec};
+
+/// How long after `as_of` a Synchronized / FreeRunning snapshot keeps its status: past this
+/// the daemon has missed several updates (it writes about every second), so the clock is
+/// reported FreeRunning.
+pub const STALE_AFTER: Duration = Duration::from_secs(5);
+
+/// How far the coarse monotonic clock may read *before* `as_of` and still count as equal to
+/// it: the coarse clock and the daemon's reading of it can disagree by a tick's rounding.
+pub const CAUSALITY_BLUR: Duration = Duration::from_micros(1);
+
+/// The clock's state as the daemon reports it, possibly degraded by the snapshot's age.
+///
+/// The discriminants are the wire values of the segment's `clock_status` field.
+#[repr(i32)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ClockStatus {
+    /// Nothing is known about the clock: do not trust the window. Also what a snapshot
+    /// degrades to once its `void_after` has passed.
+    Unknown = 0,
+    /// The daemon is synchronised to a time source and the window is trustworthy.
+    Synchronized = 1,
+    /// The clock is running on its own (the daemon lost its time source, or stopped updating
+    /// for more than [`STALE_AFTER`]); the window still holds because it grows with the
+    /// worst-case drift.
+    FreeRunning = 2,
+    /// The clock was disrupted (live migration, snapshot restore): its error is not bounded,
+    /// do not trust the window.
+    Disrupted = 3,
+}
+
+impl ClockStatus {
+    /// The status for a wire value, `None` for anything but 0..=3.
+    #[must_use]
+    pub const fn from_wire(value: i32) -> Option<ClockStatus> {
+        match value {
+            0 => Some(ClockStatus::Unknown),
+            1 => Some(ClockStatus::Synchronized),
+            2 => Some(ClockStatus::FreeRunning),
+            3 => Some(ClockStatus::Disrupted),
+            _ => None,
+        }
+    }
+
+    /// The wire value of this status.
+    #[must_use]
+    pub const fn to_wire(self) -> i32 {
+        self as i32
+    }
+}
+
+/// Where true time is: somewhere in `[earliest, latest]` on the `CLOCK_REALTIME` scale, with
+/// the status that says whether to believe it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TimeWindow {
+    /// True time is at or after this instant.
+    pub earliest: Timespec,
+    /// True time is at or before this instant.
+    pub latest: Timespec,
+    /// Whether the window can be trusted (see [`ClockStatus`]).
+    pub clock_status: ClockStatus,
+}
+
+impl TimeWindow {
+    /// Half the window's width: the error bound at the moment the window was computed.
+    #[must_use]
+    pub fn bound(&self) -> Duration {
+        let half = (self.latest.as_nanos() - self.earliest.as_nanos()) / 2;
+        Duration::from_nanos(u64::try_from(half).unwrap_or(u64::MAX))
+    }
+
+    /// The middle of the window: the realtime clock's reading when it was computed.
+    #[must_use]
+    pub fn midpoint(&self) -> Timespec {
+        Timespec::from_nanos((self.earliest.as_nanos() + self.latest.as_nanos()).div_euclid(2))
+    }
+}
+
+/// One snapshot of the segment's payload: the error bound at `as_of` and how it grows.
+///
+/// This is the 64-byte layout-2 payload (`repr(C)`, the field order and offsets of the wire
+/// format), but it is never *read* from shared memory as a Rust value: the reader copies
+/// words, validates every field, and only then builds one, so a `ClockErrorBound` always
+/// holds a valid [`ClockStatus`] and `bool`.
+///
+/// ```
+/// use clockbound_shm::{ClockErrorBound, ClockStatus, Timespec};
+///
+/// // The worked example of the protocol description.
+/// let ceb = ClockErrorBound::new(
+///     Timespec::new(0, 0), Timespec::new(10, 0), 10_000, 0, 1_000,
+///     ClockStatus::Synchronized, false,
+/// );
+/// let w = ceb.compute_bound_at(Timespec::new(2, 0), Timespec::new(2, 0))?;
+/// assert_eq!(w.earliest, Timespec::new(1, 999_988_000));
+/// assert_eq!(w.latest, Timespec::new(2, 12_000));
+/// assert_eq!(w.clock_status, ClockStatus::Synchronized);
+/// # Ok::<(), clockbound_shm::ShmError>(())
+/// ```
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct ClockErrorBound {
+    as_of: Timespec,
+    void_after: Timespec,
+    bound_nsec: i64,
+    disruption_marker: u64,
+    max_drift_ppb: u32,
+    clock_status: ClockStatus,
+    clock_disruption_support_enabled: bool,
+    padding: [u8; 7],
+}
+
+// `ClockErrorBound` is documented as the payload layout: keep that true (offsets are the
+// wire offsets minus the 16-byte header).
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(size_of::<ClockErrorBound>() == crate::layout::PAYLOAD_LEN);
+    assert!(offset_of!(ClockErrorBound, void_after) == 32 - 16);
+    assert!(offset_of!(ClockErrorBound, bound_nsec) == 48 - 16);
+    assert!(offset_of!(ClockErrorBound, disruption_marker) == 56 - 16);
+    assert!(offset_of!(ClockErrorBound, max_drift_ppb) == 64 - 16);
+    assert!(offset_of!(ClockErrorBound, clock_status) == 68 - 16);
+    assert!(offset_of!(ClockErrorBound, clock_disruption_support_enabled) == 72 - 16);
+};
+
+impl ClockErrorBound {
+    /// Builds a snapshot from its fields (for writers, simulators and tests).
+    ///
+    /// Nothing is validated here; [`compute_bound_at`](Self::compute_bound_at) rejects a
+    /// negative `bound_nsec` or a drift of 1e9 ppb or more.
+    #[allow(clippy::too_many_arguments)]
+    #[must_use]
+    pub const fn new(
+        as_of: Timespec,
+        void_after: Timespec,
+        bound_nsec: i64,
+        disruption_marker: u64,
+        max_drift_ppb: u32,
+        clock_status: ClockStatus,
+        clock_disruption_support_enabled: bool,
+    ) -> ClockErrorBound {
+        ClockErrorBound {
+            as_of,
+            void_after,
+            bound_nsec,
+            disruption_marker,
+            max_drift_ppb,
+            clock_status,
+            clock_disruption_support_enabled,
+            padding: [0; 7],
+        }
+    }
+
+    /// `CLOCK_MONOTONIC_COARSE` instant at which the bound was computed.
+    #[must_use]
+    pub const fn as_of(&self) -> Timespec {
+        self.as_of
+    }
+
+    /// `CLOCK_MONOTONIC_COARSE` instant after which the snapshot must not be trusted.
+    #[must_use]
+    pub const fn void_after(&self) -> Timespec {
+        self.void_after
+    }
+
+    /// Bound on `|CLOCK_REALTIME - true time|` at [`as_of`](Self::as_of), in nanoseconds.
+    #[must_use]
+    pub const fn bound_nsec(&self) -> i64 {
+        self.bound_nsec
+    }
+
+    /// The last VMClock disruption marker the daemon saw.
+    #[must_use]
+    pub const fn disruption_marker(&self) -> u64 {
+        self.disruption_marker
+    }
+
+    /// Worst-case drift of the clock since `as_of`, in parts per billion.
+    #[must_use]
+    pub const fn max_drift_ppb(&self) -> u32 {
+        self.max_drift_ppb
+    }
+
+    /// The status the daemon wrote (before any degradation for age).
+    #[must_use]
+    pub const fn clock_status(&self) -> ClockStatus {
+        self.clock_status
+    }
+
+    /// Whether the daemon runs with clock-disruption (VMClock) support.
+    #[must_use]
+    pub const fn clock_disruption_support_enabled(&self) -> bool {
+        self.clock_disruption_support_enabled
+    }
+
+    /// The window for the current instant: reads `CLOCK_REALTIME`, then
+    /// `CLOCK_MONOTONIC_COARSE` (a late monotonic read only widens the window), and applies
+    /// [`compute_bound_at`](Self::compute_bound_at).
+    ///
+    /// # Errors
+    /// [`ShmError::SegmentMalformed`] for a negative bound or a drift of 1e9 ppb or more,
+    /// [`ShmError::CausalityBreach`] when the monotonic clock reads before `as_of` by more
+    /// than [`CAUSALITY_BLUR`].
+    #[inline]
+    pub fn now(&self) -> Result<TimeWindow, ShmError> {
+        let real = crate::clock::realtime();
+        let mono = crate::clock::monotonic_coarse();
+        self.compute_bound_at(real, mono)
+    }
+
+    /// The window at the instant when `CLOCK_REALTIME` read `real` and
+    /// `CLOCK_MONOTONIC_COARSE` read `mono` (read in that order, as [`now`](Self::now)
+    /// does).
+    ///
+    /// The status: Unknown and Disrupted pass through. Synchronized and FreeRunning become
+    /// Unknown once `mono` reaches `void_after`, and otherwise FreeRunning once `mono`
+    /// reaches `as_of + STALE_AFTER`.
+    ///
+    /// # Errors
+    /// As [`now`](Self::now).
+    #[inline]
+    pub fn compute_bound_at(&self, real: Timespec, mono: Timespec) -> Result<TimeWindow, ShmError> {
+        self.check_arithmetic_fields().map_err(|problem| ShmError::malformed(None, problem))?;
+        let bound = self.bound_nsec as u64; // non-negative, checked above
+        let bound = bound.saturating_add(self.drift_since_as_of(mono)?);
+        Ok(TimeWindow {
+            earliest: real.saturating_sub_nanos(bound),
+            latest: real.saturating_add_nanos(bound),
+            clock_status: self.status_at(mono),
+        })
+    }
+
+    /// The fields the arithmetic relies on; also checked when a snapshot is taken from a
+    /// segment, so a bad segment fails at `snapshot()` already.
+    pub(crate) const fn check_arithmetic_fields(&self) -> Result<(), Malformed> {
+        if self.max_drift_ppb >= NANOS_PER_SEC as u32 {
+            return Err(Malformed::DriftTooLarge { found: self.max_drift_ppb });
+        }
+        if self.bound_nsec < 0 {
+            return Err(Malformed::NegativeBound { found: self.bound_nsec });
+        }
+        Ok(())
+    }
+
+    /// Nanoseconds of drift accrued from `as_of` to `mono`, rounded up, saturating.
+    #[inline]
+    fn drift_since_as_of(&self, mono: Timespec) -> Result<u64, ShmError> {
+        // Both are normalised, so the difference splits into whole seconds and a
+        // nanosecond part in (-1e9, 1e9) that we bring into [0, 1e9).
+        let mut secs = mono.sec().saturating_sub(self.as_of.sec());
+        let mut nanos = mono.nsec() - self.as_of.nsec();
+        if nanos < 0 {
+            nanos += NANOS_PER_SEC;
+            secs = secs.saturating_sub(1);
+        }
+        if secs < 0 {
+            return self.blurred_causality(mono);
+        }
+        let drift = u64::from(self.max_drift_ppb);
+        // drift ppb over one second is exactly `drift` nanoseconds.
+        let from_secs = (secs as u64).saturating_mul(drift);
+        // nanos < 1e9 and drift < 1e9, so the product is below 1e18 and fits.
+        let from_nanos = (nanos as u64 * drift).div_ceil(NANOS_PER_SEC as u64);
+        Ok(from_secs.saturating_add(from_nanos))
+    }
+
+    /// `mono` is before `as_of`: within the blur it counts as no time elapsed, beyond it
+    /// something is wrong with the clocks or the snapshot.
+    #[cold]
+    fn blurred_causality(&self, mono: Timespec) -> Result<u64, ShmError> {
+        let behind = self.as_of.as_nanos() - mono.as_nanos();
+        if behind <= CAUSALITY_BLUR.as_nanos() as i128 {
+            Ok(0)
+        } else {
+            Err(ShmError::CausalityBreach { as_of: self.as_of, mono })
+        }
+    }
+
+    #[inline]
+    fn status_at(&self, mono: Timespec) -> ClockStatus {
+        match self.clock_status {
+            ClockStatus::Unknown | ClockStatus::Disrupted => self.clock_status,
+            ClockStatus::Synchronized | ClockStatus::FreeRunning => {
+                if mono >= self.void_after {
+                    ClockStatus::Unknown
+                } else if mono >= self.as_of.saturating_add_nanos(STALE_AFTER.as_nanos() as u64) {
+                    ClockStatus::FreeRunning
+                } else {
+                    self.clock_status
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(sec: i64, nsec: i64) -> Timespec {
+        Timespec::new(sec, nsec)
+    }
+
+    fn ceb(as_of: Timespec, void_after: Timespec, bound: i64, drift: u32, status: ClockStatus) -> ClockErrorBound {
+        ClockErrorBound::new(as_of, void_after, bound, 0, drift, status, false)
+    }
+
+    fn window(e: Timespec, l: Timespec, s: ClockStatus) -> TimeWindow {
+        TimeWindow { earliest: e, latest: l, clock_status: s }
+    }
+
+    #[test]
+    fn protocol_worked_example() {
+        let c = ceb(ts(0, 0), ts(10, 0), 10_000, 1_000, ClockStatus::Synchronized);
+        let w = c.compute_bound_at(ts(2, 0), ts(2, 0)).unwrap();
+        assert_eq!(w, window(ts(1, 999_988_000), ts(2, 12_000), ClockStatus::Synchronized));
+        assert_eq!(w.bound(), Duration::from_nanos(12_000));
+        assert_eq!(w.midpoint(), ts(2, 0));
+    }
+
+    #[test]
+    fn drift_rounds_up_never_down() {
+        // 1 ns elapsed at 1 ppb is 1e-9 ns of drift: rounds up to a whole nanosecond.
+        let c = ceb(ts(100, 0), ts(200, 0), 0, 1, ClockStatus::Synchronized);
+        let w = c.compute_bound_at(ts(5, 0), ts(100, 1)).unwrap();
+        assert_eq!((w.earliest, w.latest), (ts(4, 999_999_999), ts(5, 1)));
+        // No time elapsed: no drift at all.
+        let w = c.compute_bound_at(ts(5, 0), ts(100, 0)).unwrap();
+        assert_eq!((w.earliest, w.latest), (ts(5, 0), ts(5, 0)));
+        // 1.5 s at 999_999_999 ppb, across a nanosecond borrow.
+        let c = ceb(ts(100, 600_000_000), ts(200, 0), 7, 999_999_999, ClockStatus::Synchronized);
+        let w = c.compute_bound_at(ts(50, 0), ts(102, 100_000_000)).unwrap();
+        let exact: i128 = 7 + (1_500_000_000u128 * 999_999_999).div_ceil(1_000_000_000) as i128;
+        assert_eq!(w.latest.as_nanos() - ts(50, 0).as_nanos(), exact);
+    }
+
+    #[test]
+    fn status_boundaries() {
+        let c = ceb(ts(100, 0), ts(110, 0), 0, 0, ClockStatus::Synchronized);
+        let at = |mono: Timespec| c.compute_bound_at(ts(0, 0), mono).unwrap().clock_status;
+        assert_eq!(at(ts(104, 999_999_999)), ClockStatus::Synchronized);
+        assert_eq!(at(ts(105, 0)), ClockStatus::FreeRunning);
+        assert_eq!(at(ts(109, 999_999_999)), ClockStatus::FreeRunning);
+        assert_eq!(at(ts(110, 0)), ClockStatus::Unknown);
+        // void_after is checked first: a void_after inside the grace period wins.
+        let early_void = ceb(ts(100, 0), ts(101, 0), 0, 0, ClockStatus::FreeRunning);
+        assert_eq!(early_void.compute_bound_at(ts(0, 0), ts(100, 999_999_999)).unwrap().clock_status, ClockStatus::FreeRunning);
+        assert_eq!(early_void.compute_bound_at(ts(0, 0), ts(101, 0)).unwrap().clock_status, ClockStatus::Unknown);
+        // Unknown and Disrupted pass through whatever the age.
+        for s in [ClockStatus::Unknown, ClockStatus::Disrupted] {
+            let c = ceb(ts(100, 0), ts(110, 0), 0, 0, s);
+            for mono in [ts(100, 0), ts(106, 0), ts(500, 0)] {
+                assert_eq!(c.compute_bound_at(ts(0, 0), mono).unwrap().clock_status, s);
+            }
+        }
+    }
+
+    #[test]
+    fn causality_blur_and_breach() {
+        let c = ceb(ts(100, 500), ts(110, 0), 10, 1_000_000, ClockStatus::Synchronized);
+        // Up to 1 µs early counts as "no time elapsed".
+        let w = c.compute_bound_at(ts(7, 0), ts(99, 999_999_500)).unwrap();
+        assert_eq!((w.earliest, w.latest), (ts(6, 999_999_990), ts(7, 10)));
+        // One nanosecond more is a breach, with both instants in the error.
+        match c.compute_bound_at(ts(7, 0), ts(99, 999_999_499)) {
+            Err(ShmError::CausalityBreach { as_of, mono }) => {
+                assert_eq!((as_of, mono), (ts(100, 500), ts(99, 999_999_499)));
+            }
+            other => panic!("expected a causality breach, got {other:?}"),
+        }
+        assert!(matches!(c.compute_bound_at(ts(7, 0), Timespec::MIN), Err(ShmError::CausalityBreach { .. })));
+    }
+
+    #[test]
+    fn malformed_arithmetic_fields() {
+        let drift = ceb(ts(0, 0), ts(10, 0), 0, 1_000_000_000, ClockStatus::Synchronized);
+        assert!(matches!(
+            drift.compute_bound_at(ts(0, 0), ts(0, 0)),
+            Err(ShmError::SegmentMalformed { path: None, problem: Malformed::DriftTooLarge { found: 1_000_000_000 } })
+        ));
+        let negative = ceb(ts(0, 0), ts(10, 0), -1, 0, ClockStatus::Synchronized);
+        assert!(matches!(
+            negative.compute_bound_at(ts(0, 0), ts(0, 0)),
+            Err(ShmError::SegmentMalformed { problem: Malformed::NegativeBound { found: -1 }, .. })
+        ));
+        assert_eq!(negative.check_arithmetic_fields(), Err(Malformed::NegativeBound { found: -1 }));
+    }
+
+    #[test]
+    fn huge_values_saturate_without_panicking() {
+        let max_drift = 999_999_999;
+        let c = ceb(Timespec::MIN, Timespec::MAX, i64::MAX, max_drift, ClockStatus::Synchronized);
+        let w = c.compute_bound_at(ts(0, 0), Timespec::MAX).unwrap();
+        assert_eq!((w.earliest, w.latest), (ts(0, 0).saturating_sub_nanos(u64::MAX), ts(0, 0).saturating_add_nanos(u64::MAX)));
+        assert_eq!(w.clock_status, ClockStatus::Unknown);
+        // Extremes of `real` saturate instead of wrapping.
+        let c = ceb(ts(0, 0), ts(10, 0), i64::MAX, 0, ClockStatus::Synchronized);
+        let w = c.compute_bound_at(Timespec::MAX, ts(0, 0)).unwrap();
+        assert_eq!(w.latest, Timespec::MAX);
+        let w = c.compute_bound_at(Timespec::MIN, ts(0, 0)).unwrap();
+        assert_eq!(w.earliest, Timespec::MIN);
+        assert!(w.earliest <= w.latest);
+        // as_of near MAX: the grace period saturates rather than wrapping to the past.
+        let c = ceb(Timespec::MAX, Timespec::MAX, 0, 0, ClockStatus::Synchronized);
+        assert_eq!(c.compute_bound_at(ts(0, 0), Timespec::MAX).unwrap().clock_status, ClockStatus::Unknown);
+        // Negative instants are ordinary instants.
+        let c = ceb(ts(-10, 0), ts(-5, 0), 1, 0, ClockStatus::Synchronized);
+        let w = c.compute_bound_at(ts(-3, 0), ts(-9, 0)).unwrap();
+        assert_eq!((w.earliest, w.latest, w.clock_status), (ts(-4, 999_999_999), ts(-3, 1), ClockStatus::Synchronized));
+    }
+
+    #[test]
+    fn now_reads_the_clocks() {
+        let mono = crate::clock::monotonic_coarse();
+        let c = ceb(mono, mono.saturating_add(Duration::from_secs(1000)), 1_000, 1_000, ClockStatus::Synchronized);
+        let before = crate::clock::realtime();
+        let w = c.now().unwrap();
+        let after = crate::clock::realtime();
+        assert!(w.earliest <= w.latest);
+        // The window is centred on a realtime reading taken between `before` and `after`.
+        assert!(before <= w.midpoint() && w.midpoint() <= after, "{before} {w:?} {after}");
+        assert_eq!(w.clock_status, ClockStatus::Synchronized);
+    }
+
+    #[test]
+    fn wire_values_round_trip() {
+        for v in 0..=3 {
+            assert_eq!(ClockStatus::from_wire(v).map(ClockStatus::to_wire), Some(v));
+        }
+        for v in [-1, 4, i32::MAX, i32::MIN] {
+            assert_eq!(ClockStatus::from_wire(v), None);
+        }
+    }
+}

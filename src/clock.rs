@@ -1,0 +1,24 @@
+//! The two kernel clocks `now()` reads, through the vDSO (no system call on Linux).
+
+use crate::timespec::Timespec;
+use rustix::time::{ClockId, clock_gettime};
+
+/// `CLOCK_REALTIME`: the wall clock the window is centred on.
+#[inline]
+pub(crate) fn realtime() -> Timespec {
+    from_kernel(clock_gettime(ClockId::Realtime))
+}
+
+/// `CLOCK_MONOTONIC_COARSE`: the clock the daemon stamps `as_of` and `void_after` with.
+/// Coarse (a scheduler tick), but cheap and what the protocol prescribes.
+#[inline]
+pub(crate) fn monotonic_coarse() -> Timespec {
+    from_kernel(clock_gettime(ClockId::MonotonicCoarse))
+}
+
+#[inline]
+fn from_kernel(t: rustix::time::Timespec) -> Timespec {
+    // The kernel always hands out normalised values; `new` keeps that true regardless.
+    #[allow(clippy::useless_conversion)] // `tv_nsec` is `i64` on 64-bit targets only.
+    Timespec::new(t.tv_sec, i64::from(t.tv_nsec))
+}

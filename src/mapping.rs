@@ -1,0 +1,111 @@
+//! The mapping of a segment file, and the crate's only `unsafe` code.
+//!
+//! # Why mapping this file is delicate
+//!
+//! The segment is a file that *another process* changes while we have it mapped. Rust
+//! references promise that what they point to does not change behind them (for `&[u8]`,
+//! `&u64`, ...), so holding one to these bytes would be undefined behaviour the moment the
+//! daemon writes. This module therefore never lets a plain reference exist: it goes from the
+//! mapping's base pointer (memmap2's [`MmapRaw`], which never hands out references itself) to
+//! [`SegmentCells`], a struct made *only* of atomics. A shared reference to atomics is
+//! allowed to observe concurrent modification (they are `UnsafeCell`s), and every access is
+//! an atomic load or store of the field's natural size.
+//!
+//! The other hazard is the file's size. A mapping may extend past the end of the file; the
+//! kernel raises `SIGBUS` when a page wholly past the end is touched. We check the file's
+//! real size (`fstat`) before mapping and map exactly [`SEGMENT_LEN`] bytes, so at mapping
+//! time every byte we can touch is backed by the file. What no reader can rule out is the
+//! file being *truncated afterwards* while still mapped: the released daemon recreates an
+//! invalid segment with `File::create` (truncate to 0, then write), and a reader touching the
+//! page in that window of a few microseconds gets `SIGBUS`. This crate's own
+//! [`ShmWriter`](crate::ShmWriter) never shrinks a segment below [`SEGMENT_LEN`] for that
+//! reason, and the daemon only does it when the segment was already unusable; see the crate
+//! docs' failure modes.
+
+use std::fs::File;
+use std::io;
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::layout::SEGMENT_LEN;
+use crate::seqlock::SegmentCells;
+
+/// A shared mapping of the first [`SEGMENT_LEN`] bytes of a segment file.
+///
+/// Invariant: the mapping is at least `SEGMENT_LEN` bytes long, starts at a page boundary,
+/// and stays mapped for as long as this value lives. `MmapRaw` is `Send + Sync` and so is
+/// this: all access goes through atomics.
+#[derive(Debug)]
+pub(crate) struct SegmentMapping {
+    raw: MmapRaw,
+}
+
+impl SegmentMapping {
+    /// Maps `file` read-only. `file_len` is the size `fstat` reported for it.
+    ///
+    /// # Errors
+    /// `InvalidInput` when the file is shorter than a segment (mapping it would expose
+    /// `SIGBUS`-raising bytes), or the OS error of `mmap`.
+    pub(crate) fn read_only(file: &File, file_len: u64) -> io::Result<SegmentMapping> {
+        check_len(file_len)?;
+        SegmentMapping::checked(MmapOptions::new().len(SEGMENT_LEN).map_raw_read_only(file)?)
+    }
+
+    /// Maps `file` read-write, for the writer.
+    ///
+    /// # Errors
+    /// As [`read_only`](Self::read_only); `file` must be open for reading and writing.
+    #[cfg(feature = "writer")]
+    pub(crate) fn read_write(file: &File, file_len: u64) -> io::Result<SegmentMapping> {
+        check_len(file_len)?;
+        SegmentMapping::checked(MmapOptions::new().len(SEGMENT_LEN).map_raw(file)?)
+    }
+
+    /// memmap2 maps exactly the length asked for (or fails), and `mmap` returns page-aligned
+    /// addresses. These are the facts the cast in `cells` relies on; re-checking them once per
+    /// open costs nothing and turns a broken assumption into an error instead of UB.
+    fn checked(raw: MmapRaw) -> io::Result<SegmentMapping> {
+        if raw.len() < SEGMENT_LEN || !raw.as_ptr().cast::<SegmentCells>().is_aligned() {
+            return Err(io::Error::other(format!(
+                "mapping of {} bytes at {:p} cannot hold an aligned {SEGMENT_LEN}-byte segment",
+                raw.len(),
+                raw.as_ptr()
+            )));
+        }
+        Ok(SegmentMapping { raw })
+    }
+
+    /// The segment as atomic cells.
+    ///
+    /// A read-only mapping must only be loaded from; the reader types only call loads.
+    #[inline(always)]
+    pub(crate) fn cells(&self) -> &SegmentCells {
+        // SAFETY:
+        // - In bounds and aligned: the mapping is at least `SEGMENT_LEN` bytes
+        //   (`size_of::<SegmentCells>()`, asserted at compile time in `seqlock`) and starts at
+        //   a page boundary, beyond `SegmentCells`' 8-byte alignment (both checked in `checked`).
+        // - Initialised: every bit pattern is a valid `SegmentCells` (integers only), and the
+        //   file backed all of these bytes when we mapped them (`check_len`).
+        // - Aliasing: `SegmentCells` consists solely of atomics, i.e. `UnsafeCell`s, so a
+        //   shared reference does not assert that the bytes are immutable; other processes
+        //   (and our own writer through another mapping) may change them concurrently, and
+        //   every access is an atomic operation, so none of those is a data race.
+        // - Read-only memory: loads of atomics up to 8 bytes wide are plain loads on every
+        //   supported target and are allowed on read-only memory (see "Atomic accesses to
+        //   read-only memory" in `std::sync::atomic`); only the writer, which maps read-write,
+        //   stores.
+        // - Lifetime: the returned reference borrows `self`, which owns the mapping, so it
+        //   cannot outlive the `munmap` in `MmapRaw`'s drop.
+        unsafe { &*self.raw.as_ptr().cast::<SegmentCells>() }
+    }
+}
+
+fn check_len(file_len: u64) -> io::Result<()> {
+    if file_len < SEGMENT_LEN as u64 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("file holds {file_len} bytes, a segment mapping needs {SEGMENT_LEN}"),
+        ));
+    }
+    Ok(())
+}
