@@ -239,7 +239,8 @@ impl ClockErrorBound {
     /// As [`now`](Self::now).
     #[inline]
     pub fn compute_bound_at(&self, real: Timespec, mono: Timespec) -> Result<TimeWindow, ShmError> {
-        self.check_arithmetic_fields().map_err(|problem| ShmError::malformed(None, problem))?;
+        self.check_arithmetic_fields()
+            .map_err(|problem| ShmError::malformed(None, problem))?;
         let bound = self.bound_nsec as u64; // non-negative, checked above
         let bound = bound.saturating_add(self.drift_since_as_of(mono)?);
         Ok(TimeWindow {
@@ -253,10 +254,14 @@ impl ClockErrorBound {
     /// segment, so a bad segment fails at `snapshot()` already.
     pub(crate) const fn check_arithmetic_fields(&self) -> Result<(), Malformed> {
         if self.max_drift_ppb >= NANOS_PER_SEC as u32 {
-            return Err(Malformed::DriftTooLarge { found: self.max_drift_ppb });
+            return Err(Malformed::DriftTooLarge {
+                found: self.max_drift_ppb,
+            });
         }
         if self.bound_nsec < 0 {
-            return Err(Malformed::NegativeBound { found: self.bound_nsec });
+            return Err(Malformed::NegativeBound {
+                found: self.bound_nsec,
+            });
         }
         Ok(())
     }
@@ -291,7 +296,10 @@ impl ClockErrorBound {
         if behind <= CAUSALITY_BLUR.as_nanos() as i128 {
             Ok(0)
         } else {
-            Err(ShmError::CausalityBreach { as_of: self.as_of, mono })
+            Err(ShmError::CausalityBreach {
+                as_of: self.as_of,
+                mono,
+            })
         }
     }
 
@@ -302,7 +310,11 @@ impl ClockErrorBound {
             ClockStatus::Synchronized | ClockStatus::FreeRunning => {
                 if mono >= self.void_after {
                     ClockStatus::Unknown
-                } else if mono >= self.as_of.saturating_add_nanos(STALE_AFTER.as_nanos() as u64) {
+                } else if mono
+                    >= self
+                        .as_of
+                        .saturating_add_nanos(STALE_AFTER.as_nanos() as u64)
+                {
                     ClockStatus::FreeRunning
                 } else {
                     self.clock_status
@@ -320,19 +332,38 @@ mod tests {
         Timespec::new(sec, nsec)
     }
 
-    fn ceb(as_of: Timespec, void_after: Timespec, bound: i64, drift: u32, status: ClockStatus) -> ClockErrorBound {
+    fn ceb(
+        as_of: Timespec,
+        void_after: Timespec,
+        bound: i64,
+        drift: u32,
+        status: ClockStatus,
+    ) -> ClockErrorBound {
         ClockErrorBound::new(as_of, void_after, bound, 0, drift, status, false)
     }
 
     fn window(e: Timespec, l: Timespec, s: ClockStatus) -> TimeWindow {
-        TimeWindow { earliest: e, latest: l, clock_status: s }
+        TimeWindow {
+            earliest: e,
+            latest: l,
+            clock_status: s,
+        }
     }
 
     #[test]
     fn protocol_worked_example() {
-        let c = ceb(ts(0, 0), ts(10, 0), 10_000, 1_000, ClockStatus::Synchronized);
+        let c = ceb(
+            ts(0, 0),
+            ts(10, 0),
+            10_000,
+            1_000,
+            ClockStatus::Synchronized,
+        );
         let w = c.compute_bound_at(ts(2, 0), ts(2, 0)).unwrap();
-        assert_eq!(w, window(ts(1, 999_988_000), ts(2, 12_000), ClockStatus::Synchronized));
+        assert_eq!(
+            w,
+            window(ts(1, 999_988_000), ts(2, 12_000), ClockStatus::Synchronized)
+        );
         assert_eq!(w.bound(), Duration::from_nanos(12_000));
         assert_eq!(w.midpoint(), ts(2, 0));
     }
@@ -347,7 +378,13 @@ mod tests {
         let w = c.compute_bound_at(ts(5, 0), ts(100, 0)).unwrap();
         assert_eq!((w.earliest, w.latest), (ts(5, 0), ts(5, 0)));
         // 1.5 s at 999_999_999 ppb, across a nanosecond borrow.
-        let c = ceb(ts(100, 600_000_000), ts(200, 0), 7, 999_999_999, ClockStatus::Synchronized);
+        let c = ceb(
+            ts(100, 600_000_000),
+            ts(200, 0),
+            7,
+            999_999_999,
+            ClockStatus::Synchronized,
+        );
         let w = c.compute_bound_at(ts(50, 0), ts(102, 100_000_000)).unwrap();
         let exact: i128 = 7 + (1_500_000_000u128 * 999_999_999).div_ceil(1_000_000_000) as i128;
         assert_eq!(w.latest.as_nanos() - ts(50, 0).as_nanos(), exact);
@@ -363,8 +400,20 @@ mod tests {
         assert_eq!(at(ts(110, 0)), ClockStatus::Unknown);
         // void_after is checked first: a void_after inside the grace period wins.
         let early_void = ceb(ts(100, 0), ts(101, 0), 0, 0, ClockStatus::FreeRunning);
-        assert_eq!(early_void.compute_bound_at(ts(0, 0), ts(100, 999_999_999)).unwrap().clock_status, ClockStatus::FreeRunning);
-        assert_eq!(early_void.compute_bound_at(ts(0, 0), ts(101, 0)).unwrap().clock_status, ClockStatus::Unknown);
+        assert_eq!(
+            early_void
+                .compute_bound_at(ts(0, 0), ts(100, 999_999_999))
+                .unwrap()
+                .clock_status,
+            ClockStatus::FreeRunning
+        );
+        assert_eq!(
+            early_void
+                .compute_bound_at(ts(0, 0), ts(101, 0))
+                .unwrap()
+                .clock_status,
+            ClockStatus::Unknown
+        );
         // Unknown and Disrupted pass through whatever the age.
         for s in [ClockStatus::Unknown, ClockStatus::Disrupted] {
             let c = ceb(ts(100, 0), ts(110, 0), 0, 0, s);
@@ -376,7 +425,13 @@ mod tests {
 
     #[test]
     fn causality_blur_and_breach() {
-        let c = ceb(ts(100, 500), ts(110, 0), 10, 1_000_000, ClockStatus::Synchronized);
+        let c = ceb(
+            ts(100, 500),
+            ts(110, 0),
+            10,
+            1_000_000,
+            ClockStatus::Synchronized,
+        );
         // Up to 1 µs early counts as "no time elapsed".
         let w = c.compute_bound_at(ts(7, 0), ts(99, 999_999_500)).unwrap();
         assert_eq!((w.earliest, w.latest), (ts(6, 999_999_990), ts(7, 10)));
@@ -387,30 +442,62 @@ mod tests {
             }
             other => panic!("expected a causality breach, got {other:?}"),
         }
-        assert!(matches!(c.compute_bound_at(ts(7, 0), Timespec::MIN), Err(ShmError::CausalityBreach { .. })));
+        assert!(matches!(
+            c.compute_bound_at(ts(7, 0), Timespec::MIN),
+            Err(ShmError::CausalityBreach { .. })
+        ));
     }
 
     #[test]
     fn malformed_arithmetic_fields() {
-        let drift = ceb(ts(0, 0), ts(10, 0), 0, 1_000_000_000, ClockStatus::Synchronized);
+        let drift = ceb(
+            ts(0, 0),
+            ts(10, 0),
+            0,
+            1_000_000_000,
+            ClockStatus::Synchronized,
+        );
         assert!(matches!(
             drift.compute_bound_at(ts(0, 0), ts(0, 0)),
-            Err(ShmError::SegmentMalformed { path: None, problem: Malformed::DriftTooLarge { found: 1_000_000_000 } })
+            Err(ShmError::SegmentMalformed {
+                path: None,
+                problem: Malformed::DriftTooLarge {
+                    found: 1_000_000_000
+                }
+            })
         ));
         let negative = ceb(ts(0, 0), ts(10, 0), -1, 0, ClockStatus::Synchronized);
         assert!(matches!(
             negative.compute_bound_at(ts(0, 0), ts(0, 0)),
-            Err(ShmError::SegmentMalformed { problem: Malformed::NegativeBound { found: -1 }, .. })
+            Err(ShmError::SegmentMalformed {
+                problem: Malformed::NegativeBound { found: -1 },
+                ..
+            })
         ));
-        assert_eq!(negative.check_arithmetic_fields(), Err(Malformed::NegativeBound { found: -1 }));
+        assert_eq!(
+            negative.check_arithmetic_fields(),
+            Err(Malformed::NegativeBound { found: -1 })
+        );
     }
 
     #[test]
     fn huge_values_saturate_without_panicking() {
         let max_drift = 999_999_999;
-        let c = ceb(Timespec::MIN, Timespec::MAX, i64::MAX, max_drift, ClockStatus::Synchronized);
+        let c = ceb(
+            Timespec::MIN,
+            Timespec::MAX,
+            i64::MAX,
+            max_drift,
+            ClockStatus::Synchronized,
+        );
         let w = c.compute_bound_at(ts(0, 0), Timespec::MAX).unwrap();
-        assert_eq!((w.earliest, w.latest), (ts(0, 0).saturating_sub_nanos(u64::MAX), ts(0, 0).saturating_add_nanos(u64::MAX)));
+        assert_eq!(
+            (w.earliest, w.latest),
+            (
+                ts(0, 0).saturating_sub_nanos(u64::MAX),
+                ts(0, 0).saturating_add_nanos(u64::MAX)
+            )
+        );
         assert_eq!(w.clock_status, ClockStatus::Unknown);
         // Extremes of `real` saturate instead of wrapping.
         let c = ceb(ts(0, 0), ts(10, 0), i64::MAX, 0, ClockStatus::Synchronized);
@@ -420,24 +507,47 @@ mod tests {
         assert_eq!(w.earliest, Timespec::MIN);
         assert!(w.earliest <= w.latest);
         // as_of near MAX: the grace period saturates rather than wrapping to the past.
-        let c = ceb(Timespec::MAX, Timespec::MAX, 0, 0, ClockStatus::Synchronized);
-        assert_eq!(c.compute_bound_at(ts(0, 0), Timespec::MAX).unwrap().clock_status, ClockStatus::Unknown);
+        let c = ceb(
+            Timespec::MAX,
+            Timespec::MAX,
+            0,
+            0,
+            ClockStatus::Synchronized,
+        );
+        assert_eq!(
+            c.compute_bound_at(ts(0, 0), Timespec::MAX)
+                .unwrap()
+                .clock_status,
+            ClockStatus::Unknown
+        );
         // Negative instants are ordinary instants.
         let c = ceb(ts(-10, 0), ts(-5, 0), 1, 0, ClockStatus::Synchronized);
         let w = c.compute_bound_at(ts(-3, 0), ts(-9, 0)).unwrap();
-        assert_eq!((w.earliest, w.latest, w.clock_status), (ts(-4, 999_999_999), ts(-3, 1), ClockStatus::Synchronized));
+        assert_eq!(
+            (w.earliest, w.latest, w.clock_status),
+            (ts(-4, 999_999_999), ts(-3, 1), ClockStatus::Synchronized)
+        );
     }
 
     #[test]
     fn now_reads_the_clocks() {
         let mono = crate::clock::monotonic_coarse();
-        let c = ceb(mono, mono.saturating_add(Duration::from_secs(1000)), 1_000, 1_000, ClockStatus::Synchronized);
+        let c = ceb(
+            mono,
+            mono.saturating_add(Duration::from_secs(1000)),
+            1_000,
+            1_000,
+            ClockStatus::Synchronized,
+        );
         let before = crate::clock::realtime();
         let w = c.now().unwrap();
         let after = crate::clock::realtime();
         assert!(w.earliest <= w.latest);
         // The window is centred on a realtime reading taken between `before` and `after`.
-        assert!(before <= w.midpoint() && w.midpoint() <= after, "{before} {w:?} {after}");
+        assert!(
+            before <= w.midpoint() && w.midpoint() <= after,
+            "{before} {w:?} {after}"
+        );
         assert_eq!(w.clock_status, ClockStatus::Synchronized);
     }
 

@@ -77,7 +77,8 @@ pub enum ShmError {
 }
 
 fn describe_path(path: Option<&Path>) -> String {
-    path.map(|p| format!(" {}", p.display())).unwrap_or_default()
+    path.map(|p| format!(" {}", p.display()))
+        .unwrap_or_default()
 }
 
 impl ShmError {
@@ -87,7 +88,9 @@ impl ShmError {
     #[must_use]
     pub fn errno(&self) -> i32 {
         match self {
-            ShmError::Io { source, .. } => source.raw_os_error().unwrap_or(rustix::io::Errno::IO.raw_os_error()),
+            ShmError::Io { source, .. } => source
+                .raw_os_error()
+                .unwrap_or(rustix::io::Errno::IO.raw_os_error()),
             _ => rustix::io::Errno::PROTO.raw_os_error(),
         }
     }
@@ -105,7 +108,10 @@ impl ShmError {
     }
 
     pub(crate) fn malformed(path: Option<&Arc<Path>>, problem: Malformed) -> ShmError {
-        ShmError::SegmentMalformed { path: path.cloned(), problem }
+        ShmError::SegmentMalformed {
+            path: path.cloned(),
+            problem,
+        }
     }
 }
 
@@ -135,12 +141,21 @@ impl fmt::Display for NotInitialized {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NotInitialized::EmptyFile => f.write_str("the file is empty (is the daemon starting?)"),
-            NotInitialized::Wiped => f.write_str("layout version is 0 (the daemon wiped it and has not written it again)"),
-            NotInitialized::NeverWritten => f.write_str("generation is 0 (no snapshot was ever written)"),
-            NotInitialized::UpdateInProgress { generation } => {
-                write!(f, "generation {generation} is odd (an update is in progress, or the writer died during one)")
+            NotInitialized::Wiped => f.write_str(
+                "layout version is 0 (the daemon wiped it and has not written it again)",
+            ),
+            NotInitialized::NeverWritten => {
+                f.write_str("generation is 0 (no snapshot was ever written)")
             }
-            NotInitialized::Contended => f.write_str("the generation changed on every attempt to read a snapshot"),
+            NotInitialized::UpdateInProgress { generation } => {
+                write!(
+                    f,
+                    "generation {generation} is odd (an update is in progress, or the writer died during one)"
+                )
+            }
+            NotInitialized::Contended => {
+                f.write_str("the generation changed on every attempt to read a snapshot")
+            }
         }
     }
 }
@@ -210,7 +225,10 @@ impl fmt::Display for Malformed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Malformed::FileTooShort { len, needed } => {
-                write!(f, "file holds {len} bytes, a segment needs at least {needed}")
+                write!(
+                    f,
+                    "file holds {len} bytes, a segment needs at least {needed}"
+                )
             }
             Malformed::BadMagic { found, expected } => write!(
                 f,
@@ -221,21 +239,35 @@ impl fmt::Display for Malformed {
                 write!(f, "segsize is {segsize}, a segment needs at least {needed}")
             }
             Malformed::SegsizeBeyondFile { segsize, file_len } => {
-                write!(f, "segsize is {segsize} but the file holds only {file_len} bytes")
+                write!(
+                    f,
+                    "segsize is {segsize} but the file holds only {file_len} bytes"
+                )
             }
             Malformed::ClockStatus { found } => {
-                write!(f, "clock_status is {found}, expected 0 (Unknown) to 3 (Disrupted)")
+                write!(
+                    f,
+                    "clock_status is {found}, expected 0 (Unknown) to 3 (Disrupted)"
+                )
             }
             Malformed::DisruptionFlag { found } => {
-                write!(f, "clock_disruption_support_enabled is {found}, expected 0 or 1")
+                write!(
+                    f,
+                    "clock_disruption_support_enabled is {found}, expected 0 or 1"
+                )
             }
             Malformed::Nanoseconds { field, found } => {
-                write!(f, "{field} has {found} nanoseconds, expected 0 to 999999999")
+                write!(
+                    f,
+                    "{field} has {found} nanoseconds, expected 0 to 999999999"
+                )
             }
             Malformed::DriftTooLarge { found } => {
                 write!(f, "max_drift_ppb is {found}, expected below 1000000000")
             }
-            Malformed::NegativeBound { found } => write!(f, "bound_nsec is {found}, expected 0 or more"),
+            Malformed::NegativeBound { found } => {
+                write!(f, "bound_nsec is {found}, expected 0 or more")
+            }
         }
     }
 }

@@ -56,10 +56,16 @@ const _: () = assert!(SEGMENT_LEN == 80 && PAYLOAD_LEN % 8 == 0);
 /// 0 (wiped) and an unknown version are different errors with different remedies.
 pub(crate) fn check_header(magic: [u32; 2], segsize: u32, file_len: u64) -> Result<(), Malformed> {
     if magic != MAGIC {
-        return Err(Malformed::BadMagic { found: magic, expected: MAGIC });
+        return Err(Malformed::BadMagic {
+            found: magic,
+            expected: MAGIC,
+        });
     }
     if (segsize as usize) < SEGMENT_LEN {
-        return Err(Malformed::SegsizeTooSmall { segsize, needed: SEGMENT_LEN as u32 });
+        return Err(Malformed::SegsizeTooSmall {
+            segsize,
+            needed: SEGMENT_LEN as u32,
+        });
     }
     if u64::from(segsize) > file_len {
         return Err(Malformed::SegsizeBeyondFile { segsize, file_len });
@@ -78,7 +84,8 @@ pub(crate) fn decode_payload(words: &PayloadWords) -> Result<ClockErrorBound, Ma
     let [d0, d1, d2, d3, s0, s1, s2, s3] = words[6].to_ne_bytes();
     let max_drift_ppb = u32::from_ne_bytes([d0, d1, d2, d3]);
     let raw_status = i32::from_ne_bytes([s0, s1, s2, s3]);
-    let clock_status = ClockStatus::from_wire(raw_status).ok_or(Malformed::ClockStatus { found: raw_status })?;
+    let clock_status =
+        ClockStatus::from_wire(raw_status).ok_or(Malformed::ClockStatus { found: raw_status })?;
     let flag = words[7].to_ne_bytes()[0];
     let clock_disruption_support_enabled = match flag {
         0 => false,
@@ -146,7 +153,9 @@ mod tests {
     fn encoded_bytes_sit_at_the_protocol_offsets() {
         let words = encode_payload(&sample());
         let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
-        let at = |off: usize, len: usize| bytes[off - PAYLOAD_OFFSET..off - PAYLOAD_OFFSET + len].to_vec();
+        let at = |off: usize, len: usize| {
+            bytes[off - PAYLOAD_OFFSET..off - PAYLOAD_OFFSET + len].to_vec()
+        };
         assert_eq!(at(16, 8), 1i64.to_ne_bytes());
         assert_eq!(at(40, 8), 4i64.to_ne_bytes());
         assert_eq!(at(48, 8), 5i64.to_ne_bytes());
@@ -169,13 +178,42 @@ mod tests {
             let [e, f, g, h] = status.to_ne_bytes();
             u64::from_ne_bytes([a, b, c, d, e, f, g, h])
         };
-        assert_eq!(with(6, status_word(7, 4)), Err(Malformed::ClockStatus { found: 4 }));
-        assert_eq!(with(6, status_word(7, -1)), Err(Malformed::ClockStatus { found: -1 }));
-        assert_eq!(with(6, status_word(1_000_000_000, 1)), Err(Malformed::DriftTooLarge { found: 1_000_000_000 }));
-        assert_eq!(with(7, u64::from_ne_bytes([2, 0, 0, 0, 0, 0, 0, 0])), Err(Malformed::DisruptionFlag { found: 2 }));
-        assert_eq!(with(1, 1_000_000_000), Err(Malformed::Nanoseconds { field: "as_of", found: 1_000_000_000 }));
-        assert_eq!(with(3, u64::MAX), Err(Malformed::Nanoseconds { field: "void_after", found: -1 }));
-        assert_eq!(with(4, u64::MAX), Err(Malformed::NegativeBound { found: -1 }));
+        assert_eq!(
+            with(6, status_word(7, 4)),
+            Err(Malformed::ClockStatus { found: 4 })
+        );
+        assert_eq!(
+            with(6, status_word(7, -1)),
+            Err(Malformed::ClockStatus { found: -1 })
+        );
+        assert_eq!(
+            with(6, status_word(1_000_000_000, 1)),
+            Err(Malformed::DriftTooLarge {
+                found: 1_000_000_000
+            })
+        );
+        assert_eq!(
+            with(7, u64::from_ne_bytes([2, 0, 0, 0, 0, 0, 0, 0])),
+            Err(Malformed::DisruptionFlag { found: 2 })
+        );
+        assert_eq!(
+            with(1, 1_000_000_000),
+            Err(Malformed::Nanoseconds {
+                field: "as_of",
+                found: 1_000_000_000
+            })
+        );
+        assert_eq!(
+            with(3, u64::MAX),
+            Err(Malformed::Nanoseconds {
+                field: "void_after",
+                found: -1
+            })
+        );
+        assert_eq!(
+            with(4, u64::MAX),
+            Err(Malformed::NegativeBound { found: -1 })
+        );
         // Padding is not judged.
         assert!(with(7, u64::from_ne_bytes([1, 9, 9, 9, 9, 9, 9, 9])).is_ok());
     }
@@ -184,10 +222,28 @@ mod tests {
     fn header_checks() {
         assert_eq!(check_header(MAGIC, 80, 80), Ok(()));
         assert_eq!(check_header(MAGIC, 4096, 4096), Ok(()));
-        assert_eq!(check_header([0, 0], 80, 80), Err(Malformed::BadMagic { found: [0, 0], expected: MAGIC }));
+        assert_eq!(
+            check_header([0, 0], 80, 80),
+            Err(Malformed::BadMagic {
+                found: [0, 0],
+                expected: MAGIC
+            })
+        );
         for small in [0, 15, 79] {
-            assert_eq!(check_header(MAGIC, small, 80), Err(Malformed::SegsizeTooSmall { segsize: small, needed: 80 }));
+            assert_eq!(
+                check_header(MAGIC, small, 80),
+                Err(Malformed::SegsizeTooSmall {
+                    segsize: small,
+                    needed: 80
+                })
+            );
         }
-        assert_eq!(check_header(MAGIC, 81, 80), Err(Malformed::SegsizeBeyondFile { segsize: 81, file_len: 80 }));
+        assert_eq!(
+            check_header(MAGIC, 81, 80),
+            Err(Malformed::SegsizeBeyondFile {
+                segsize: 81,
+                file_len: 80
+            })
+        );
     }
 }

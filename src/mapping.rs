@@ -48,7 +48,11 @@ impl SegmentMapping {
     /// `SIGBUS`-raising bytes), or the OS error of `mmap`.
     pub(crate) fn read_only(file: &File, file_len: u64) -> io::Result<SegmentMapping> {
         check_len(file_len)?;
-        SegmentMapping::checked(MmapOptions::new().len(SEGMENT_LEN).map_raw_read_only(file)?)
+        SegmentMapping::checked(
+            MmapOptions::new()
+                .len(SEGMENT_LEN)
+                .map_raw_read_only(file)?,
+        )
     }
 
     /// Maps `file` read-write, for the writer.

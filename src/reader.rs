@@ -34,7 +34,11 @@ impl MappedSegment {
         let path: Arc<Path> = Arc::from(path);
         let io_error = |operation: &'static str| {
             let path = Arc::clone(&path);
-            move |source: io::Error| ShmError::Io { operation, path, source }
+            move |source: io::Error| ShmError::Io {
+                operation,
+                path,
+                source,
+            }
         };
         let file = File::open(&path).map_err(io_error("open"))?;
         let metadata = file.metadata().map_err(io_error("stat"))?;
@@ -44,10 +48,16 @@ impl MappedSegment {
         }
         let file_len = metadata.len();
         if file_len == 0 {
-            return Err(ShmError::SegmentNotInitialized { path, reason: NotInitialized::EmptyFile });
+            return Err(ShmError::SegmentNotInitialized {
+                path,
+                reason: NotInitialized::EmptyFile,
+            });
         }
         if file_len < SEGMENT_LEN as u64 {
-            let problem = Malformed::FileTooShort { len: file_len, needed: SEGMENT_LEN as u64 };
+            let problem = Malformed::FileTooShort {
+                len: file_len,
+                needed: SEGMENT_LEN as u64,
+            };
             return Err(ShmError::malformed(Some(&path), problem));
         }
         let mapping = SegmentMapping::read_only(&file, file_len).map_err(io_error("map"))?;
@@ -56,12 +66,22 @@ impl MappedSegment {
 
         let cells = mapping.cells();
         let (magic, segsize, version) = cells.header();
-        layout::check_header(magic, segsize, file_len).map_err(|p| ShmError::malformed(Some(&path), p))?;
+        layout::check_header(magic, segsize, file_len)
+            .map_err(|p| ShmError::malformed(Some(&path), p))?;
         match version {
             LAYOUT_VERSION => {}
-            0 => return Err(ShmError::SegmentNotInitialized { path, reason: NotInitialized::Wiped }),
+            0 => {
+                return Err(ShmError::SegmentNotInitialized {
+                    path,
+                    reason: NotInitialized::Wiped,
+                });
+            }
             found => {
-                return Err(ShmError::SegmentVersionNotSupported { path, found, expected: LAYOUT_VERSION });
+                return Err(ShmError::SegmentVersionNotSupported {
+                    path,
+                    found,
+                    expected: LAYOUT_VERSION,
+                });
             }
         }
         let cache = SnapshotCache::load(cells, &path)?;
@@ -166,7 +186,8 @@ impl ShmReader {
     /// snapshot is returned.
     #[inline]
     pub fn snapshot(&mut self) -> Result<&ClockErrorBound, ShmError> {
-        self.cache.snapshot(self.segment.cells(), self.segment.path())
+        self.cache
+            .snapshot(self.segment.cells(), self.segment.path())
     }
 
     /// `snapshot()?.now()`: the window for the current instant.

@@ -104,8 +104,15 @@ impl SegmentCells {
 
     /// The header fields that stay put while a writer runs.
     pub(crate) fn header(&self) -> ([u32; 2], u32, u16) {
-        let magic = [self.magic[0].load(Ordering::Relaxed), self.magic[1].load(Ordering::Relaxed)];
-        (magic, self.segsize.load(Ordering::Relaxed), self.version.load(Ordering::Acquire))
+        let magic = [
+            self.magic[0].load(Ordering::Relaxed),
+            self.magic[1].load(Ordering::Relaxed),
+        ];
+        (
+            magic,
+            self.segsize.load(Ordering::Relaxed),
+            self.version.load(Ordering::Acquire),
+        )
     }
 
     /// W1..W4: publishes one update. Only one writer may call this on a segment at a time
@@ -137,7 +144,11 @@ impl SegmentCells {
     fn begin_update(&self) -> u16 {
         let current = self.generation.load(Ordering::Relaxed);
         // Odd already means a writer died mid-update: stay odd, do not make it even.
-        let odd = if current % 2 == 0 { current.wrapping_add(1) } else { current };
+        let odd = if current % 2 == 0 {
+            current.wrapping_add(1)
+        } else {
+            current
+        };
         self.generation.store(odd, Ordering::Relaxed);
         odd
     }
@@ -218,7 +229,11 @@ impl SnapshotCache {
     /// # Errors
     /// As [`load`](Self::load), except that passing states answer from the cache.
     #[inline]
-    pub(crate) fn snapshot(&mut self, cells: &SegmentCells, path: &Arc<Path>) -> Result<&ClockErrorBound, ShmError> {
+    pub(crate) fn snapshot(
+        &mut self,
+        cells: &SegmentCells,
+        path: &Arc<Path>,
+    ) -> Result<&ClockErrorBound, ShmError> {
         let generation = cells.load_generation();
         if generation != self.generation {
             self.refresh(cells, generation, path)?;
@@ -242,7 +257,12 @@ impl SnapshotCache {
     }
 
     #[inline(never)]
-    fn refresh(&mut self, cells: &SegmentCells, generation: u16, path: &Arc<Path>) -> Result<(), ShmError> {
+    fn refresh(
+        &mut self,
+        cells: &SegmentCells,
+        generation: u16,
+        path: &Arc<Path>,
+    ) -> Result<(), ShmError> {
         match read_fresh(cells, generation, path, false) {
             Ok((generation, bound)) => {
                 self.generation = generation;
@@ -257,7 +277,10 @@ impl SnapshotCache {
 }
 
 fn not_initialized(path: &Arc<Path>, reason: NotInitialized) -> ShmError {
-    ShmError::SegmentNotInitialized { path: Arc::clone(path), reason }
+    ShmError::SegmentNotInitialized {
+        path: Arc::clone(path),
+        reason,
+    }
 }
 
 /// One seqlock read: from the generation R1 returned to a validated snapshot.
@@ -278,7 +301,9 @@ fn read_fresh(
         }
         if generation % 2 == 1 {
             if !patient || !backoff.wait() {
-                return Err(ReadFailure::NotReady(NotInitialized::UpdateInProgress { generation }));
+                return Err(ReadFailure::NotReady(NotInitialized::UpdateInProgress {
+                    generation,
+                }));
             }
         } else {
             match cells.version.load(Ordering::Acquire) {
@@ -295,7 +320,9 @@ fn read_fresh(
             if let Some(words) = cells.copy_payload_if_unchanged(generation) {
                 return match layout::decode_payload(&words) {
                     Ok(bound) => Ok((generation, bound)),
-                    Err(problem) => Err(ReadFailure::Error(ShmError::malformed(Some(path), problem))),
+                    Err(problem) => {
+                        Err(ReadFailure::Error(ShmError::malformed(Some(path), problem)))
+                    }
                 };
             }
             if !backoff.wait() {
@@ -346,7 +373,9 @@ pub mod loom_hooks {
             if generation == 0 || generation % 2 == 1 {
                 return None;
             }
-            self.0.copy_payload_if_unchanged(generation).map(|w| (generation, w))
+            self.0
+                .copy_payload_if_unchanged(generation)
+                .map(|w| (generation, w))
         }
     }
 

@@ -82,7 +82,10 @@ impl Deref for PublishedSnapshot {
 
 impl From<&SnapshotCache> for PublishedSnapshot {
     fn from(cache: &SnapshotCache) -> PublishedSnapshot {
-        PublishedSnapshot { generation: cache.generation(), bound: *cache.cached() }
+        PublishedSnapshot {
+            generation: cache.generation(),
+            bound: *cache.cached(),
+        }
     }
 }
 
@@ -164,7 +167,10 @@ impl SharedClockBound {
     ///
     /// # Errors
     /// As [`ShmReader::open`](crate::ShmReader::open).
-    pub fn with_strategy(path: impl AsRef<Path>, strategy: Strategy) -> Result<SharedClockBound, ShmError> {
+    pub fn with_strategy(
+        path: impl AsRef<Path>,
+        strategy: Strategy,
+    ) -> Result<SharedClockBound, ShmError> {
         let (segment, cache) = MappedSegment::open(path.as_ref())?;
         let mode = match strategy {
             Strategy::ThreadLocal => Mode::ThreadLocal { seed: cache },
@@ -174,7 +180,9 @@ impl SharedClockBound {
             },
         };
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        Ok(SharedClockBound { inner: Arc::new(Inner { id, segment, mode }) })
+        Ok(SharedClockBound {
+            inner: Arc::new(Inner { id, segment, mode }),
+        })
     }
 
     /// The window for the current instant.
@@ -208,7 +216,10 @@ impl SharedClockBound {
                 cache.snapshot(inner.segment.cells(), inner.segment.path())?;
                 Ok(Arc::new(PublishedSnapshot::from(&*cache)))
             }),
-            Mode::ArcSwap { published, refresher } => {
+            Mode::ArcSwap {
+                published,
+                refresher,
+            } => {
                 let current = published.load_full();
                 if current.generation == inner.segment.cells().load_generation() {
                     return Ok(current);
@@ -246,10 +257,15 @@ impl SharedClockBound {
     fn with_snapshot<R>(&self, f: impl FnOnce(&ClockErrorBound) -> R) -> Result<R, ShmError> {
         let inner = &*self.inner;
         match &inner.mode {
-            Mode::ThreadLocal { .. } => {
-                self.with_thread_cache(|cache| cache.snapshot(inner.segment.cells(), inner.segment.path()).map(f))
-            }
-            Mode::ArcSwap { published, refresher } => {
+            Mode::ThreadLocal { .. } => self.with_thread_cache(|cache| {
+                cache
+                    .snapshot(inner.segment.cells(), inner.segment.path())
+                    .map(f)
+            }),
+            Mode::ArcSwap {
+                published,
+                refresher,
+            } => {
                 let current = published.load();
                 let generation = inner.segment.cells().load_generation();
                 // Unchanged, or mid-update / wiped (where every reader answers from its last
@@ -261,7 +277,9 @@ impl SharedClockBound {
                     Some(mut cache) => inner.publish(&mut cache, published).map(|p| f(&p.bound)),
                     None => {
                         let mut local = SnapshotCache::from_published(&current);
-                        local.snapshot(inner.segment.cells(), inner.segment.path()).map(f)
+                        local
+                            .snapshot(inner.segment.cells(), inner.segment.path())
+                            .map(f)
                     }
                 }
             }
@@ -284,7 +302,9 @@ impl SharedClockBound {
         match found {
             Ok(result) => result,
             // The thread is exiting and its thread-locals are gone: use a throwaway cache.
-            Err(_) => (f.take().expect("not called when thread-locals are gone"))(&mut self.inner.new_cache()),
+            Err(_) => (f.take().expect("not called when thread-locals are gone"))(
+                &mut self.inner.new_cache(),
+            ),
         }
     }
 
@@ -305,9 +325,11 @@ impl Inner {
     /// A cache for a new thread: a fresh read if the segment is readable now, else the
     /// snapshot taken at open (which the next call refreshes).
     fn new_cache(&self) -> SnapshotCache {
-        SnapshotCache::load(self.segment.cells(), self.segment.path()).unwrap_or_else(|_| match &self.mode {
-            Mode::ThreadLocal { seed } => seed.clone(),
-            Mode::ArcSwap { published, .. } => SnapshotCache::from_published(&published.load()),
+        SnapshotCache::load(self.segment.cells(), self.segment.path()).unwrap_or_else(|_| {
+            match &self.mode {
+                Mode::ThreadLocal { seed } => seed.clone(),
+                Mode::ArcSwap { published, .. } => SnapshotCache::from_published(&published.load()),
+            }
         })
     }
 

@@ -39,9 +39,15 @@ impl Timespec {
     /// The epoch of the clock, `0.000000000`.
     pub const ZERO: Timespec = Timespec { sec: 0, nsec: 0 };
     /// The latest representable instant; saturating arithmetic stops here.
-    pub const MAX: Timespec = Timespec { sec: i64::MAX, nsec: NANOS_PER_SEC - 1 };
+    pub const MAX: Timespec = Timespec {
+        sec: i64::MAX,
+        nsec: NANOS_PER_SEC - 1,
+    };
     /// The earliest representable instant; saturating arithmetic stops here.
-    pub const MIN: Timespec = Timespec { sec: i64::MIN, nsec: 0 };
+    pub const MIN: Timespec = Timespec {
+        sec: i64::MIN,
+        nsec: 0,
+    };
 
     /// Builds an instant from seconds and nanoseconds, normalising `nsec` into
     /// `0..1_000_000_000` by carrying whole seconds (negative `nsec` borrows). Saturates at
@@ -98,7 +104,10 @@ impl Timespec {
         } else if sec < i64::MIN as i128 {
             Timespec::MIN
         } else {
-            Timespec { sec: sec as i64, nsec }
+            Timespec {
+                sec: sec as i64,
+                nsec,
+            }
         }
     }
 
@@ -216,10 +225,14 @@ impl From<Timespec> for SystemTime {
         let magnitude = |d: Option<Duration>| d.unwrap_or(Duration::MAX);
         if t >= Timespec::ZERO {
             let d = magnitude(t.duration_since(Timespec::ZERO));
-            UNIX_EPOCH.checked_add(d).unwrap_or(UNIX_EPOCH + Duration::from_secs(i64::MAX as u64 / 2))
+            UNIX_EPOCH
+                .checked_add(d)
+                .unwrap_or(UNIX_EPOCH + Duration::from_secs(i64::MAX as u64 / 2))
         } else {
             let d = magnitude(Timespec::ZERO.duration_since(t));
-            UNIX_EPOCH.checked_sub(d).unwrap_or(UNIX_EPOCH - Duration::from_secs(i64::MAX as u64 / 2))
+            UNIX_EPOCH
+                .checked_sub(d)
+                .unwrap_or(UNIX_EPOCH - Duration::from_secs(i64::MAX as u64 / 2))
         }
     }
 }
@@ -230,8 +243,17 @@ mod tests {
 
     #[test]
     fn new_normalises_and_saturates() {
-        assert_eq!(Timespec::new(0, -1), Timespec { sec: -1, nsec: 999_999_999 });
-        assert_eq!(Timespec::new(5, 2_000_000_001), Timespec { sec: 7, nsec: 1 });
+        assert_eq!(
+            Timespec::new(0, -1),
+            Timespec {
+                sec: -1,
+                nsec: 999_999_999
+            }
+        );
+        assert_eq!(
+            Timespec::new(5, 2_000_000_001),
+            Timespec { sec: 7, nsec: 1 }
+        );
         assert_eq!(Timespec::new(i64::MAX, NANOS_PER_SEC), Timespec::MAX);
         assert_eq!(Timespec::new(i64::MIN, -1), Timespec::MIN);
         assert_eq!(Timespec::new(i64::MIN, i64::MIN).sec(), i64::MIN);
@@ -239,14 +261,22 @@ mod tests {
 
     #[test]
     fn from_normalised_rejects_out_of_range() {
-        assert_eq!(Timespec::from_normalised(3, 999_999_999), Some(Timespec::new(3, 999_999_999)));
+        assert_eq!(
+            Timespec::from_normalised(3, 999_999_999),
+            Some(Timespec::new(3, 999_999_999))
+        );
         assert_eq!(Timespec::from_normalised(3, NANOS_PER_SEC), None);
         assert_eq!(Timespec::from_normalised(3, -1), None);
     }
 
     #[test]
     fn nanos_round_trip_and_saturate() {
-        for t in [Timespec::ZERO, Timespec::MAX, Timespec::MIN, Timespec::new(-3, 7)] {
+        for t in [
+            Timespec::ZERO,
+            Timespec::MAX,
+            Timespec::MIN,
+            Timespec::new(-3, 7),
+        ] {
             assert_eq!(Timespec::from_nanos(t.as_nanos()), t);
         }
         assert_eq!(Timespec::from_nanos(i128::MAX), Timespec::MAX);
@@ -258,16 +288,35 @@ mod tests {
         let t = Timespec::new(10, 999_999_999);
         assert_eq!(t.saturating_add_nanos(1), Timespec::new(11, 0));
         assert_eq!(t.saturating_add_nanos(2_000_000_001), Timespec::new(13, 0));
-        assert_eq!(Timespec::new(10, 0).saturating_sub_nanos(1), Timespec::new(9, 999_999_999));
+        assert_eq!(
+            Timespec::new(10, 0).saturating_sub_nanos(1),
+            Timespec::new(9, 999_999_999)
+        );
         assert_eq!(Timespec::MAX.saturating_add_nanos(1), Timespec::MAX);
-        assert_eq!(Timespec::new(i64::MAX, 0).saturating_add_nanos(u64::MAX), Timespec::MAX);
+        assert_eq!(
+            Timespec::new(i64::MAX, 0).saturating_add_nanos(u64::MAX),
+            Timespec::MAX
+        );
         assert_eq!(Timespec::MIN.saturating_sub_nanos(1), Timespec::MIN);
-        assert_eq!(Timespec::new(i64::MIN, 5).saturating_sub_nanos(u64::MAX), Timespec::MIN);
+        assert_eq!(
+            Timespec::new(i64::MIN, 5).saturating_sub_nanos(u64::MAX),
+            Timespec::MIN
+        );
         // Against the i128 reference for a spread of values.
-        for (sec, nsec, n) in [(0, 0, 0u64), (-5, 3, 7_000_000_123), (1 << 40, 999_999_999, u64::MAX)] {
+        for (sec, nsec, n) in [
+            (0, 0, 0u64),
+            (-5, 3, 7_000_000_123),
+            (1 << 40, 999_999_999, u64::MAX),
+        ] {
             let t = Timespec::new(sec, nsec);
-            assert_eq!(t.saturating_add_nanos(n), Timespec::from_nanos(t.as_nanos() + n as i128));
-            assert_eq!(t.saturating_sub_nanos(n), Timespec::from_nanos(t.as_nanos() - n as i128));
+            assert_eq!(
+                t.saturating_add_nanos(n),
+                Timespec::from_nanos(t.as_nanos() + n as i128)
+            );
+            assert_eq!(
+                t.saturating_sub_nanos(n),
+                Timespec::from_nanos(t.as_nanos() - n as i128)
+            );
         }
     }
 
@@ -275,16 +324,30 @@ mod tests {
     fn conversions() {
         let d = Duration::new(3, 4);
         assert_eq!(Duration::try_from(Timespec::from(d)), Ok(d));
-        assert_eq!(Duration::try_from(Timespec::new(-1, 0)), Err(NegativeTimespec(Timespec::new(-1, 0))));
+        assert_eq!(
+            Duration::try_from(Timespec::new(-1, 0)),
+            Err(NegativeTimespec(Timespec::new(-1, 0)))
+        );
         assert_eq!(Timespec::from(Duration::MAX), Timespec::MAX);
         let before = UNIX_EPOCH - Duration::from_millis(1500);
         assert_eq!(Timespec::from(before), Timespec::new(-2, 500_000_000));
         assert_eq!(SystemTime::from(Timespec::new(-2, 500_000_000)), before);
         let now = SystemTime::now();
         assert_eq!(SystemTime::from(Timespec::from(now)), now);
-        assert_eq!(Timespec::new(2, 1).duration_since(Timespec::new(1, 2)), Some(Duration::new(0, 999_999_999)));
-        assert_eq!(Timespec::new(1, 2).duration_since(Timespec::new(2, 1)), None);
-        assert_eq!(Timespec::MAX.duration_since(Timespec::MIN).map(|d| d.as_secs()), Some(u64::MAX));
+        assert_eq!(
+            Timespec::new(2, 1).duration_since(Timespec::new(1, 2)),
+            Some(Duration::new(0, 999_999_999))
+        );
+        assert_eq!(
+            Timespec::new(1, 2).duration_since(Timespec::new(2, 1)),
+            None
+        );
+        assert_eq!(
+            Timespec::MAX
+                .duration_since(Timespec::MIN)
+                .map(|d| d.as_secs()),
+            Some(u64::MAX)
+        );
     }
 
     #[test]

@@ -57,7 +57,11 @@ impl ShmWriter {
         let path: Arc<Path> = Arc::from(path);
         let io_error = |operation: &'static str| {
             let path = Arc::clone(&path);
-            move |source: io::Error| ShmError::Io { operation, path, source }
+            move |source: io::Error| ShmError::Io {
+                operation,
+                path,
+                source,
+            }
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).map_err(io_error("create the directory of"))?;
@@ -74,11 +78,16 @@ impl ShmWriter {
         let mut file_len = file.metadata().map_err(io_error("stat"))?.len();
         if !reusable && file_len != SEGMENT_LEN as u64 {
             // Grow a short file, or cut a long one down to one segment; never below it.
-            file.set_len(SEGMENT_LEN as u64).map_err(io_error("resize"))?;
+            file.set_len(SEGMENT_LEN as u64)
+                .map_err(io_error("resize"))?;
             file_len = SEGMENT_LEN as u64;
         }
         let mapping = SegmentMapping::read_write(&file, file_len).map_err(io_error("map"))?;
-        let mut writer = ShmWriter { path, mapping, wiped: false };
+        let mut writer = ShmWriter {
+            path,
+            mapping,
+            wiped: false,
+        };
         if !reusable {
             writer.wipe();
         }

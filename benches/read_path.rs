@@ -1,0 +1,219 @@
+//! The read path, side by side with the released client (`clock-bound-shm` 2.0.3, renamed
+//! `upstream`), one criterion group per question. `BENCHMARKS.md` has the method and the
+//! numbers; run with `cargo bench --bench read_path`.
+//!
+//! Every segment is written by our `ShmWriter` (byte-compatible with the daemon's), so both
+//! readers read the very same file; only the readers are compared.
+
+use std::ffi::CString;
+use std::hint::black_box;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Barrier, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clockbound_shm::{ClockErrorBound, ClockStatus, SharedClockBound, ShmReader, ShmWriter, Strategy, Timespec};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use rustix::time::{ClockId, clock_gettime};
+
+/// A snapshot as the daemon would write it now: fresh `as_of`, `void_after` 1000 s later.
+fn fresh_bound(tick: u64) -> ClockErrorBound {
+    let mono = clock_gettime(ClockId::MonotonicCoarse);
+    let as_of = Timespec::new(mono.tv_sec, mono.tv_nsec);
+    let void_after = Timespec::new(mono.tv_sec + 1000, mono.tv_nsec);
+    ClockErrorBound::new(as_of, void_after, 5_000 + (tick % 7) as i64, 0, 1_000, ClockStatus::Synchronized, false)
+}
+
+struct Segment {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    writer: ShmWriter,
+}
+
+impl Segment {
+    fn new() -> Segment {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("shm0");
+        let mut writer = ShmWriter::new(&path).expect("writer");
+        writer.write(&fresh_bound(0));
+        Segment { _dir: dir, path, writer }
+    }
+
+    fn upstream_reader(&self) -> upstream::ShmReader {
+        upstream_reader(&self.path)
+    }
+}
+
+fn upstream_reader(path: &Path) -> upstream::ShmReader {
+    let c_path = CString::new(path.as_os_str().as_bytes()).expect("no NUL in a temp path");
+    upstream::ShmReader::new(&c_path).expect("released reader opens our segment")
+}
+
+/// The released reader holds raw pointers, so it is `!Send` and cannot sit in a `Mutex`
+/// shared between threads as it is. Services that share one wrap it the way this does.
+struct SendReader(upstream::ShmReader);
+
+// SAFETY: the released reader's raw pointers point into a mapping the reader itself owns and
+// unmaps on drop; nothing in it is tied to the thread that created it. The `Mutex` around it
+// guarantees one thread at a time uses it, which is all its `&mut self` API needs.
+unsafe impl Send for SendReader {}
+
+/// Question 1: `snapshot()` with the generation unchanged, and changed on every call.
+fn snapshot(c: &mut Criterion) {
+    let mut g = c.benchmark_group("snapshot");
+    let mut seg = Segment::new();
+    let mut ours = ShmReader::open(&seg.path).expect("reader");
+    let mut theirs = seg.upstream_reader();
+
+    g.bench_function("unchanged/ours", |b| b.iter(|| black_box(ours.snapshot().is_ok())));
+    g.bench_function("unchanged/released", |b| b.iter(|| black_box(theirs.snapshot().is_ok())));
+
+    // The writer's own cost, measured alone so it can be subtracted from the pairs below.
+    let bound = fresh_bound(1);
+    g.bench_function("changed/writer-alone", |b| b.iter(|| seg.writer.write(black_box(&bound))));
+    g.bench_function("changed/ours", |b| {
+        b.iter(|| {
+            seg.writer.write(&bound);
+            black_box(ours.snapshot().is_ok())
+        })
+    });
+    g.bench_function("changed/released", |b| {
+        b.iter(|| {
+            seg.writer.write(&bound);
+            black_box(theirs.snapshot().is_ok())
+        })
+    });
+    g.finish();
+}
+
+/// Question 2: `snapshot() + now()`, ours against the released one, and the floor: the two
+/// clock reads `now()` cannot avoid.
+fn snapshot_now(c: &mut Criterion) {
+    let mut g = c.benchmark_group("snapshot_now");
+    let seg = Segment::new();
+    let mut ours = ShmReader::open(&seg.path).expect("reader");
+    let mut theirs = seg.upstream_reader();
+
+    g.bench_function("clock_gettime-floor", |b| {
+        b.iter(|| {
+            let real = clock_gettime(ClockId::Realtime);
+            let mono = clock_gettime(ClockId::MonotonicCoarse);
+            black_box((real, mono))
+        })
+    });
+    g.bench_function("ours", |b| b.iter(|| black_box(ours.snapshot().and_then(|s| s.now()).is_ok())));
+    g.bench_function("released", |b| b.iter(|| black_box(theirs.snapshot().and_then(|s| s.now()).is_ok())));
+    g.finish();
+}
+
+/// Runs `per_thread` on `threads` threads, each making `iters` calls after a common start,
+/// and returns the slowest thread's time: with `Throughput::Elements(threads)` criterion then
+/// reports aggregate calls per second.
+fn run_threads<S, F>(threads: usize, iters: u64, setup: S) -> Duration
+where
+    S: Fn() -> F + Sync,
+    F: FnMut() -> bool,
+{
+    let barrier = Barrier::new(threads);
+    thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut call = setup();
+                    assert!(call(), "warm-up call failed"); // creates per-thread state
+                    barrier.wait();
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        black_box(call());
+                    }
+                    start.elapsed()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("bench thread")).max().unwrap_or_default()
+    })
+}
+
+/// Question 3 and 4: `SharedClockBound::now()` per strategy at 1 and 2 threads, beside a
+/// `Mutex` around one released reader and one released (or our) reader per thread.
+fn shared_now(c: &mut Criterion) {
+    let seg = Segment::new();
+    let path = seg.path.as_path();
+    let thread_local = SharedClockBound::with_strategy(path, Strategy::ThreadLocal).expect("open");
+    let arc_swap = SharedClockBound::with_strategy(path, Strategy::ArcSwap).expect("open");
+    let mutexed = Mutex::new(SendReader(seg.upstream_reader()));
+
+    for threads in [1usize, 2] {
+        let mut g = c.benchmark_group(format!("shared_now/{threads}-threads"));
+        g.throughput(Throughput::Elements(threads as u64));
+        g.bench_function("ThreadLocal", |b| {
+            b.iter_custom(|iters| run_threads(threads, iters, || || thread_local.now().is_ok()))
+        });
+        g.bench_function("ArcSwap", |b| {
+            b.iter_custom(|iters| run_threads(threads, iters, || || arc_swap.now().is_ok()))
+        });
+        g.bench_function("ShmReader-per-thread", |b| {
+            b.iter_custom(|iters| {
+                run_threads(threads, iters, || {
+                    let mut r = ShmReader::open(path).expect("reader");
+                    move || r.snapshot().and_then(|s| s.now()).is_ok()
+                })
+            })
+        });
+        g.bench_function("released-per-thread", |b| {
+            b.iter_custom(|iters| {
+                run_threads(threads, iters, || {
+                    let mut r = upstream_reader(path);
+                    move || r.snapshot().and_then(|s| s.now()).is_ok()
+                })
+            })
+        });
+        g.bench_function("released-behind-Mutex", |b| {
+            b.iter_custom(|iters| {
+                run_threads(threads, iters, || {
+                    || {
+                        let mut guard = mutexed.lock().expect("not poisoned");
+                        guard.0.snapshot().and_then(|s| s.now()).is_ok()
+                    }
+                })
+            })
+        });
+        g.finish();
+    }
+}
+
+/// The hot path while a writer updates the segment non-stop on the other core: every call
+/// sees a new generation, and the cache line holding it moves between cores.
+fn under_writer(c: &mut Criterion) {
+    let mut g = c.benchmark_group("snapshot_now_under_writer");
+    let Segment { _dir, path, mut writer } = Segment::new();
+    let mut ours = ShmReader::open(&path).expect("reader");
+    let mut theirs = upstream_reader(&path);
+    let stop = AtomicBool::new(false);
+    thread::scope(|s| {
+        s.spawn(|| {
+            let mut tick = 0;
+            let mut bound = fresh_bound(0);
+            while !stop.load(Ordering::Relaxed) {
+                tick += 1;
+                if tick % 1024 == 0 {
+                    bound = fresh_bound(tick); // keep as_of current so the status stays Synchronized
+                }
+                writer.write(&bound);
+            }
+        });
+        g.bench_function("ours", |b| b.iter(|| black_box(ours.snapshot().and_then(|s| s.now()).is_ok())));
+        g.bench_function("released", |b| b.iter(|| black_box(theirs.snapshot().and_then(|s| s.now()).is_ok())));
+        stop.store(true, Ordering::Relaxed);
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    targets = snapshot, snapshot_now, shared_now, under_writer
+}
+criterion_main!(benches);
