@@ -14,7 +14,9 @@ use std::sync::{Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use clockbound_shm::{ClockErrorBound, ClockStatus, SharedClockBound, ShmReader, ShmWriter, Strategy, Timespec};
+use clockbound_shm::{
+    ClockErrorBound, ClockStatus, SharedClockBound, ShmReader, ShmWriter, Strategy, Timespec,
+};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rustix::time::{ClockId, clock_gettime};
 
@@ -23,7 +25,15 @@ fn fresh_bound(tick: u64) -> ClockErrorBound {
     let mono = clock_gettime(ClockId::MonotonicCoarse);
     let as_of = Timespec::new(mono.tv_sec, mono.tv_nsec);
     let void_after = Timespec::new(mono.tv_sec + 1000, mono.tv_nsec);
-    ClockErrorBound::new(as_of, void_after, 5_000 + (tick % 7) as i64, 0, 1_000, ClockStatus::Synchronized, false)
+    ClockErrorBound::new(
+        as_of,
+        void_after,
+        5_000 + (tick % 7) as i64,
+        0,
+        1_000,
+        ClockStatus::Synchronized,
+        false,
+    )
 }
 
 struct Segment {
@@ -38,7 +48,11 @@ impl Segment {
         let path = dir.path().join("shm0");
         let mut writer = ShmWriter::new(&path).expect("writer");
         writer.write(&fresh_bound(0));
-        Segment { _dir: dir, path, writer }
+        Segment {
+            _dir: dir,
+            path,
+            writer,
+        }
     }
 
     fn upstream_reader(&self) -> upstream::ShmReader {
@@ -67,12 +81,18 @@ fn snapshot(c: &mut Criterion) {
     let mut ours = ShmReader::open(&seg.path).expect("reader");
     let mut theirs = seg.upstream_reader();
 
-    g.bench_function("unchanged/ours", |b| b.iter(|| black_box(ours.snapshot().is_ok())));
-    g.bench_function("unchanged/released", |b| b.iter(|| black_box(theirs.snapshot().is_ok())));
+    g.bench_function("unchanged/ours", |b| {
+        b.iter(|| black_box(ours.snapshot().is_ok()))
+    });
+    g.bench_function("unchanged/released", |b| {
+        b.iter(|| black_box(theirs.snapshot().is_ok()))
+    });
 
     // The writer's own cost, measured alone so it can be subtracted from the pairs below.
     let bound = fresh_bound(1);
-    g.bench_function("changed/writer-alone", |b| b.iter(|| seg.writer.write(black_box(&bound))));
+    g.bench_function("changed/writer-alone", |b| {
+        b.iter(|| seg.writer.write(black_box(&bound)))
+    });
     g.bench_function("changed/ours", |b| {
         b.iter(|| {
             seg.writer.write(&bound);
@@ -103,8 +123,12 @@ fn snapshot_now(c: &mut Criterion) {
             black_box((real, mono))
         })
     });
-    g.bench_function("ours", |b| b.iter(|| black_box(ours.snapshot().and_then(|s| s.now()).is_ok())));
-    g.bench_function("released", |b| b.iter(|| black_box(theirs.snapshot().and_then(|s| s.now()).is_ok())));
+    g.bench_function("ours", |b| {
+        b.iter(|| black_box(ours.snapshot().and_then(|s| s.now()).is_ok()))
+    });
+    g.bench_function("released", |b| {
+        b.iter(|| black_box(theirs.snapshot().and_then(|s| s.now()).is_ok()))
+    });
     g.finish();
 }
 
@@ -132,7 +156,11 @@ where
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("bench thread")).max().unwrap_or_default()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("bench thread"))
+            .max()
+            .unwrap_or_default()
     })
 }
 
@@ -188,7 +216,11 @@ fn shared_now(c: &mut Criterion) {
 /// sees a new generation, and the cache line holding it moves between cores.
 fn under_writer(c: &mut Criterion) {
     let mut g = c.benchmark_group("snapshot_now_under_writer");
-    let Segment { _dir, path, mut writer } = Segment::new();
+    let Segment {
+        _dir,
+        path,
+        mut writer,
+    } = Segment::new();
     let mut ours = ShmReader::open(&path).expect("reader");
     let mut theirs = upstream_reader(&path);
     let stop = AtomicBool::new(false);
@@ -204,8 +236,12 @@ fn under_writer(c: &mut Criterion) {
                 writer.write(&bound);
             }
         });
-        g.bench_function("ours", |b| b.iter(|| black_box(ours.snapshot().and_then(|s| s.now()).is_ok())));
-        g.bench_function("released", |b| b.iter(|| black_box(theirs.snapshot().and_then(|s| s.now()).is_ok())));
+        g.bench_function("ours", |b| {
+            b.iter(|| black_box(ours.snapshot().and_then(|s| s.now()).is_ok()))
+        });
+        g.bench_function("released", |b| {
+            b.iter(|| black_box(theirs.snapshot().and_then(|s| s.now()).is_ok()))
+        });
         stop.store(true, Ordering::Relaxed);
     });
     g.finish();

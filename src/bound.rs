@@ -61,6 +61,15 @@ impl ClockStatus {
         }
     }
 
+    /// Whether a window with this status can be relied on: `Synchronized` (the daemon
+    /// tracks a time source; the bound is as tight as it gets) and `FreeRunning` (no recent
+    /// synchronisation, but the bound has grown with the worst-case drift, so it still
+    /// holds). `Unknown` and `Disrupted` windows must not be relied on.
+    #[must_use]
+    pub const fn is_trusted(self) -> bool {
+        matches!(self, ClockStatus::Synchronized | ClockStatus::FreeRunning)
+    }
+
     /// The wire value of this status.
     #[must_use]
     pub const fn to_wire(self) -> i32 {
@@ -81,6 +90,31 @@ pub struct TimeWindow {
 }
 
 impl TimeWindow {
+    /// True only when `t` has certainly passed: `t < earliest`. Says nothing about the
+    /// status; check [`clock_status`](Self::clock_status) too.
+    ///
+    /// ```
+    /// use clockbound_shm::{ClockStatus, TimeWindow, Timespec};
+    /// let w = TimeWindow {
+    ///     earliest: Timespec::new(10, 0), latest: Timespec::new(12, 0),
+    ///     clock_status: ClockStatus::Synchronized,
+    /// };
+    /// assert!(w.after(Timespec::new(9, 999_999_999)));
+    /// assert!(!w.after(Timespec::new(10, 0))); // might be exactly now
+    /// assert!(w.before(Timespec::new(12, 1)));
+    /// assert!(!w.before(Timespec::new(12, 0)));
+    /// ```
+    #[must_use]
+    pub fn after(&self, t: Timespec) -> bool {
+        t < self.earliest
+    }
+
+    /// True only when `t` has certainly not arrived yet: `t > latest`.
+    #[must_use]
+    pub fn before(&self, t: Timespec) -> bool {
+        t > self.latest
+    }
+
     /// Half the window's width: the error bound at the moment the window was computed.
     #[must_use]
     pub fn bound(&self) -> Duration {

@@ -4,7 +4,9 @@ use std::fmt;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::bound::ClockStatus;
 use crate::timespec::Timespec;
 
 /// The error type of every fallible call in this crate.
@@ -61,6 +63,29 @@ pub enum ShmError {
         mono: Timespec,
     },
 
+    /// The clock's status does not allow trusting the window (Unknown or Disrupted), where
+    /// the call needs a trusted one: while commit-waiting, or on a
+    /// [`SharedClockBound`](crate::SharedClockBound) set to
+    /// [`require_trusted`](crate::SharedClockBound::require_trusted).
+    #[error("the clock is not trusted: status {status:?} (is the ClockBound daemon synchronised?)")]
+    ClockNotTrusted {
+        /// The status of the window that was refused.
+        status: ClockStatus,
+    },
+
+    /// A wait ([`ShmReader::wait_until_after`](crate::ShmReader::wait_until_after),
+    /// [`ShmReader::wait_for_sync`](crate::ShmReader::wait_for_sync), ...) ran out of time.
+    #[error("gave up {what} after {waited:?}{}", describe_cause(last_error.as_deref()))]
+    Timeout {
+        /// What was being waited for.
+        what: &'static str,
+        /// How long the call waited.
+        waited: Duration,
+        /// The error of the last attempt, when the last attempt failed.
+        #[source]
+        last_error: Option<Box<ShmError>>,
+    },
+
     /// The segment's layout version is not one this crate reads.
     #[error(
         "ClockBound segment {} has layout version {found}; this crate reads version {expected}",
@@ -76,6 +101,12 @@ pub enum ShmError {
     },
 }
 
+fn describe_cause(cause: Option<&ShmError>) -> String {
+    cause
+        .map(|e| format!(" (last error: {e})"))
+        .unwrap_or_default()
+}
+
 fn describe_path(path: Option<&Path>) -> String {
     path.map(|p| format!(" {}", p.display()))
         .unwrap_or_default()
@@ -83,7 +114,8 @@ fn describe_path(path: Option<&Path>) -> String {
 
 impl ShmError {
     /// The OS errno behind this error: the failed system call's errno for
-    /// [`ShmError::Io`] (`EIO` if the OS gave none), `EPROTO` for every content error,
+    /// [`ShmError::Io`] (`EIO` if the OS gave none), `ETIMEDOUT` for
+    /// [`ShmError::Timeout`], `EPROTO` for every other (content) error,
     /// matching the released client's convention.
     #[must_use]
     pub fn errno(&self) -> i32 {
@@ -91,6 +123,7 @@ impl ShmError {
             ShmError::Io { source, .. } => source
                 .raw_os_error()
                 .unwrap_or(rustix::io::Errno::IO.raw_os_error()),
+            ShmError::Timeout { .. } => rustix::io::Errno::TIMEDOUT.raw_os_error(),
             _ => rustix::io::Errno::PROTO.raw_os_error(),
         }
     }

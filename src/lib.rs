@@ -80,6 +80,8 @@ pub mod layout;
 mod seqlock;
 mod sync;
 mod timespec;
+#[cfg(not(loom))]
+mod wait;
 
 #[cfg(not(loom))]
 mod mapping;
@@ -92,6 +94,7 @@ mod writer;
 
 pub use bound::{CAUSALITY_BLUR, ClockErrorBound, ClockStatus, STALE_AFTER, TimeWindow};
 pub use error::{Malformed, NotInitialized, ShmError};
+pub use seqlock::{DEFAULT_RECHECK_INTERVAL, ReaderStats};
 pub use timespec::{NegativeTimespec, Timespec};
 
 #[cfg(not(loom))]

@@ -4,14 +4,18 @@ use std::ffi::{CStr, OsStr};
 use std::fs::File;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::bound::{ClockErrorBound, TimeWindow};
 use crate::error::{Malformed, NotInitialized, ShmError};
 use crate::layout::{self, LAYOUT_VERSION, SEGMENT_LEN};
 use crate::mapping::SegmentMapping;
-use crate::seqlock::{SegmentCells, SnapshotCache};
+use crate::seqlock::{ReaderStats, SegmentCells, SnapshotCache};
+use crate::timespec::Timespec;
+use crate::wait;
 
 /// The default path of the ClockBound daemon's segment (layout version 2).
 pub const CLOCKBOUND_SHM_DEFAULT_PATH: &str = "/var/run/clockbound/shm0";
@@ -23,6 +27,9 @@ pub const CLOCKBOUND_SHM_DEFAULT_PATH: &str = "/var/run/clockbound/shm0";
 pub(crate) struct MappedSegment {
     path: Arc<Path>,
     mapping: SegmentMapping,
+    /// `(st_dev, st_ino)` of the mapped file: a daemon that recreates the segment makes the
+    /// path name another file, and this mapping would never see an update again.
+    identity: (u64, u64),
 }
 
 impl MappedSegment {
@@ -47,6 +54,7 @@ impl MappedSegment {
             return Err(io_error("map")(source));
         }
         let file_len = metadata.len();
+        let identity = (metadata.dev(), metadata.ino());
         if file_len == 0 {
             return Err(ShmError::SegmentNotInitialized {
                 path,
@@ -85,7 +93,14 @@ impl MappedSegment {
             }
         }
         let cache = SnapshotCache::load(cells, &path)?;
-        Ok((MappedSegment { path, mapping }, cache))
+        Ok((
+            MappedSegment {
+                path,
+                mapping,
+                identity,
+            },
+            cache,
+        ))
     }
 
     #[inline(always)]
@@ -95,6 +110,13 @@ impl MappedSegment {
 
     pub(crate) fn path(&self) -> &Arc<Path> {
         &self.path
+    }
+
+    /// Whether the path now names another file than the one mapped (one `stat`). A missing
+    /// file is not "another file": the daemon may be gone, and the old snapshot, ageing, is
+    /// the best answer until a new file appears.
+    pub(crate) fn replaced_on_disk(&self) -> bool {
+        std::fs::metadata(&*self.path).is_ok_and(|m| (m.dev(), m.ino()) != self.identity)
     }
 }
 
@@ -190,13 +212,131 @@ impl ShmReader {
             .snapshot(self.segment.cells(), self.segment.path())
     }
 
-    /// `snapshot()?.now()`: the window for the current instant.
+    /// The window for the current instant: [`snapshot`](Self::snapshot) and
+    /// [`ClockErrorBound::now`], plus two self-healing checks that cost the hot path one
+    /// comparison:
+    ///
+    /// - once the cached snapshot's `as_of` is older than the recheck interval
+    ///   ([`DEFAULT_RECHECK_INTERVAL`](crate::DEFAULT_RECHECK_INTERVAL), 1 s), the payload
+    ///   is re-read in full even if the generation looks unchanged, so a 16-bit generation
+    ///   that wrapped round to the cached value cannot serve a stale snapshot for long;
+    /// - if the snapshot is still older than [`STALE_AFTER`](crate::STALE_AFTER) after that
+    ///   re-read, the reader checks (at most once per recheck interval, one `stat`) whether
+    ///   the path now names another file, as when the daemon recreated the segment, and if
+    ///   so maps the new file and continues from it.
+    ///
+    /// `reader.snapshot()?.now()` skips both checks; prefer this call.
     ///
     /// # Errors
     /// As [`snapshot`](Self::snapshot) and [`ClockErrorBound::now`].
     #[inline]
     pub fn now(&mut self) -> Result<TimeWindow, ShmError> {
-        self.snapshot()?.now()
+        let reading = self.cache.now(self.segment.cells(), self.segment.path())?;
+        if reading.looks_dead {
+            return self.follow_recreated_file(reading.window);
+        }
+        Ok(reading.window)
+    }
+
+    /// The snapshot looks dead: if the daemon recreated the file, switch to the new one.
+    #[cold]
+    #[inline(never)]
+    fn follow_recreated_file(&mut self, window: TimeWindow) -> Result<TimeWindow, ShmError> {
+        if !self.segment.replaced_on_disk() {
+            return Ok(window);
+        }
+        match MappedSegment::open(self.segment.path()) {
+            Ok((segment, mut cache)) => {
+                cache.set_recheck_interval(self.cache.recheck_interval());
+                let mut stats = self.cache.stats();
+                stats.reopens += 1;
+                stats.full_reads += cache.stats().full_reads;
+                *cache.stats_mut() = stats;
+                self.segment = segment;
+                self.cache = cache;
+                Ok(self
+                    .cache
+                    .now(self.segment.cells(), self.segment.path())?
+                    .window)
+            }
+            // The new file is not ready yet (the daemon is writing it): keep answering from
+            // the old snapshot, whose status keeps degrading, and look again later.
+            Err(_) => Ok(window),
+        }
+    }
+
+    /// True only when `t` has certainly passed (`t < earliest` of [`now`](Self::now)).
+    /// Check the status too if you need a trusted answer, or use
+    /// [`wait_until_after`](Self::wait_until_after).
+    ///
+    /// # Errors
+    /// As [`now`](Self::now).
+    pub fn after(&mut self, t: Timespec) -> Result<bool, ShmError> {
+        Ok(self.now()?.after(t))
+    }
+
+    /// True only when `t` has certainly not arrived (`t > latest` of [`now`](Self::now)).
+    ///
+    /// # Errors
+    /// As [`now`](Self::now).
+    pub fn before(&mut self, t: Timespec) -> Result<bool, ShmError> {
+        Ok(self.now()?.before(t))
+    }
+
+    /// Commit-wait: blocks until `t` has certainly passed and returns the first window
+    /// whose `earliest` is after `t`. Sleeps through the remaining uncertainty and spins
+    /// only for the last few microseconds.
+    ///
+    /// ```no_run
+    /// # use clockbound_shm::{ShmReader, Timespec};
+    /// # use std::time::Duration;
+    /// let mut clock = ShmReader::open(clockbound_shm::CLOCKBOUND_SHM_DEFAULT_PATH)?;
+    /// let commit_ts = clock.now()?.latest; // a timestamp no other node can have passed yet
+    /// clock.wait_until_after(commit_ts, Duration::from_millis(100))?;
+    /// // Now every node's clock is past `commit_ts`: safe to acknowledge the commit.
+    /// # Ok::<(), clockbound_shm::ShmError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ShmError::Timeout`] when `t` has not certainly passed within `timeout`;
+    /// [`ShmError::ClockNotTrusted`] as soon as a window has status Unknown or Disrupted
+    /// (waiting on an untrusted clock proves nothing); otherwise as [`now`](Self::now).
+    pub fn wait_until_after(
+        &mut self,
+        t: Timespec,
+        timeout: Duration,
+    ) -> Result<TimeWindow, ShmError> {
+        wait::until_after(t, timeout, || self.now())
+    }
+
+    /// Waits for the segment at `path` to appear, become valid and report Synchronized,
+    /// then returns the opened reader: what a service calls at start-up instead of failing
+    /// while the daemon boots.
+    ///
+    /// # Errors
+    /// [`ShmError::Timeout`] after `timeout`, carrying the last attempt's error if it
+    /// failed (e.g. the file is still missing).
+    pub fn wait_for_sync(path: impl AsRef<Path>, timeout: Duration) -> Result<ShmReader, ShmError> {
+        let path = path.as_ref();
+        wait::for_sync(
+            timeout,
+            || ShmReader::open(path),
+            |reader| Ok(reader.now()?.clock_status),
+        )
+    }
+
+    /// What this reader has done so far (reads, cache answers, retries, ...).
+    #[must_use]
+    pub fn stats(&self) -> ReaderStats {
+        self.cache.stats()
+    }
+
+    /// Sets how old the cached snapshot's `as_of` may get before [`now`](Self::now)
+    /// re-reads it in full (default [`DEFAULT_RECHECK_INTERVAL`](crate::DEFAULT_RECHECK_INTERVAL)).
+    /// Shorter heals faster and costs a 64-byte copy per interval while the daemon is
+    /// silent.
+    pub fn set_recheck_interval(&mut self, interval: Duration) {
+        self.cache.set_recheck_interval(interval);
     }
 
     /// The segment file this reader maps.
@@ -205,7 +345,9 @@ impl ShmReader {
         self.segment.path()
     }
 
-    /// The generation of the snapshot the reader holds.
+    /// The generation of the snapshot the reader holds; 0 once it has seen the segment
+    /// wiped (it still answers from the snapshot it holds, and re-reads on the next
+    /// update).
     #[must_use]
     pub fn generation(&self) -> u16 {
         self.cache.generation()

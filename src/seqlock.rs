@@ -56,10 +56,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::bound::ClockErrorBound;
+use std::time::Duration;
+
+use crate::bound::{ClockErrorBound, STALE_AFTER, TimeWindow};
+use crate::clock;
 use crate::error::{NotInitialized, ShmError};
 use crate::layout::{self, LAYOUT_VERSION, PAYLOAD_WORDS, PayloadWords};
 use crate::sync::{AtomicU16, AtomicU32, AtomicU64, Backoff, Ordering, fence};
+use crate::timespec::Timespec;
 
 /// The segment seen as atomic cells at the protocol's offsets. Shared memory is only ever
 /// touched through these atomics: no `&[u8]`, no plain struct read.
@@ -190,6 +194,40 @@ impl SegmentCells {
     }
 }
 
+/// Counters of what a reader did, for monitoring (see [`ShmReader::stats`]). Each reader
+/// (each thread's cache, for a [`SharedClockBound`] under `ThreadLocal`) counts for itself,
+/// in plain integers it owns: counting costs the hot path no shared write.
+///
+/// [`ShmReader::stats`]: crate::ShmReader::stats
+/// [`SharedClockBound`]: crate::SharedClockBound
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReaderStats {
+    /// Consistent payload copies taken from the segment (including the first, at open).
+    pub full_reads: u64,
+    /// Calls answered from the cached snapshot: generation unchanged, or a passing state
+    /// (update in progress, wiped, contended) answered from the last good snapshot.
+    pub cache_answers: u64,
+    /// Back-off waits between read attempts (torn copies, or odd generations while
+    /// opening).
+    pub retries: u64,
+    /// Times an odd generation (update in progress, or a writer that died mid-update) was
+    /// seen.
+    pub odd_generations: u64,
+    /// Full re-reads forced because the cached snapshot's `as_of` was older than the
+    /// recheck interval although the generation looked unchanged (the guard against a
+    /// generation that wrapped all the way round).
+    pub rechecks: u64,
+    /// Times the reader followed the path to a new file (the daemon recreated the segment).
+    pub reopens: u64,
+}
+
+/// How old a cached snapshot's `as_of` may get before `now()` re-reads the payload in full
+/// even though the generation looks unchanged. The daemon writes every second or faster,
+/// so an `as_of` older than this means either a stalled daemon (the re-read is cheap and
+/// rare) or a generation that wrapped round to the cached value (the re-read heals it).
+pub const DEFAULT_RECHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 /// A reader's last good snapshot and the generation it was read at: the state every reader
 /// ([`ShmReader`](crate::ShmReader), each thread of a
 /// [`SharedClockBound`](crate::SharedClockBound)) keeps, and the fast paths of the protocol.
@@ -197,6 +235,10 @@ impl SegmentCells {
 pub(crate) struct SnapshotCache {
     generation: u16,
     bound: ClockErrorBound,
+    /// `CLOCK_MONOTONIC_COARSE` instant from which [`now`](Self::now) re-reads in full.
+    recheck_at: Timespec,
+    recheck_interval_ns: u64,
+    stats: ReaderStats,
 }
 
 /// What stopped a fresh read.
@@ -208,6 +250,14 @@ enum ReadFailure {
     Error(ShmError),
 }
 
+/// A window from [`SnapshotCache::now`], and whether the snapshot behind it looked dead
+/// (older than [`STALE_AFTER`] even after a full re-read) — the owner's cue to check
+/// whether the daemon recreated the file.
+pub(crate) struct Reading {
+    pub(crate) window: TimeWindow,
+    pub(crate) looks_dead: bool,
+}
+
 impl SnapshotCache {
     /// Takes a first snapshot, retrying (bounded) while an update is in progress.
     ///
@@ -216,10 +266,28 @@ impl SnapshotCache {
     /// [`ShmError::SegmentVersionNotSupported`] / [`ShmError::SegmentMalformed`] for bad
     /// content.
     pub(crate) fn load(cells: &SegmentCells, path: &Arc<Path>) -> Result<SnapshotCache, ShmError> {
-        match read_fresh(cells, cells.load_generation(), path, true) {
-            Ok((generation, bound)) => Ok(SnapshotCache { generation, bound }),
+        let mut stats = ReaderStats::default();
+        match read_fresh(cells, cells.load_generation(), path, true, &mut stats) {
+            Ok((generation, bound)) => Ok(SnapshotCache::with_stats(generation, bound, stats)),
             Err(ReadFailure::NotReady(reason)) => Err(not_initialized(path, reason)),
             Err(ReadFailure::Error(e)) => Err(e),
+        }
+    }
+
+    /// A cache holding a snapshot read elsewhere at `generation`.
+    pub(crate) fn from_parts(generation: u16, bound: ClockErrorBound) -> SnapshotCache {
+        SnapshotCache::with_stats(generation, bound, ReaderStats::default())
+    }
+
+    fn with_stats(generation: u16, bound: ClockErrorBound, stats: ReaderStats) -> SnapshotCache {
+        let recheck_interval_ns = DEFAULT_RECHECK_INTERVAL.as_nanos() as u64;
+        let recheck_at = bound.as_of().saturating_add_nanos(recheck_interval_ns);
+        SnapshotCache {
+            generation,
+            bound,
+            recheck_at,
+            recheck_interval_ns,
+            stats,
         }
     }
 
@@ -235,15 +303,77 @@ impl SnapshotCache {
         path: &Arc<Path>,
     ) -> Result<&ClockErrorBound, ShmError> {
         let generation = cells.load_generation();
-        if generation != self.generation {
+        if generation == self.generation {
+            self.stats.cache_answers = self.stats.cache_answers.wrapping_add(1);
+        } else {
             self.refresh(cells, generation, path)?;
         }
         Ok(&self.bound)
     }
 
-    /// A cache holding a snapshot read elsewhere at `generation`.
-    pub(crate) fn from_parts(generation: u16, bound: ClockErrorBound) -> SnapshotCache {
-        SnapshotCache { generation, bound }
+    /// The window for the current instant: [`snapshot`](Self::snapshot), the two clock
+    /// reads, and, once the snapshot's `as_of` is older than the recheck interval, a full
+    /// re-read first (one comparison on the hot path; `now()` reads the clock anyway).
+    ///
+    /// # Errors
+    /// As [`snapshot`](Self::snapshot) and [`ClockErrorBound::compute_bound_at`].
+    #[inline]
+    pub(crate) fn now(
+        &mut self,
+        cells: &SegmentCells,
+        path: &Arc<Path>,
+    ) -> Result<Reading, ShmError> {
+        self.snapshot(cells, path)?;
+        let real = clock::realtime();
+        let mono = clock::monotonic_coarse();
+        let mut looks_dead = false;
+        if mono >= self.recheck_at {
+            looks_dead = self.recheck(cells, path, mono)?;
+        }
+        let window = self.bound.compute_bound_at(real, mono)?;
+        Ok(Reading { window, looks_dead })
+    }
+
+    /// Full re-read whatever the generation says; returns whether the snapshot is still
+    /// older than [`STALE_AFTER`] afterwards.
+    #[cold]
+    #[inline(never)]
+    fn recheck(
+        &mut self,
+        cells: &SegmentCells,
+        path: &Arc<Path>,
+        mono: Timespec,
+    ) -> Result<bool, ShmError> {
+        self.stats.rechecks += 1;
+        match read_fresh(cells, cells.load_generation(), path, false, &mut self.stats) {
+            Ok((generation, bound)) => self.replace(generation, bound),
+            Err(ReadFailure::NotReady(reason)) => self.note_not_ready(reason),
+            Err(ReadFailure::Error(e)) => return Err(e),
+        }
+        // At most one re-read per interval, even when the daemon stopped writing.
+        self.recheck_at = self
+            .bound
+            .as_of()
+            .max(mono)
+            .saturating_add_nanos(self.recheck_interval_ns);
+        Ok(mono
+            >= self
+                .bound
+                .as_of()
+                .saturating_add_nanos(STALE_AFTER.as_nanos() as u64))
+    }
+
+    /// Sets how old `as_of` may get before [`now`](Self::now) re-reads in full.
+    pub(crate) fn set_recheck_interval(&mut self, interval: Duration) {
+        self.recheck_interval_ns = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX);
+        self.recheck_at = self
+            .bound
+            .as_of()
+            .saturating_add_nanos(self.recheck_interval_ns);
+    }
+
+    pub(crate) fn recheck_interval(&self) -> Duration {
+        Duration::from_nanos(self.recheck_interval_ns)
     }
 
     /// The cached snapshot, without looking at the segment.
@@ -256,6 +386,30 @@ impl SnapshotCache {
         self.generation
     }
 
+    pub(crate) fn stats(&self) -> ReaderStats {
+        self.stats
+    }
+
+    pub(crate) fn stats_mut(&mut self) -> &mut ReaderStats {
+        &mut self.stats
+    }
+
+    fn replace(&mut self, generation: u16, bound: ClockErrorBound) {
+        self.generation = generation;
+        self.bound = bound;
+        self.recheck_at = bound.as_of().saturating_add_nanos(self.recheck_interval_ns);
+    }
+
+    /// The last good snapshot stands. But if the segment was wiped, forget its generation:
+    /// the writer's next update may land on the very generation we cached (a wipe restarts
+    /// the count at 0), and must not look like "unchanged". Generation 0 is never a
+    /// written one, so the fast path keeps answering from the cache until that update.
+    fn note_not_ready(&mut self, reason: NotInitialized) {
+        if matches!(reason, NotInitialized::Wiped | NotInitialized::NeverWritten) {
+            self.generation = 0;
+        }
+    }
+
     #[inline(never)]
     fn refresh(
         &mut self,
@@ -263,14 +417,17 @@ impl SnapshotCache {
         generation: u16,
         path: &Arc<Path>,
     ) -> Result<(), ShmError> {
-        match read_fresh(cells, generation, path, false) {
+        match read_fresh(cells, generation, path, false, &mut self.stats) {
             Ok((generation, bound)) => {
-                self.generation = generation;
-                self.bound = bound;
+                self.replace(generation, bound);
                 Ok(())
             }
             // Wiped, odd, zero or contended: the last good snapshot stands, and ages.
-            Err(ReadFailure::NotReady(_)) => Ok(()),
+            Err(ReadFailure::NotReady(reason)) => {
+                self.note_not_ready(reason);
+                self.stats.cache_answers += 1;
+                Ok(())
+            }
             Err(ReadFailure::Error(e)) => Err(e),
         }
     }
@@ -293,6 +450,7 @@ fn read_fresh(
     mut generation: u16,
     path: &Arc<Path>,
     patient: bool,
+    stats: &mut ReaderStats,
 ) -> Result<(u16, ClockErrorBound), ReadFailure> {
     let backoff = Backoff::new();
     loop {
@@ -300,6 +458,7 @@ fn read_fresh(
             return Err(ReadFailure::NotReady(NotInitialized::NeverWritten));
         }
         if generation % 2 == 1 {
+            stats.odd_generations += 1;
             if !patient || !backoff.wait() {
                 return Err(ReadFailure::NotReady(NotInitialized::UpdateInProgress {
                     generation,
@@ -318,6 +477,7 @@ fn read_fresh(
                 }
             }
             if let Some(words) = cells.copy_payload_if_unchanged(generation) {
+                stats.full_reads += 1;
                 return match layout::decode_payload(&words) {
                     Ok(bound) => Ok((generation, bound)),
                     Err(problem) => {
@@ -329,6 +489,7 @@ fn read_fresh(
                 return Err(ReadFailure::NotReady(NotInitialized::Contended));
             }
         }
+        stats.retries += 1;
         generation = cells.load_generation();
     }
 }

@@ -268,9 +268,12 @@ impl SharedClockBound {
             } => {
                 let current = published.load();
                 let generation = inner.segment.cells().load_generation();
-                // Unchanged, or mid-update / wiped (where every reader answers from its last
-                // snapshot anyway): no need to touch the refresher lock.
-                if current.generation == generation || generation % 2 == 1 || generation == 0 {
+                // Unchanged, or mid-update (where every reader answers from its last
+                // snapshot anyway): no need to touch the refresher lock. A wipe (generation
+                // 0) does go through the refresher once, which publishes the snapshot under
+                // generation 0 so that the next write is seen as a change even if it lands
+                // on the generation published before the wipe.
+                if current.generation == generation || generation % 2 == 1 {
                     return Ok(f(&current.bound));
                 }
                 match refresher.try_lock() {

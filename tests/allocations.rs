@@ -5,7 +5,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use clockbound_shm::{ClockErrorBound, ClockStatus, SharedClockBound, ShmReader, ShmWriter, Strategy, Timespec};
+use clockbound_shm::{
+    ClockErrorBound, ClockStatus, SharedClockBound, ShmReader, ShmWriter, Strategy, Timespec,
+};
 
 struct CountingAllocator;
 
@@ -48,7 +50,15 @@ fn allocations_during(mut f: impl FnMut()) -> u64 {
 fn bound(tick: i64) -> ClockErrorBound {
     let mono = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
     let as_of = Timespec::new(mono.tv_sec, mono.tv_nsec);
-    ClockErrorBound::new(as_of, Timespec::new(mono.tv_sec + 1000, 0), 1_000 + tick, 0, 1_000, ClockStatus::Synchronized, false)
+    ClockErrorBound::new(
+        as_of,
+        Timespec::new(mono.tv_sec + 1000, 0),
+        1_000 + tick,
+        0,
+        1_000,
+        ClockStatus::Synchronized,
+        false,
+    )
 }
 
 const CALLS: usize = 10_000;
@@ -82,7 +92,10 @@ fn shm_reader_hot_path_does_not_allocate() {
             std::hint::black_box(reader.snapshot().unwrap().now().unwrap());
         }
     });
-    assert_eq!(changed, 0, "writer.write + snapshot + now with the generation changing on every call");
+    assert_eq!(
+        changed, 0,
+        "writer.write + snapshot + now with the generation changing on every call"
+    );
 }
 
 #[test]
@@ -101,7 +114,10 @@ fn shared_clock_bound_hot_path_does_not_allocate() {
                 std::hint::black_box(clone.snapshot().unwrap());
             }
         });
-        assert_eq!(unchanged, 0, "{strategy:?}: now/snapshot with the generation unchanged");
+        assert_eq!(
+            unchanged, 0,
+            "{strategy:?}: now/snapshot with the generation unchanged"
+        );
 
         // A changed generation: ThreadLocal re-reads into the thread's cache (no allocation);
         // ArcSwap publishes one new `Arc` per update, never per call.
@@ -119,6 +135,9 @@ fn shared_clock_bound_hot_path_does_not_allocate() {
             Strategy::ThreadLocal => 0,
             Strategy::ArcSwap => updates as u64,
         };
-        assert!(changed <= allowed, "{strategy:?}: {changed} allocations for {updates} updates");
+        assert!(
+            changed <= allowed,
+            "{strategy:?}: {changed} allocations for {updates} updates"
+        );
     }
 }

@@ -12,8 +12,12 @@ use nix::sys::time::TimeSpec;
 use rustix::time::{ClockId, clock_gettime};
 use upstream::ShmWrite as _;
 
-const ALL_STATUSES: [ClockStatus; 4] =
-    [ClockStatus::Unknown, ClockStatus::Synchronized, ClockStatus::FreeRunning, ClockStatus::Disrupted];
+const ALL_STATUSES: [ClockStatus; 4] = [
+    ClockStatus::Unknown,
+    ClockStatus::Synchronized,
+    ClockStatus::FreeRunning,
+    ClockStatus::Disrupted,
+];
 
 /// The same snapshot, as plain values both crates can be fed.
 #[derive(Copy, Clone, Debug)]
@@ -54,13 +58,33 @@ impl Fields {
 
     /// Every field of a snapshot our reader produced, against these values.
     fn assert_matches(&self, got: &ClockErrorBound) {
-        assert_eq!((got.as_of().sec(), got.as_of().nsec()), self.as_of, "as_of of {self:?}");
-        assert_eq!((got.void_after().sec(), got.void_after().nsec()), self.void_after, "void_after of {self:?}");
+        assert_eq!(
+            (got.as_of().sec(), got.as_of().nsec()),
+            self.as_of,
+            "as_of of {self:?}"
+        );
+        assert_eq!(
+            (got.void_after().sec(), got.void_after().nsec()),
+            self.void_after,
+            "void_after of {self:?}"
+        );
         assert_eq!(got.bound_nsec(), self.bound_nsec, "bound_nsec of {self:?}");
-        assert_eq!(got.disruption_marker(), self.disruption_marker, "disruption_marker of {self:?}");
-        assert_eq!(got.max_drift_ppb(), self.max_drift_ppb, "max_drift_ppb of {self:?}");
+        assert_eq!(
+            got.disruption_marker(),
+            self.disruption_marker,
+            "disruption_marker of {self:?}"
+        );
+        assert_eq!(
+            got.max_drift_ppb(),
+            self.max_drift_ppb,
+            "max_drift_ppb of {self:?}"
+        );
         assert_eq!(got.clock_status(), self.status, "clock_status of {self:?}");
-        assert_eq!(got.clock_disruption_support_enabled(), self.disruption_support, "flag of {self:?}");
+        assert_eq!(
+            got.clock_disruption_support_enabled(),
+            self.disruption_support,
+            "flag of {self:?}"
+        );
     }
 }
 
@@ -157,13 +181,18 @@ fn released_writer_read_by_our_reader_field_by_field() {
     for fields in sample_fields() {
         writer.write(&fields.theirs());
 
-        let mut fresh = ShmReader::open(&path).expect("our reader opens the released writer's segment");
+        let mut fresh =
+            ShmReader::open(&path).expect("our reader opens the released writer's segment");
         fields.assert_matches(fresh.snapshot().expect("snapshot"));
-        assert!(fresh.generation() > last_generation, "generation moves forward");
+        assert!(
+            fresh.generation() > last_generation,
+            "generation moves forward"
+        );
         last_generation = fresh.generation();
         assert_eq!(last_generation % 2, 0);
 
-        let long_lived: &mut ShmReader = first.get_or_insert_with(|| ShmReader::open(&path).unwrap());
+        let long_lived: &mut ShmReader =
+            first.get_or_insert_with(|| ShmReader::open(&path).unwrap());
         fields.assert_matches(long_lived.snapshot().expect("snapshot after an update"));
         assert_eq!(long_lived.generation(), last_generation);
         // And through the `&CStr` constructor the released client documents.
@@ -198,16 +227,25 @@ fn our_writer_read_by_released_reader() {
         let expected = fields.theirs();
 
         let mut fresh = upstream_reader(&path);
-        let got = *fresh.snapshot().expect("released reader takes a snapshot of our segment");
+        let got = *fresh
+            .snapshot()
+            .expect("released reader takes a snapshot of our segment");
         // `ClockErrorBound` of the released crate has private fields; its `PartialEq` compares
         // all of them (padding included), its `Debug` shows all of them.
         assert_eq!(got, expected, "{fields:?}");
         assert_eq!(format!("{got:?}"), format!("{expected:?}"));
         assert_eq!(got.disruption_marker, fields.disruption_marker);
-        assert_eq!(got.clock_disruption_support_enabled, fields.disruption_support);
+        assert_eq!(
+            got.clock_disruption_support_enabled,
+            fields.disruption_support
+        );
 
         let reader = long_lived.get_or_insert_with(|| upstream_reader(&path));
-        assert_eq!(*reader.snapshot().expect("snapshot after an update"), expected, "{fields:?}");
+        assert_eq!(
+            *reader.snapshot().expect("snapshot after an update"),
+            expected,
+            "{fields:?}"
+        );
     }
 }
 
@@ -220,7 +258,15 @@ fn our_writer_status_as_the_released_reader_reports_it() {
     let mut reader = None;
     for status in ALL_STATUSES {
         let as_of = mono_coarse();
-        let bound = ClockErrorBound::new(as_of, Timespec::new(as_of.sec() + 1_000, as_of.nsec()), 1_000, 0, 1_000, status, false);
+        let bound = ClockErrorBound::new(
+            as_of,
+            Timespec::new(as_of.sec() + 1_000, as_of.nsec()),
+            1_000,
+            0,
+            1_000,
+            status,
+            false,
+        );
         writer.write(&bound);
         let reader = reader.get_or_insert_with(|| upstream_reader(&path));
         let (earliest, latest, got) = reader.snapshot().unwrap().now().expect("released now()");
@@ -245,7 +291,11 @@ fn assert_same_window(path: &Path, ours: &mut ShmReader, theirs: &mut upstream::
         let mono_after = mono_coarse();
         let (earliest, latest) = (from_nix(earliest), from_nix(latest));
 
-        let at = |real, mono| snapshot.compute_bound_at(real, mono).expect("our compute_bound_at");
+        let at = |real, mono| {
+            snapshot
+                .compute_bound_at(real, mono)
+                .expect("our compute_bound_at")
+        };
         // The released reader read its clocks somewhere in [before, after]. Its bound grows
         // with the monotonic reading; it truncates the drift term where we round up, so it
         // may be 1 ns narrower than ours for the same instant, never wider.
@@ -262,7 +312,8 @@ fn assert_same_window(path: &Path, ours: &mut ShmReader, theirs: &mut upstream::
         let earliest_min = at(real_before, mono_after).earliest;
         let earliest_max = at(real_after, mono_before).earliest;
         assert!(
-            earliest >= earliest_min && earliest.as_nanos() <= earliest_max.as_nanos() + one.as_nanos(),
+            earliest >= earliest_min
+                && earliest.as_nanos() <= earliest_max.as_nanos() + one.as_nanos(),
             "released earliest {earliest} outside [{earliest_min}, {earliest_max} + 1 ns]"
         );
         let latest_min = low.latest;
@@ -271,8 +322,16 @@ fn assert_same_window(path: &Path, ours: &mut ShmReader, theirs: &mut upstream::
             latest.as_nanos() >= latest_min.as_nanos() - one.as_nanos() && latest <= latest_max,
             "released latest {latest} outside [{latest_min} - 1 ns, {latest_max}]"
         );
-        assert_eq!(low.clock_status, ClockStatus::Synchronized, "snapshot must be fresh");
-        assert_eq!(high.clock_status, ClockStatus::Synchronized, "snapshot must be fresh");
+        assert_eq!(
+            low.clock_status,
+            ClockStatus::Synchronized,
+            "snapshot must be fresh"
+        );
+        assert_eq!(
+            high.clock_status,
+            ClockStatus::Synchronized,
+            "snapshot must be fresh"
+        );
         assert_eq!(status, upstream::ClockStatus::Synchronized);
     }
 }
@@ -343,9 +402,17 @@ fn window_width_agrees_without_drift() {
     let mut writer = ShmWriter::new(&path).unwrap();
     writer.write(&fresh_fields(Timespec::new(0, 0), 123_456_789, 0).ours());
     let (earliest, latest, _) = upstream_reader(&path).snapshot().unwrap().now().unwrap();
-    let ours = ShmReader::open(&path).unwrap().snapshot().unwrap().now().unwrap();
+    let ours = ShmReader::open(&path)
+        .unwrap()
+        .snapshot()
+        .unwrap()
+        .now()
+        .unwrap();
     assert_eq!(latest - earliest, TimeSpec::new(0, 246_913_578));
-    assert_eq!(ours.latest.as_nanos() - ours.earliest.as_nanos(), 246_913_578);
+    assert_eq!(
+        ours.latest.as_nanos() - ours.earliest.as_nanos(),
+        246_913_578
+    );
 }
 
 // (d) The same bytes from both writers.
@@ -362,7 +429,11 @@ fn both_writers_produce_the_same_bytes() {
         // Freshly created, never written: header with version 2 and generation 0.
         let ours_bytes = fs::read(&ours_path).unwrap();
         assert_eq!(ours_bytes.len(), 80);
-        assert_eq!(ours_bytes, fs::read(&theirs_path).unwrap(), "fresh segments differ");
+        assert_eq!(
+            ours_bytes,
+            fs::read(&theirs_path).unwrap(),
+            "fresh segments differ"
+        );
 
         // Then the same updates, the same number of times.
         for round in 1..=3u16 {
@@ -372,7 +443,10 @@ fn both_writers_produce_the_same_bytes() {
             let theirs_bytes = fs::read(&theirs_path).unwrap();
             assert_eq!(ours_bytes, theirs_bytes, "{fields:?} after {round} writes");
             // Generation at offset 14, native endian; 2 per completed write.
-            assert_eq!(u16::from_ne_bytes([ours_bytes[14], ours_bytes[15]]), 2 * round);
+            assert_eq!(
+                u16::from_ne_bytes([ours_bytes[14], ours_bytes[15]]),
+                2 * round
+            );
         }
     }
 }
@@ -388,7 +462,10 @@ fn written_header_is_the_protocol_header() {
     assert_eq!(&bytes[0..4], &0x414D_5A4Eu32.to_ne_bytes());
     assert_eq!(&bytes[4..8], &0x4342_0200u32.to_ne_bytes());
     if cfg!(target_endian = "little") {
-        assert_eq!(&bytes[0..8], &[0x4E, 0x5A, 0x4D, 0x41, 0x00, 0x02, 0x42, 0x43]);
+        assert_eq!(
+            &bytes[0..8],
+            &[0x4E, 0x5A, 0x4D, 0x41, 0x00, 0x02, 0x42, 0x43]
+        );
     }
     assert_eq!(&bytes[8..12], &80u32.to_ne_bytes());
     assert_eq!(&bytes[12..14], &2u16.to_ne_bytes());

@@ -1,0 +1,365 @@
+//! A segment's life with a writer and readers open on it at once: wipes, a writer that dies
+//! mid-update, the generation wrapping around, warm and cold restarts.
+//!
+//! Header fields are checked in the file's bytes at the PROTOCOL.md offsets (version at 12,
+//! generation at 14), written here as literals.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use clockbound_shm::{
+    ClockErrorBound, ClockStatus, NotInitialized, ShmError, ShmReader, ShmWriter, Timespec,
+};
+
+fn ts(sec: i64, nsec: i64) -> Timespec {
+    Timespec::new(sec, nsec)
+}
+
+/// A snapshot with recognisable fields: as_of at `sec`, void_after 1000 s later.
+fn bound(sec: i64, marker: u64) -> ClockErrorBound {
+    ClockErrorBound::new(
+        ts(sec, 0),
+        ts(sec + 1_000, 0),
+        10_000,
+        marker,
+        1_000,
+        ClockStatus::Synchronized,
+        marker % 2 == 1,
+    )
+}
+
+fn temp_segment() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shm0");
+    (dir, path)
+}
+
+/// (version, generation) as the file holds them.
+fn header_of(path: &Path) -> (u16, u16) {
+    let b = fs::read(path).unwrap();
+    (
+        u16::from_ne_bytes([b[12], b[13]]),
+        u16::from_ne_bytes([b[14], b[15]]),
+    )
+}
+
+fn not_initialized_reason(path: &Path) -> NotInitialized {
+    match ShmReader::open(path) {
+        Err(err @ ShmError::SegmentNotInitialized { .. }) => {
+            assert!(err.is_transient());
+            assert!(
+                err.to_string().contains(&path.display().to_string()),
+                "{err}"
+            );
+            let ShmError::SegmentNotInitialized {
+                reason,
+                path: in_error,
+            } = err
+            else {
+                unreachable!()
+            };
+            assert_eq!(&*in_error, path);
+            reason
+        }
+        other => panic!("expected SegmentNotInitialized, got {other:?}"),
+    }
+}
+
+/// Wipe and write again while a reader is open, with the generation before the wipe `writes`
+/// updates in (2 per update).
+fn wipe_and_come_back(writes_before_wipe: u64) {
+    let (_dir, path) = temp_segment();
+    let mut writer = ShmWriter::new(&path).unwrap();
+    for i in 1..=writes_before_wipe {
+        writer.write(&bound(100, i));
+    }
+    let before = bound(100, writes_before_wipe);
+    let mut reader = ShmReader::open(&path).unwrap();
+    assert_eq!(reader.snapshot().unwrap(), &before);
+
+    writer.wipe();
+    assert_eq!(
+        header_of(&path),
+        (0, 0),
+        "a wipe leaves version 0, generation 0"
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            reader.snapshot().unwrap(),
+            &before,
+            "the last snapshot stands while wiped"
+        );
+    }
+    let w = reader
+        .snapshot()
+        .unwrap()
+        .compute_bound_at(ts(0, 0), ts(101, 0))
+        .unwrap();
+    assert_eq!(w.clock_status, ClockStatus::Synchronized);
+    assert_eq!(not_initialized_reason(&path), NotInitialized::Wiped);
+
+    let after = bound(200, 1_000);
+    writer.write(&after);
+    assert_eq!(
+        header_of(&path),
+        (2, 2),
+        "version back to 2, first generation after a wipe"
+    );
+    assert_eq!(
+        reader.snapshot().unwrap(),
+        &after,
+        "the open reader picks up the new snapshot"
+    );
+    assert_eq!(reader.generation(), 2);
+    assert_eq!(ShmReader::open(&path).unwrap().snapshot().unwrap(), &after);
+}
+
+#[test]
+fn wipe_then_write_again_reader_follows() {
+    // Generation 6 before the wipe, 2 after: the reader sees a new generation.
+    wipe_and_come_back(3);
+}
+
+#[test]
+fn wipe_then_write_again_same_generation_reader_follows() {
+    // One write before the wipe (generation 2) and one after (generation 2 again). The reader
+    // observed generation 0 / version 0 in between, so it knows its cached generation no
+    // longer identifies the payload; it must still pick up the new snapshot.
+    wipe_and_come_back(1);
+}
+
+#[test]
+fn reader_opening_on_a_wiped_or_never_written_segment() {
+    let (_dir, path) = temp_segment();
+    let mut writer = ShmWriter::new(&path).unwrap();
+    // Created, version declared, never written.
+    assert_eq!(header_of(&path), (2, 0));
+    assert_eq!(not_initialized_reason(&path), NotInitialized::NeverWritten);
+
+    writer.write(&bound(100, 1));
+    assert_eq!(
+        ShmReader::open(&path).unwrap().snapshot().unwrap(),
+        &bound(100, 1)
+    );
+
+    writer.wipe();
+    assert_eq!(not_initialized_reason(&path), NotInitialized::Wiped);
+    writer.write(&bound(300, 2));
+    let mut reader = ShmReader::open(&path).expect("opens once written again");
+    assert_eq!(reader.snapshot().unwrap(), &bound(300, 2));
+}
+
+#[test]
+fn writer_dies_mid_update() {
+    let (_dir, path) = temp_segment();
+    let mut writer = ShmWriter::new(&path).unwrap();
+    let last = ClockErrorBound::new(
+        ts(1_000, 0),
+        ts(1_020, 0),
+        1_000,
+        9,
+        1_000_000,
+        ClockStatus::Synchronized,
+        false,
+    );
+    writer.write(&last);
+    let mut reader = ShmReader::open(&path).unwrap();
+    assert_eq!(reader.snapshot().unwrap(), &last);
+
+    writer.simulate_interrupted_update();
+    assert_eq!(header_of(&path), (2, 3), "generation left odd");
+    // What the dead writer got through: part of a new payload (as_of and bound scribbled).
+    {
+        use std::os::unix::fs::FileExt;
+        let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&5_000i64.to_ne_bytes(), 16).unwrap();
+        file.write_all_at(&7i64.to_ne_bytes(), 48).unwrap();
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            reader.snapshot().unwrap(),
+            &last,
+            "the last good snapshot stands"
+        );
+    }
+    assert_eq!(reader.generation(), 2);
+
+    // As the monotonic clock moves on, the snapshot ages: Synchronized, then FreeRunning
+    // 5 s after as_of, then Unknown at void_after; the window widens all along.
+    let snapshot = *reader.snapshot().unwrap();
+    let at = |mono: Timespec| snapshot.compute_bound_at(ts(50_000, 0), mono).unwrap();
+    let expectations = [
+        (ts(1_000, 0), ClockStatus::Synchronized),
+        (ts(1_004, 999_999_999), ClockStatus::Synchronized),
+        (ts(1_005, 0), ClockStatus::FreeRunning),
+        (ts(1_019, 999_999_999), ClockStatus::FreeRunning),
+        (ts(1_020, 0), ClockStatus::Unknown),
+        (ts(5_000, 0), ClockStatus::Unknown),
+    ];
+    let mut previous_width = None;
+    for (mono, status) in expectations {
+        let w = at(mono);
+        assert_eq!(w.clock_status, status, "at mono {mono}");
+        if let Some(previous) = previous_width {
+            assert!(w.bound() >= previous, "window never narrows with age");
+        }
+        previous_width = Some(w.bound());
+    }
+    assert!(
+        at(ts(1_005, 0)).bound() > at(ts(1_000, 0)).bound(),
+        "window widens with age"
+    );
+    assert_eq!(at(ts(1_000, 0)).bound().as_nanos(), 1_000);
+    // 1000 ns + 1e6 ppb over 20 s = 20 ms.
+    assert_eq!(at(ts(1_020, 0)).bound().as_nanos(), 1_000 + 20_000_000);
+
+    // A reader arriving now has nothing to fall back on.
+    assert_eq!(
+        not_initialized_reason(&path),
+        NotInitialized::UpdateInProgress { generation: 3 }
+    );
+
+    // The next update completes normally, and everyone picks it up.
+    let next = bound(2_000, 10);
+    writer.write(&next);
+    assert_eq!(header_of(&path), (2, 4));
+    assert_eq!(reader.snapshot().unwrap(), &next);
+    assert_eq!(ShmReader::open(&path).unwrap().snapshot().unwrap(), &next);
+}
+
+#[test]
+fn generation_wraps_to_2_never_0() {
+    let (_dir, path) = temp_segment();
+    let mut writer = ShmWriter::new(&path).unwrap();
+    writer.write(&bound(1, 0));
+    let mut reader = ShmReader::open(&path).unwrap();
+    let mut i = 0;
+    while writer.generation() != 65_534 {
+        i += 1;
+        writer.write(&bound(1, i));
+        assert_ne!(writer.generation(), 0);
+        assert!(i < 40_000, "generation never reached 65534");
+        if i % 4_096 == 0 {
+            assert_eq!(reader.snapshot().unwrap(), &bound(1, i));
+        }
+    }
+    assert_eq!(header_of(&path), (2, 65_534));
+    assert_eq!(reader.snapshot().unwrap(), &bound(1, i));
+    assert_eq!(reader.generation(), 65_534);
+
+    let wrapped = bound(7, 12_345);
+    writer.write(&wrapped);
+    assert_eq!(header_of(&path), (2, 2), "65534 -> 65535 -> 2, skipping 0");
+    assert_eq!(writer.generation(), 2);
+    assert_eq!(
+        reader.snapshot().unwrap(),
+        &wrapped,
+        "the reader sees the update after the wrap"
+    );
+    assert_eq!(reader.generation(), 2);
+}
+
+#[test]
+fn generation_wraps_from_a_stuck_65535() {
+    let (_dir, path) = temp_segment();
+    let mut writer = ShmWriter::new(&path).unwrap();
+    let mut i = 0;
+    while writer.generation() != 65_534 {
+        i += 1;
+        writer.write(&bound(1, i));
+    }
+    let mut reader = ShmReader::open(&path).unwrap();
+    writer.simulate_interrupted_update();
+    assert_eq!(header_of(&path), (2, 65_535));
+    assert_eq!(reader.snapshot().unwrap(), &bound(1, i));
+    writer.write(&bound(9, 9));
+    assert_eq!(header_of(&path), (2, 2));
+    assert_eq!(reader.snapshot().unwrap(), &bound(9, 9));
+}
+
+#[test]
+fn warm_restart_keeps_generation_and_payload() {
+    let (_dir, path) = temp_segment();
+    let mut first = ShmWriter::new(&path).unwrap();
+    for i in 1..=3 {
+        first.write(&bound(100, i));
+    }
+    let mut reader = ShmReader::open(&path).unwrap();
+    let bytes_before = fs::read(&path).unwrap();
+    drop(first);
+
+    let mut second = ShmWriter::new(&path).unwrap();
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        bytes_before,
+        "a warm restart changes nothing"
+    );
+    assert_eq!(second.generation(), 6);
+    assert_eq!(reader.snapshot().unwrap(), &bound(100, 3));
+    assert_eq!(
+        ShmReader::open(&path).unwrap().snapshot().unwrap(),
+        &bound(100, 3)
+    );
+
+    second.write(&bound(200, 4));
+    assert_eq!(header_of(&path), (2, 8));
+    assert_eq!(reader.snapshot().unwrap(), &bound(200, 4));
+}
+
+#[test]
+fn cold_start_on_unusable_files_wipes_to_80_bytes() {
+    let mut valid_but_unsupported = Vec::new();
+    valid_but_unsupported.extend_from_slice(&0x414D_5A4Eu32.to_ne_bytes());
+    valid_but_unsupported.extend_from_slice(&0x4342_0200u32.to_ne_bytes());
+    valid_but_unsupported.extend_from_slice(&80u32.to_ne_bytes());
+    valid_but_unsupported.extend_from_slice(&3u16.to_ne_bytes()); // version 3
+    valid_but_unsupported.extend_from_slice(&2u16.to_ne_bytes());
+    valid_but_unsupported.resize(80, 0x11);
+    let cases: [(&str, Vec<u8>); 6] = [
+        ("empty", Vec::new()),
+        ("short", vec![0x5A; 10]),
+        ("79 bytes", vec![0x5A; 79]),
+        ("garbage", (0..80u8).map(|i| i.wrapping_mul(37)).collect()),
+        ("long garbage", vec![0xC3; 4096]),
+        ("other version", valid_but_unsupported),
+    ];
+    for (what, contents) in cases {
+        let (_dir, path) = temp_segment();
+        fs::write(&path, &contents).unwrap();
+        let mut writer = ShmWriter::new(&path).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), 80, "{what}: resized to one segment");
+        assert_eq!(&bytes[0..4], &0x414D_5A4Eu32.to_ne_bytes(), "{what}: magic");
+        assert_eq!(&bytes[4..8], &0x4342_0200u32.to_ne_bytes(), "{what}: magic");
+        assert_eq!(&bytes[8..12], &80u32.to_ne_bytes(), "{what}: segsize");
+        assert_eq!(header_of(&path), (2, 0), "{what}: version 2, never written");
+        assert_eq!(&bytes[16..80], &[0u8; 64], "{what}: payload zeroed");
+        assert_eq!(
+            not_initialized_reason(&path),
+            NotInitialized::NeverWritten,
+            "{what}"
+        );
+
+        writer.write(&bound(5, 5));
+        assert_eq!(
+            ShmReader::open(&path).unwrap().snapshot().unwrap(),
+            &bound(5, 5),
+            "{what}"
+        );
+        assert_eq!(header_of(&path), (2, 2), "{what}");
+    }
+}
+
+#[test]
+fn writer_creates_missing_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run").join("clockbound").join("shm0");
+    let mut writer = ShmWriter::new(&path).unwrap();
+    assert!(path.parent().unwrap().is_dir());
+    assert_eq!(fs::metadata(&path).unwrap().len(), 80);
+    writer.write(&bound(1, 1));
+    assert_eq!(
+        ShmReader::open(&path).unwrap().snapshot().unwrap(),
+        &bound(1, 1)
+    );
+}
