@@ -1,0 +1,301 @@
+//! TrueTime-style queries: `after` / `before` at their boundaries, commit-wait against a
+//! simulated daemon, and `wait_for_sync` against a daemon that starts late or never syncs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clockbound_shm::{
+    ClockErrorBound, ClockStatus, ShmError, ShmReader, ShmWriter, TimeWindow, Timespec,
+};
+use rustix::time::{ClockId, clock_gettime};
+
+fn clock(id: ClockId) -> Timespec {
+    let t = clock_gettime(id);
+    Timespec::new(t.tv_sec, t.tv_nsec)
+}
+
+fn bound_now(bound_nsec: i64, status: ClockStatus) -> ClockErrorBound {
+    let mono = clock(ClockId::MonotonicCoarse);
+    ClockErrorBound::new(
+        mono,
+        mono.saturating_add(Duration::from_secs(1000)),
+        bound_nsec,
+        0,
+        1_000,
+        status,
+        false,
+    )
+}
+
+fn segment(bound: &ClockErrorBound) -> (tempfile::TempDir, PathBuf, ShmWriter) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shm0");
+    let mut writer = ShmWriter::new(&path).unwrap();
+    writer.write(bound);
+    (dir, path, writer)
+}
+
+/// A daemon stand-in: republishes a fresh snapshot every `period` until dropped.
+struct Daemon {
+    stop: Arc<AtomicBool>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+impl Daemon {
+    fn start(
+        mut writer: ShmWriter,
+        bound_nsec: i64,
+        status: ClockStatus,
+        period: Duration,
+    ) -> Daemon {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                writer.write(&bound_now(bound_nsec, status));
+                thread::sleep(period);
+            }
+        });
+        Daemon {
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            h.join().unwrap();
+        }
+    }
+}
+
+#[test]
+fn window_queries_at_their_boundaries() {
+    let w = TimeWindow {
+        earliest: Timespec::new(100, 0),
+        latest: Timespec::new(100, 500),
+        clock_status: ClockStatus::Synchronized,
+    };
+    // after(t): only when t < earliest.
+    assert!(w.after(Timespec::new(99, 999_999_999)));
+    assert!(
+        !w.after(Timespec::new(100, 0)),
+        "t == earliest may be now: not certainly passed"
+    );
+    assert!(!w.after(Timespec::new(100, 1)));
+    // before(t): only when t > latest.
+    assert!(w.before(Timespec::new(100, 501)));
+    assert!(
+        !w.before(Timespec::new(100, 500)),
+        "t == latest may be now: not certainly in the future"
+    );
+    assert!(!w.before(Timespec::new(100, 499)));
+    // Inside the window neither holds.
+    assert!(!w.after(Timespec::new(100, 250)) && !w.before(Timespec::new(100, 250)));
+}
+
+#[test]
+fn reader_queries_follow_the_window() {
+    let second = 1_000_000_000;
+    let (_dir, path, _writer) = segment(&bound_now(10 * second, ClockStatus::Synchronized));
+    let mut reader = ShmReader::open(&path).unwrap();
+    let real = clock(ClockId::Realtime);
+    // The window is real ± 10 s (plus a little drift).
+    assert!(
+        reader
+            .after(real.saturating_sub(Duration::from_secs(11)))
+            .unwrap()
+    );
+    assert!(
+        !reader
+            .after(real.saturating_sub(Duration::from_secs(9)))
+            .unwrap()
+    );
+    assert!(!reader.after(real).unwrap());
+    assert!(
+        reader
+            .before(real.saturating_add(Duration::from_secs(11)))
+            .unwrap()
+    );
+    assert!(
+        !reader
+            .before(real.saturating_add(Duration::from_secs(9)))
+            .unwrap()
+    );
+    assert!(!reader.before(real).unwrap());
+}
+
+/// CPU time this thread has used.
+fn thread_cpu() -> Duration {
+    let t = clock_gettime(ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+#[test]
+fn commit_wait_returns_soon_after_the_right_moment_and_sleeps() {
+    let bound = 5_000_000; // 5 ms
+    let (_dir, path, writer) = segment(&bound_now(bound, ClockStatus::Synchronized));
+    let _daemon = Daemon::start(
+        writer,
+        bound,
+        ClockStatus::Synchronized,
+        Duration::from_millis(10),
+    );
+    let mut reader = ShmReader::open(&path).unwrap();
+
+    for _ in 0..5 {
+        // A commit timestamp: the latest any node could consider "now".
+        let t = reader.now().unwrap().latest;
+        let cpu_before = thread_cpu();
+        let wall_before = Instant::now();
+        let w = reader.wait_until_after(t, Duration::from_secs(2)).unwrap();
+        let real_at_return = clock(ClockId::Realtime);
+        let waited = wall_before.elapsed();
+        let cpu = thread_cpu() - cpu_before;
+
+        assert!(
+            w.earliest > t,
+            "returned window {w:?} does not prove {t} passed"
+        );
+        // The right moment is when real - bound first exceeds t, i.e. real = t + bound
+        // (the bound grows negligibly at 1000 ppb). Returning later than one bound after
+        // it means we overslept.
+        let right_moment = t.as_nanos() + i128::from(bound);
+        let lateness = real_at_return.as_nanos() - right_moment;
+        assert!(
+            lateness <= i128::from(bound),
+            "returned {lateness} ns after the right moment, bound is {bound} ns"
+        );
+        // It waited about two bounds (from latest to earliest), and slept through most of it.
+        assert!(waited >= Duration::from_millis(9), "waited only {waited:?}");
+        assert!(
+            cpu < waited / 2,
+            "spun instead of sleeping: {cpu:?} CPU over {waited:?}"
+        );
+    }
+}
+
+#[test]
+fn commit_wait_times_out() {
+    let (_dir, path, _writer) = segment(&bound_now(1_000, ClockStatus::Synchronized));
+    let mut reader = ShmReader::open(&path).unwrap();
+    let far = clock(ClockId::Realtime).saturating_add(Duration::from_secs(30));
+    let start = Instant::now();
+    let err = reader
+        .wait_until_after(far, Duration::from_millis(100))
+        .unwrap_err();
+    let elapsed = start.elapsed();
+    match &err {
+        ShmError::Timeout {
+            waited,
+            last_error: None,
+            ..
+        } => assert!(*waited >= Duration::from_millis(100)),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(
+        elapsed >= Duration::from_millis(100) && elapsed < Duration::from_secs(5),
+        "{elapsed:?}"
+    );
+    assert_eq!(err.errno(), rustix::io::Errno::TIMEDOUT.raw_os_error());
+}
+
+#[test]
+fn commit_wait_refuses_an_untrusted_clock() {
+    for status in [ClockStatus::Unknown, ClockStatus::Disrupted] {
+        let (_dir, path, _writer) = segment(&bound_now(1_000, status));
+        let mut reader = ShmReader::open(&path).unwrap();
+        let past = clock(ClockId::Realtime).saturating_sub(Duration::from_secs(30));
+        // Even a timestamp long past is not "certainly passed" on an untrusted clock.
+        match reader.wait_until_after(past, Duration::from_secs(1)) {
+            Err(ShmError::ClockNotTrusted { status: s }) => assert_eq!(s, status),
+            other => panic!("expected ClockNotTrusted, got {other:?}"),
+        }
+    }
+    // A trusted status answers a past timestamp at once.
+    let (_dir, path, _writer) = segment(&bound_now(1_000, ClockStatus::FreeRunning));
+    let mut reader = ShmReader::open(&path).unwrap();
+    let past = clock(ClockId::Realtime).saturating_sub(Duration::from_secs(30));
+    assert!(reader.wait_until_after(past, Duration::ZERO).is_ok());
+}
+
+fn start_daemon_later(
+    path: &Path,
+    delay: Duration,
+    statuses: Vec<(ClockStatus, Duration)>,
+) -> thread::JoinHandle<()> {
+    let path = path.to_owned();
+    thread::spawn(move || {
+        thread::sleep(delay);
+        let mut writer = ShmWriter::new(&path).unwrap();
+        for (status, hold) in statuses {
+            let until = Instant::now() + hold;
+            while Instant::now() < until {
+                writer.write(&bound_now(1_000, status));
+                thread::sleep(Duration::from_millis(5));
+            }
+        }
+    })
+}
+
+#[test]
+fn wait_for_sync_waits_for_a_late_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clockbound").join("shm0");
+    let start = Instant::now();
+    let daemon = start_daemon_later(
+        &path,
+        Duration::from_millis(150),
+        vec![
+            (ClockStatus::Unknown, Duration::from_millis(150)),
+            (ClockStatus::Synchronized, Duration::from_millis(1500)),
+        ],
+    );
+    let mut reader = ShmReader::wait_for_sync(&path, Duration::from_secs(10)).unwrap();
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(300),
+        "returned before the daemon synced: {elapsed:?}"
+    );
+    assert_eq!(
+        reader.now().unwrap().clock_status,
+        ClockStatus::Synchronized
+    );
+    daemon.join().unwrap();
+}
+
+#[test]
+fn wait_for_sync_times_out_when_never_synchronised() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shm0");
+    // No file at all: the timeout carries the last error (ENOENT).
+    match ShmReader::wait_for_sync(&path, Duration::from_millis(50)) {
+        Err(ShmError::Timeout {
+            last_error: Some(e),
+            ..
+        }) => {
+            assert!(matches!(*e, ShmError::Io { .. }), "{e:?}");
+            assert_eq!(e.errno(), rustix::io::Errno::NOENT.raw_os_error());
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    // A daemon that stays FreeRunning: never Synchronized.
+    let daemon = start_daemon_later(
+        &path,
+        Duration::ZERO,
+        vec![(ClockStatus::FreeRunning, Duration::from_millis(600))],
+    );
+    let start = Instant::now();
+    match ShmReader::wait_for_sync(&path, Duration::from_millis(300)) {
+        Err(ShmError::Timeout { waited, .. }) => assert!(waited >= Duration::from_millis(300)),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(start.elapsed() < Duration::from_secs(5));
+    daemon.join().unwrap();
+}

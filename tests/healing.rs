@@ -1,0 +1,190 @@
+//! A long-lived reader heals itself: a generation that wrapped round to the cached value, a
+//! daemon that recreated the file, and the counters that show what happened.
+
+use std::path::Path;
+use std::thread;
+use std::time::Duration;
+
+use clockbound_shm::{
+    ClockErrorBound, ClockStatus, DEFAULT_RECHECK_INTERVAL, ShmReader, ShmWriter, Timespec,
+};
+use rustix::time::{ClockId, clock_gettime};
+
+fn mono() -> Timespec {
+    let t = clock_gettime(ClockId::MonotonicCoarse);
+    Timespec::new(t.tv_sec, t.tv_nsec)
+}
+
+/// A snapshot with `as_of` = now - `age`, valid for 1000 s, identified by `bound_nsec`.
+fn bound(bound_nsec: i64, age: Duration) -> ClockErrorBound {
+    let as_of = mono().saturating_sub(age);
+    ClockErrorBound::new(
+        as_of,
+        as_of.saturating_add(Duration::from_secs(1000)),
+        bound_nsec,
+        0,
+        0,
+        ClockStatus::Synchronized,
+        false,
+    )
+}
+
+/// Half the window width: with drift 0 this is exactly the snapshot's `bound_nsec`.
+fn served_bound(reader: &mut ShmReader) -> i128 {
+    let w = reader.now().unwrap();
+    (w.latest.as_nanos() - w.earliest.as_nanos()) / 2
+}
+
+#[test]
+fn a_wrapped_generation_is_healed_after_the_recheck_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shm0");
+    let mut writer = ShmWriter::new(&path).unwrap();
+    writer.write(&bound(1_111, Duration::ZERO));
+    let mut reader = ShmReader::open(&path).unwrap();
+    let cached = reader.generation();
+    assert_eq!(served_bound(&mut reader), 1_111);
+
+    // Exactly the updates that bring the 16-bit generation back to the cached value: the
+    // even values 2..=65534 (0 is skipped), i.e. 32767 updates, all with new values.
+    let new = bound(2_222, Duration::ZERO);
+    for _ in 0..32_767 {
+        writer.write(&new);
+    }
+    assert_eq!(
+        writer.generation(),
+        cached,
+        "the generation wrapped round to the cached one"
+    );
+
+    // The hazard is real: right after the wrap the reader cannot tell, and serves the old
+    // snapshot (this is what the recheck exists for).
+    assert_eq!(reader.snapshot().unwrap().bound_nsec(), 1_111);
+    assert_eq!(served_bound(&mut reader), 1_111);
+    assert_eq!(reader.stats().rechecks, 0);
+
+    // Once the cached as_of is older than the interval, now() re-reads in full.
+    thread::sleep(DEFAULT_RECHECK_INTERVAL + Duration::from_millis(50));
+    assert_eq!(served_bound(&mut reader), 2_222);
+    assert_eq!(reader.snapshot().unwrap().bound_nsec(), 2_222);
+    assert_eq!(reader.stats().rechecks, 1);
+
+    // The fresh as_of pushes the next recheck a full interval away.
+    for _ in 0..1000 {
+        reader.now().unwrap();
+    }
+    assert_eq!(
+        reader.stats().rechecks,
+        1,
+        "at most one re-read per interval"
+    );
+}
+
+#[test]
+fn the_recheck_interval_is_configurable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shm0");
+    let mut writer = ShmWriter::new(&path).unwrap();
+    writer.write(&bound(1, Duration::ZERO));
+    let mut reader = ShmReader::open(&path).unwrap();
+    reader.set_recheck_interval(Duration::from_millis(20));
+    for _ in 0..32_767 {
+        writer.write(&bound(2, Duration::ZERO));
+    }
+    thread::sleep(Duration::from_millis(60));
+    assert_eq!(served_bound(&mut reader), 2);
+}
+
+fn recreate(path: &Path, contents: &ClockErrorBound) -> ShmWriter {
+    std::fs::remove_file(path).unwrap();
+    let mut writer = ShmWriter::new(path).unwrap();
+    writer.write(contents);
+    writer
+}
+
+#[test]
+fn the_reader_follows_a_recreated_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shm0");
+    let mut old_writer = ShmWriter::new(&path).unwrap();
+    // The last snapshot the old daemon wrote is already past the 5 s grace.
+    old_writer.write(&bound(1_111, Duration::from_secs(10)));
+    let mut reader = ShmReader::open(&path).unwrap();
+    assert_eq!(reader.now().unwrap().clock_status, ClockStatus::FreeRunning);
+    drop(old_writer);
+
+    // The daemon restarts and recreates the segment: same path, new file.
+    let _new_writer = recreate(&path, &bound(2_222, Duration::ZERO));
+    // The first call above already looked at the path (the snapshot was stale), so the
+    // next look is one recheck interval later: until then the old file still answers.
+    assert_eq!(served_bound(&mut reader), 1_111);
+    assert_eq!(reader.stats().reopens, 0);
+    // The old mapping can never see the new file's updates; once the interval has passed
+    // the reader notices the stale snapshot, sees the path names another file, and maps it.
+    thread::sleep(DEFAULT_RECHECK_INTERVAL + Duration::from_millis(50));
+    assert_eq!(served_bound(&mut reader), 2_222);
+    assert_eq!(
+        reader.now().unwrap().clock_status,
+        ClockStatus::Synchronized
+    );
+    assert_eq!(reader.stats().reopens, 1);
+    for _ in 0..100 {
+        reader.now().unwrap();
+    }
+    assert_eq!(reader.stats().reopens, 1);
+}
+
+#[test]
+fn a_fresh_snapshot_is_never_second_guessed() {
+    // While the snapshot is younger than the grace period the reader does not stat the
+    // path, so it stays on its file even if the path changed (it will follow once the old
+    // snapshot goes stale).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shm0");
+    let mut writer = ShmWriter::new(&path).unwrap();
+    writer.write(&bound(1_111, Duration::ZERO));
+    let mut reader = ShmReader::open(&path).unwrap();
+    drop(writer);
+    let _new = recreate(&path, &bound(2_222, Duration::ZERO));
+    assert_eq!(served_bound(&mut reader), 1_111);
+    assert_eq!(reader.stats().reopens, 0);
+}
+
+#[test]
+fn a_deleted_segment_keeps_answering_and_degrades() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shm0");
+    let mut writer = ShmWriter::new(&path).unwrap();
+    writer.write(&bound(1_111, Duration::from_secs(6)));
+    let mut reader = ShmReader::open(&path).unwrap();
+    drop(writer);
+    std::fs::remove_file(&path).unwrap();
+    // No new file: the old snapshot stands, degraded by its age; no error, no reopen.
+    let w = reader.now().unwrap();
+    assert_eq!(w.clock_status, ClockStatus::FreeRunning);
+    assert_eq!(reader.stats().reopens, 0);
+}
+
+#[test]
+fn stats_count_what_the_reader_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shm0");
+    let mut writer = ShmWriter::new(&path).unwrap();
+    writer.write(&bound(1, Duration::ZERO));
+    let mut reader = ShmReader::open(&path).unwrap();
+    assert_eq!(reader.stats().full_reads, 1);
+    for _ in 0..10 {
+        reader.snapshot().unwrap();
+    }
+    assert_eq!(reader.stats().cache_answers, 10);
+    writer.write(&bound(2, Duration::ZERO));
+    reader.snapshot().unwrap();
+    assert_eq!(reader.stats().full_reads, 2);
+    writer.simulate_interrupted_update();
+    reader.snapshot().unwrap();
+    let stats = reader.stats();
+    assert_eq!(
+        (stats.odd_generations, stats.cache_answers, stats.full_reads),
+        (1, 11, 2)
+    );
+}
