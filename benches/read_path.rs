@@ -129,6 +129,8 @@ fn snapshot_now(c: &mut Criterion) {
     g.bench_function("released", |b| {
         b.iter(|| black_box(theirs.snapshot().and_then(|s| s.now()).is_ok()))
     });
+    // `ShmReader::now()`: the same, plus the self-healing checks where a version has them.
+    g.bench_function("ours-reader-now", |b| b.iter(|| black_box(ours.now().is_ok())));
     g.finish();
 }
 

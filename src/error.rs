@@ -99,6 +99,51 @@ pub enum ShmError {
         /// The version this crate reads.
         expected: u16,
     },
+
+    /// A system call on the VMClock device (or a file standing in for it) failed: open,
+    /// stat, map. `ENOENT` for `/dev/vmclock0` means the guest kernel exposes no VMClock.
+    #[error("cannot {operation} VMClock page {}: {source}", path.display())]
+    VmClockIo {
+        /// What was being done, e.g. `"open"` or `"map"`.
+        operation: &'static str,
+        /// The device or file.
+        path: Arc<Path>,
+        /// The OS error; [`io::Error::raw_os_error`] keeps the errno.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The VMClock page is not one this crate can read: too short, wrong magic, a `size`
+    /// field that does not fit, another version, or an invalid field.
+    #[error("malformed VMClock page {}: {problem}", path.display())]
+    VmClockMalformed {
+        /// The device or file.
+        path: Arc<Path>,
+        /// What is wrong, with the value found.
+        problem: VmClockMalformed,
+    },
+
+    /// No consistent copy of the VMClock page could be taken and there is no earlier one to
+    /// answer from: `seq_count` stayed odd (the hypervisor is updating the page, or stopped
+    /// in the middle of an update) or moved on every attempt.
+    #[error("VMClock page {} is not readable now: {}", path.display(), describe_seq(*seq_count))]
+    VmClockNotReady {
+        /// The device or file.
+        path: Arc<Path>,
+        /// The last `seq_count` seen: odd when an update was in progress.
+        seq_count: u32,
+    },
+}
+
+fn describe_seq(seq_count: u32) -> String {
+    if seq_count % 2 == 1 {
+        format!(
+            "seq_count {seq_count} stayed odd (an update is in progress, or its writer stopped \
+             in the middle of one)"
+        )
+    } else {
+        format!("seq_count changed on every attempt to read the page (last seen {seq_count})")
+    }
 }
 
 fn describe_cause(cause: Option<&ShmError>) -> String {
@@ -120,7 +165,7 @@ impl ShmError {
     #[must_use]
     pub fn errno(&self) -> i32 {
         match self {
-            ShmError::Io { source, .. } => source
+            ShmError::Io { source, .. } | ShmError::VmClockIo { source, .. } => source
                 .raw_os_error()
                 .unwrap_or(rustix::io::Errno::IO.raw_os_error()),
             ShmError::Timeout { .. } => rustix::io::Errno::TIMEDOUT.raw_os_error(),
@@ -129,13 +174,14 @@ impl ShmError {
     }
 
     /// True for the errors that a later call can clear without anyone fixing anything: the
-    /// file is missing (`ENOENT`), or the segment is not initialized yet. A service that
-    /// starts before the daemon waits on these and fails on the others.
+    /// segment file is missing (`ENOENT`), the segment is not initialized yet, or the VMClock
+    /// page is mid-update. A service that starts before the daemon waits on these and fails
+    /// on the others. A missing VMClock device is not transient: it does not appear later.
     #[must_use]
     pub fn is_transient(&self) -> bool {
         match self {
             ShmError::Io { source, .. } => source.kind() == io::ErrorKind::NotFound,
-            ShmError::SegmentNotInitialized { .. } => true,
+            ShmError::SegmentNotInitialized { .. } | ShmError::VmClockNotReady { .. } => true,
             _ => false,
         }
     }
@@ -300,6 +346,85 @@ impl fmt::Display for Malformed {
             }
             Malformed::NegativeBound { found } => {
                 write!(f, "bound_nsec is {found}, expected 0 or more")
+            }
+        }
+    }
+}
+
+/// What is wrong with a VMClock page (see [`ShmError::VmClockMalformed`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VmClockMalformed {
+    /// The file is shorter than the 104-byte structure.
+    FileTooShort {
+        /// The file's length in bytes.
+        len: u64,
+        /// The bytes the structure needs.
+        needed: u64,
+    },
+    /// The magic number is not VMClock's.
+    BadMagic {
+        /// The `magic` field, decoded from little endian.
+        found: u32,
+        /// `0x4B4C4356` ("VCLK").
+        expected: u32,
+    },
+    /// The `size` field is smaller than the structure this crate reads.
+    SizeTooSmall {
+        /// The `size` field.
+        size: u32,
+        /// The bytes the structure needs.
+        needed: u32,
+    },
+    /// The `size` field claims more bytes than were mapped (the file's length, or one page
+    /// for a device).
+    SizeBeyondMapping {
+        /// The `size` field.
+        size: u32,
+        /// The bytes mapped.
+        mapped: u64,
+    },
+    /// The `version` field is not one this crate reads.
+    Version {
+        /// The `version` field.
+        found: u16,
+        /// The version this crate reads.
+        expected: u16,
+    },
+    /// `clock_status` is not one of the five defined values.
+    ClockStatus {
+        /// The raw byte.
+        found: u8,
+    },
+}
+
+impl fmt::Display for VmClockMalformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            VmClockMalformed::FileTooShort { len, needed } => {
+                write!(
+                    f,
+                    "file holds {len} bytes, a VMClock page needs at least {needed}"
+                )
+            }
+            VmClockMalformed::BadMagic { found, expected } => write!(
+                f,
+                "magic is {found:#010x}, expected {expected:#010x} (not a VMClock page)"
+            ),
+            VmClockMalformed::SizeTooSmall { size, needed } => {
+                write!(f, "size is {size}, a VMClock page needs at least {needed}")
+            }
+            VmClockMalformed::SizeBeyondMapping { size, mapped } => {
+                write!(f, "size is {size} but only {mapped} bytes are mapped")
+            }
+            VmClockMalformed::Version { found, expected } => {
+                write!(f, "version is {found}; this crate reads version {expected}")
+            }
+            VmClockMalformed::ClockStatus { found } => {
+                write!(
+                    f,
+                    "clock_status is {found}, expected 0 (Unknown) to 4 (Unreliable)"
+                )
             }
         }
     }

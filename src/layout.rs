@@ -45,6 +45,33 @@ pub const GENERATION_OFFSET: usize = 14;
 /// Byte offset of the payload (`as_of` is its first field).
 pub const PAYLOAD_OFFSET: usize = HEADER_LEN;
 
+/// The segment's header fields as read from the mapping at one moment, for diagnostics
+/// (see [`ShmReader::header`](crate::ShmReader::header)).
+///
+/// Each field is a separate atomic load, not part of a seqlock copy: `generation` may have
+/// moved on from the snapshot a reader holds, and a header read while the daemon rewrites
+/// the segment may mix old and new values.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct SegmentHeader {
+    /// The two magic words, native endian ([`MAGIC`] in a valid segment).
+    pub magic: [u32; 2],
+    /// Bytes the writer mapped (80 for layout 2).
+    pub segsize: u32,
+    /// Payload layout version: 2, or 0 while the segment is wiped.
+    pub version: u16,
+    /// Seqlock counter: 0 never written, odd while an update is in progress.
+    pub generation: u16,
+}
+
+impl SegmentHeader {
+    /// Whether the magic words are ClockBound's.
+    #[must_use]
+    pub fn magic_ok(&self) -> bool {
+        self.magic == MAGIC
+    }
+}
+
 /// The payload as the seqlock moves it: eight native-endian words.
 pub(crate) const PAYLOAD_WORDS: usize = PAYLOAD_LEN / 8;
 pub(crate) type PayloadWords = [u64; PAYLOAD_WORDS];

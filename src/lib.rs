@@ -89,11 +89,14 @@ mod mapping;
 mod reader;
 #[cfg(not(loom))]
 mod shared;
+#[cfg(not(loom))]
+mod vmclock;
 #[cfg(all(feature = "writer", not(loom)))]
 mod writer;
 
 pub use bound::{CAUSALITY_BLUR, ClockErrorBound, ClockStatus, STALE_AFTER, TimeWindow};
-pub use error::{Malformed, NotInitialized, ShmError};
+pub use error::{Malformed, NotInitialized, ShmError, VmClockMalformed};
+pub use layout::SegmentHeader;
 pub use seqlock::{DEFAULT_RECHECK_INTERVAL, ReaderStats};
 pub use timespec::{NegativeTimespec, Timespec};
 
@@ -101,6 +104,8 @@ pub use timespec::{NegativeTimespec, Timespec};
 pub use reader::{CLOCKBOUND_SHM_DEFAULT_PATH, ShmReader};
 #[cfg(not(loom))]
 pub use shared::{PublishedSnapshot, SharedClockBound, Strategy};
+#[cfg(not(loom))]
+pub use vmclock::{VMCLOCK_DEFAULT_PATH, VmClockReader, VmClockSnapshot, VmClockStatus};
 #[cfg(all(feature = "writer", not(loom)))]
 pub use writer::ShmWriter;
 

@@ -21,14 +21,19 @@
 //! [`ShmWriter`](crate::ShmWriter) never shrinks a segment below [`SEGMENT_LEN`] for that
 //! reason, and the daemon only does it when the segment was already unusable; see the crate
 //! docs' failure modes.
+//!
+//! The VMClock page ([`VmClockMapping`]) is mapped the same way, read-only, with the same
+//! rules; see its docs for how much of it is mapped.
 
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io;
+use std::os::unix::fs::FileTypeExt;
 
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::layout::SEGMENT_LEN;
 use crate::seqlock::SegmentCells;
+use crate::vmclock::{VMCLOCK_LEN, VMCLOCK_MAP_LEN, VmClockCells};
 
 /// A shared mapping of the first [`SEGMENT_LEN`] bytes of a segment file.
 ///
@@ -112,4 +117,99 @@ fn check_len(file_len: u64) -> io::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// A read-only shared mapping of a VMClock page: the `vmclock` device's page, or the first
+/// bytes of a regular file laid out like one (tests, simulators).
+///
+/// How much is mapped:
+///
+/// - A **character device** reports size 0 in its metadata, so the length cannot come from
+///   `fstat`. The kernel driver only accepts a read-only mapping of exactly one page at
+///   offset 0 (the length is rounded up to the page size, so asking for
+///   [`VMCLOCK_MAP_LEN`] = 4096 bytes gives that one page on 4 KiB, 16 KiB and 64 KiB page
+///   kernels alike), and the whole page is backed by the hypervisor's memory. Mapping 4096
+///   rather than 104 bytes lets a page whose `size` field says 4096 (hypervisors may declare
+///   the whole page) pass the `size` check, which compares against the mapped length.
+/// - A **regular file** is mapped for `min(file length, 4096)` bytes, so no byte we can touch
+///   lies past the end of the file (no `SIGBUS`, see the module docs); it must hold at least
+///   [`VMCLOCK_LEN`] bytes.
+/// - Anything else (directory, FIFO, socket, block device) is refused.
+///
+/// Invariant: the mapping is at least `VMCLOCK_LEN` bytes long, starts at a page boundary,
+/// and stays mapped for as long as this value lives.
+#[derive(Debug)]
+pub(crate) struct VmClockMapping {
+    raw: MmapRaw,
+}
+
+impl VmClockMapping {
+    /// Maps `file`, whose `fstat` result is `metadata`, read-only.
+    ///
+    /// # Errors
+    /// `InvalidInput` when `file` is neither a regular file nor a character device, or a
+    /// regular file shorter than [`VMCLOCK_LEN`]; the OS error of `mmap` otherwise (`ENODEV`
+    /// for a device that cannot be mapped, `EINVAL`/`EROFS` from a driver that refuses).
+    pub(crate) fn read_only(file: &File, metadata: &Metadata) -> io::Result<VmClockMapping> {
+        let file_type = metadata.file_type();
+        let len = if file_type.is_file() {
+            let file_len = metadata.len();
+            if file_len < VMCLOCK_LEN as u64 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("file holds {file_len} bytes, a VMClock page needs {VMCLOCK_LEN}"),
+                ));
+            }
+            // At most one page, and never past the end of the file.
+            usize::try_from(file_len).map_or(VMCLOCK_MAP_LEN, |l| l.min(VMCLOCK_MAP_LEN))
+        } else if file_type.is_char_device() {
+            VMCLOCK_MAP_LEN
+        } else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file or a character device",
+            ));
+        };
+        let raw = MmapOptions::new().len(len).map_raw_read_only(file)?;
+        // As for segments: re-check the facts the cast in `cells` relies on.
+        if raw.len() < VMCLOCK_LEN || !raw.as_ptr().cast::<VmClockCells>().is_aligned() {
+            return Err(io::Error::other(format!(
+                "mapping of {} bytes at {:p} cannot hold an aligned {VMCLOCK_LEN}-byte VMClock page",
+                raw.len(),
+                raw.as_ptr()
+            )));
+        }
+        Ok(VmClockMapping { raw })
+    }
+
+    /// Bytes mapped: what the page's `size` field is checked against.
+    pub(crate) fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// The page as atomic cells. The mapping is read-only: only loads are allowed, and
+    /// `VmClockCells` offers nothing else.
+    #[inline(always)]
+    pub(crate) fn cells(&self) -> &VmClockCells {
+        // SAFETY:
+        // - In bounds and aligned: the mapping is at least `VMCLOCK_LEN` bytes
+        //   (`size_of::<VmClockCells>()`, asserted at compile time in `vmclock`) and starts at
+        //   a page boundary, beyond `VmClockCells`' 8-byte alignment (both checked in
+        //   `read_only`).
+        // - Initialised: every bit pattern is a valid `VmClockCells` (integers only). For a
+        //   regular file we mapped no more than the file held (`read_only` maps at most its
+        //   length); for the character device the driver maps one whole page of hypervisor
+        //   memory, of which we use the first `VMCLOCK_LEN` bytes.
+        // - Aliasing: `VmClockCells` consists solely of atomics, i.e. `UnsafeCell`s, so a
+        //   shared reference does not assert that the bytes are immutable; the hypervisor
+        //   (or a test rewriting the file) changes them concurrently, and every access we
+        //   make is an atomic load, so none of those is a data race on our side.
+        // - Read-only memory: the mapping is `PROT_READ`; loads of atomics up to 8 bytes
+        //   wide are plain aligned loads on every supported target and are allowed on
+        //   read-only memory (see "Atomic accesses to read-only memory" in
+        //   `std::sync::atomic`). `VmClockCells` exposes no store.
+        // - Lifetime: the returned reference borrows `self`, which owns the mapping, so it
+        //   cannot outlive the `munmap` in `MmapRaw`'s drop.
+        unsafe { &*self.raw.as_ptr().cast::<VmClockCells>() }
+    }
 }

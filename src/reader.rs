@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::bound::{ClockErrorBound, TimeWindow};
 use crate::error::{Malformed, NotInitialized, ShmError};
-use crate::layout::{self, LAYOUT_VERSION, SEGMENT_LEN};
+use crate::layout::{self, LAYOUT_VERSION, SEGMENT_LEN, SegmentHeader};
 use crate::mapping::SegmentMapping;
 use crate::seqlock::{ReaderStats, SegmentCells, SnapshotCache};
 use crate::timespec::Timespec;
@@ -343,6 +343,22 @@ impl ShmReader {
     #[must_use]
     pub fn path(&self) -> &Path {
         self.segment.path()
+    }
+
+    /// The segment's header as it is in the mapping right now: magic, `segsize`, version
+    /// and the *current* generation (which may differ from [`generation`](Self::generation),
+    /// the one of the snapshot held). For diagnostics such as the `clockbound-shm status`
+    /// command; four atomic loads, no validation (the header was validated at open).
+    #[must_use]
+    pub fn header(&self) -> SegmentHeader {
+        let cells = self.segment.cells();
+        let (magic, segsize, version) = cells.header();
+        SegmentHeader {
+            magic,
+            segsize,
+            version,
+            generation: cells.load_generation(),
+        }
     }
 
     /// The generation of the snapshot the reader holds; 0 once it has seen the segment
