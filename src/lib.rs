@@ -86,6 +86,8 @@ mod wait;
 #[cfg(not(loom))]
 mod mapping;
 #[cfg(not(loom))]
+mod options;
+#[cfg(not(loom))]
 mod reader;
 #[cfg(not(loom))]
 mod shared;
@@ -100,6 +102,8 @@ pub use layout::SegmentHeader;
 pub use seqlock::{DEFAULT_RECHECK_INTERVAL, ReaderStats};
 pub use timespec::{NegativeTimespec, Timespec};
 
+#[cfg(not(loom))]
+pub use options::{DisruptionCheck, ReaderOptions};
 #[cfg(not(loom))]
 pub use reader::{CLOCKBOUND_SHM_DEFAULT_PATH, ShmReader};
 #[cfg(not(loom))]

@@ -9,12 +9,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::bound::{ClockErrorBound, TimeWindow};
+use crate::bound::{ClockErrorBound, ClockStatus, TimeWindow};
 use crate::error::{Malformed, NotInitialized, ShmError};
 use crate::layout::{self, LAYOUT_VERSION, SEGMENT_LEN, SegmentHeader};
 use crate::mapping::SegmentMapping;
-use crate::seqlock::{ReaderStats, SegmentCells, SnapshotCache};
+use crate::options::{DisruptionCheck, ReaderOptions};
+use crate::seqlock::{ReaderStats, Reading, SegmentCells, SnapshotCache};
 use crate::timespec::Timespec;
+use crate::vmclock::{MarkerWatch, VmClockReader};
 use crate::wait;
 
 /// The default path of the ClockBound daemon's segment (layout version 2).
@@ -120,6 +122,79 @@ impl MappedSegment {
     }
 }
 
+/// Everything one reader keeps besides the mapping: the snapshot cache and, when the
+/// disruption check is on, its watch on the VMClock marker. One per [`ShmReader`], one per
+/// thread of a [`SharedClockBound`](crate::SharedClockBound) under `ThreadLocal`.
+#[derive(Clone, Debug)]
+pub(crate) struct ReaderState {
+    pub(crate) cache: SnapshotCache,
+    pub(crate) vmclock: Option<MarkerWatch>,
+}
+
+impl ReaderState {
+    /// Opens the segment at `path` as `options` say: the mapping, a first snapshot, and the
+    /// VMClock page when the disruption check applies (returned whole, so that a shared
+    /// owner can hand out more watches).
+    ///
+    /// # Errors
+    /// As [`ShmReader::open_with`].
+    pub(crate) fn open(
+        path: &Path,
+        options: &ReaderOptions,
+    ) -> Result<(MappedSegment, ReaderState, Option<VmClockReader>), ShmError> {
+        let (segment, mut cache) = MappedSegment::open(path)?;
+        cache.set_recheck_interval(options.recheck_interval);
+        let vmclock = match &options.disruption_check {
+            DisruptionCheck::WhenEnabled { vmclock_path }
+                if cache.cached().clock_disruption_support_enabled() =>
+            {
+                Some(VmClockReader::open(vmclock_path)?)
+            }
+            _ => None,
+        };
+        let state = ReaderState {
+            cache,
+            vmclock: vmclock.as_ref().map(VmClockReader::watch),
+        };
+        Ok((segment, state, vmclock))
+    }
+
+    /// The window for the current instant with the self-healing recheck (see
+    /// [`ShmReader::now`]) and the disruption check: when the VMClock marker differs from
+    /// the snapshot's, the status is Disrupted. With the check off that is one branch on an
+    /// `Option`; with it on, one more atomic load and compare while nothing changed.
+    #[inline]
+    pub(crate) fn now(&mut self, segment: &MappedSegment) -> Result<Reading, ShmError> {
+        let mut reading = self.cache.now(segment.cells(), segment.path())?;
+        if let Some(watch) = &mut self.vmclock {
+            if watch.marker()? != self.cache.cached().disruption_marker() {
+                reading.window.clock_status = ClockStatus::Disrupted;
+            }
+        }
+        Ok(reading)
+    }
+
+    /// The snapshot looked dead and the path names another file: map the new one, keeping
+    /// the counters, the recheck interval and the VMClock watch. `None` while the new file is
+    /// not readable yet (the daemon is still writing it).
+    #[cold]
+    pub(crate) fn reopen(&self, path: &Path) -> Option<(MappedSegment, ReaderState)> {
+        let (segment, mut cache) = MappedSegment::open(path).ok()?;
+        cache.set_recheck_interval(self.cache.recheck_interval());
+        let mut stats = self.cache.stats();
+        stats.reopens += 1;
+        stats.full_reads += cache.stats().full_reads;
+        *cache.stats_mut() = stats;
+        Some((
+            segment,
+            ReaderState {
+                cache,
+                vmclock: self.vmclock.clone(),
+            },
+        ))
+    }
+}
+
 /// Reads the ClockBound segment: the fastest way to error-bounded time, for one thread.
 ///
 /// `snapshot()` hands out a reference to the reader's last consistent snapshot and refreshes
@@ -166,7 +241,7 @@ impl MappedSegment {
 /// # Ok(()) }
 /// ```
 pub struct ShmReader {
-    cache: SnapshotCache,
+    state: ReaderState,
     segment: MappedSegment,
 }
 
@@ -192,9 +267,25 @@ impl ShmReader {
     /// - [`ShmError::SegmentMalformed`]: shorter than 80 bytes, bad magic, `segsize` below
     ///   80 or beyond the file, or a payload with invalid fields.
     /// - [`ShmError::SegmentVersionNotSupported`]: a layout version other than 2.
+    /// - [`ShmError::VmClockIo`] / [`ShmError::VmClockMalformed`]: the segment says the
+    ///   daemon runs with clock-disruption support, but the VMClock page
+    ///   ([`VMCLOCK_DEFAULT_PATH`](crate::VMCLOCK_DEFAULT_PATH)) cannot be read; see
+    ///   [`open_with`](Self::open_with) to point elsewhere or turn the check off.
     pub fn open(path: impl AsRef<Path>) -> Result<ShmReader, ShmError> {
-        let (segment, cache) = MappedSegment::open(path.as_ref())?;
-        Ok(ShmReader { cache, segment })
+        ShmReader::open_with(path, &ReaderOptions::default())
+    }
+
+    /// Opens the segment at `path` with `options` (VMClock disruption check, recheck
+    /// interval).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open); the VMClock errors only when the check applies.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: &ReaderOptions,
+    ) -> Result<ShmReader, ShmError> {
+        let (segment, state, _) = ReaderState::open(path.as_ref(), options)?;
+        Ok(ShmReader { state, segment })
     }
 
     /// The current snapshot: the cached one while the segment's generation is unchanged,
@@ -208,12 +299,15 @@ impl ShmReader {
     /// snapshot is returned.
     #[inline]
     pub fn snapshot(&mut self) -> Result<&ClockErrorBound, ShmError> {
-        self.cache
+        self.state
+            .cache
             .snapshot(self.segment.cells(), self.segment.path())
     }
 
     /// The window for the current instant: [`snapshot`](Self::snapshot) and
-    /// [`ClockErrorBound::now`], plus two self-healing checks that cost the hot path one
+    /// [`ClockErrorBound::now`], plus the disruption check (when the segment asks for it:
+    /// a VMClock marker that differs from the snapshot's makes the status Disrupted; see
+    /// [`DisruptionCheck`]) and two self-healing checks that cost the hot path one
     /// comparison:
     ///
     /// - once the cached snapshot's `as_of` is older than the recheck interval
@@ -225,13 +319,13 @@ impl ShmReader {
     ///   the path now names another file, as when the daemon recreated the segment, and if
     ///   so maps the new file and continues from it.
     ///
-    /// `reader.snapshot()?.now()` skips both checks; prefer this call.
+    /// `reader.snapshot()?.now()` skips all three checks; prefer this call.
     ///
     /// # Errors
     /// As [`snapshot`](Self::snapshot) and [`ClockErrorBound::now`].
     #[inline]
     pub fn now(&mut self) -> Result<TimeWindow, ShmError> {
-        let reading = self.cache.now(self.segment.cells(), self.segment.path())?;
+        let reading = self.state.now(&self.segment)?;
         if reading.looks_dead {
             return self.follow_recreated_file(reading.window);
         }
@@ -245,23 +339,15 @@ impl ShmReader {
         if !self.segment.replaced_on_disk() {
             return Ok(window);
         }
-        match MappedSegment::open(self.segment.path()) {
-            Ok((segment, mut cache)) => {
-                cache.set_recheck_interval(self.cache.recheck_interval());
-                let mut stats = self.cache.stats();
-                stats.reopens += 1;
-                stats.full_reads += cache.stats().full_reads;
-                *cache.stats_mut() = stats;
+        match self.state.reopen(self.segment.path()) {
+            Some((segment, state)) => {
                 self.segment = segment;
-                self.cache = cache;
-                Ok(self
-                    .cache
-                    .now(self.segment.cells(), self.segment.path())?
-                    .window)
+                self.state = state;
+                Ok(self.state.now(&self.segment)?.window)
             }
             // The new file is not ready yet (the daemon is writing it): keep answering from
             // the old snapshot, whose status keeps degrading, and look again later.
-            Err(_) => Ok(window),
+            None => Ok(window),
         }
     }
 
@@ -328,7 +414,7 @@ impl ShmReader {
     /// What this reader has done so far (reads, cache answers, retries, ...).
     #[must_use]
     pub fn stats(&self) -> ReaderStats {
-        self.cache.stats()
+        self.state.cache.stats()
     }
 
     /// Sets how old the cached snapshot's `as_of` may get before [`now`](Self::now)
@@ -336,7 +422,7 @@ impl ShmReader {
     /// Shorter heals faster and costs a 64-byte copy per interval while the daemon is
     /// silent.
     pub fn set_recheck_interval(&mut self, interval: Duration) {
-        self.cache.set_recheck_interval(interval);
+        self.state.cache.set_recheck_interval(interval);
     }
 
     /// The segment file this reader maps.
@@ -366,7 +452,7 @@ impl ShmReader {
     /// update).
     #[must_use]
     pub fn generation(&self) -> u16 {
-        self.cache.generation()
+        self.state.cache.generation()
     }
 }
 
@@ -374,8 +460,8 @@ impl std::fmt::Debug for ShmReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShmReader")
             .field("path", self.segment.path())
-            .field("generation", &self.cache.generation())
-            .field("snapshot", self.cache.cached())
+            .field("generation", &self.state.cache.generation())
+            .field("snapshot", self.state.cache.cached())
             .finish()
     }
 }

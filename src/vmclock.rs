@@ -348,16 +348,65 @@ enum ReadFailure {
 /// ```
 #[derive(Clone, Debug)]
 pub struct VmClockReader {
+    watch: MarkerWatch,
+    /// The last consistent copy of the whole page (at `watch.seq_count`).
+    page: RawPage,
+}
+
+/// The part of a VMClock reader that the disruption check needs: the shared mapping, and
+/// the marker with the `seq_count` it was read at. Small (it is kept per reader, and per
+/// thread by a [`SharedClockBound`](crate::SharedClockBound)) and cheap when nothing changed:
+/// one atomic load and a compare.
+#[derive(Clone, Debug)]
+pub(crate) struct MarkerWatch {
     mapping: Arc<VmClockMapping>,
     path: Arc<Path>,
-    /// The last consistent copy, and the `seq_count` it was taken at (`page.seq_count`,
-    /// duplicated next to the marker for the hot path).
     seq_count: u32,
     marker: u64,
-    page: RawPage,
     /// An odd `seq_count` already waited on in vain: answer from the cache at once while it
     /// stays, rather than spend the back-off on every call.
     stuck_odd: Option<u32>,
+}
+
+impl MarkerWatch {
+    /// The page's current disruption marker (see [`VmClockReader::disruption_marker`]).
+    #[inline]
+    pub(crate) fn marker(&mut self) -> Result<u64, ShmError> {
+        if self.mapping.cells().load_seq_count() != self.seq_count {
+            self.refresh()?;
+        }
+        Ok(self.marker)
+    }
+
+    /// `seq_count` moved: take a fresh copy (returned), or keep the cached marker while an
+    /// update is in progress.
+    #[cold]
+    #[inline(never)]
+    fn refresh(&mut self) -> Result<Option<RawPage>, ShmError> {
+        let cells = self.mapping.cells();
+        let seq_count = cells.load_seq_count();
+        if seq_count % 2 == 1 && self.stuck_odd == Some(seq_count) {
+            return Ok(None);
+        }
+        match read_fresh(cells, self.mapping.len()) {
+            Ok(page) => {
+                self.seq_count = page.seq_count;
+                self.marker = page.disruption_marker();
+                self.stuck_odd = None;
+                Ok(Some(page))
+            }
+            Err(ReadFailure::NotReady(seen)) => {
+                if seen % 2 == 1 {
+                    self.stuck_odd = Some(seen);
+                }
+                Ok(None)
+            }
+            Err(ReadFailure::Malformed(problem)) => Err(ShmError::VmClockMalformed {
+                path: Arc::clone(&self.path),
+                problem,
+            }),
+        }
+    }
 }
 
 impl VmClockReader {
@@ -417,14 +466,14 @@ impl VmClockReader {
                 return Err(ShmError::VmClockMalformed { path, problem });
             }
         };
-        Ok(VmClockReader {
+        let watch = MarkerWatch {
             mapping: Arc::new(mapping),
             path,
             seq_count: page.seq_count,
             marker: page.disruption_marker(),
-            page,
             stuck_odd: None,
-        })
+        };
+        Ok(VmClockReader { watch, page })
     }
 
     /// The page's current disruption marker: the cached one while `seq_count` is unchanged
@@ -441,10 +490,12 @@ impl VmClockReader {
     /// answers (see the type's docs).
     #[inline]
     pub fn disruption_marker(&mut self) -> Result<u64, ShmError> {
-        if self.mapping.cells().load_seq_count() != self.seq_count {
-            self.refresh()?;
+        if self.watch.mapping.cells().load_seq_count() != self.watch.seq_count {
+            if let Some(page) = self.watch.refresh()? {
+                self.page = page;
+            }
         }
-        Ok(self.marker)
+        Ok(self.watch.marker)
     }
 
     /// A validated copy of the whole page, current as [`disruption_marker`](Self::disruption_marker)
@@ -459,7 +510,7 @@ impl VmClockReader {
         self.page
             .decode()
             .map_err(|problem| ShmError::VmClockMalformed {
-                path: Arc::clone(&self.path),
+                path: Arc::clone(&self.watch.path),
                 problem,
             })
     }
@@ -467,44 +518,18 @@ impl VmClockReader {
     /// The device or file this reader maps.
     #[must_use]
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.watch.path
     }
 
     /// The `seq_count` of the copy the reader holds (even).
     #[must_use]
     pub fn seq_count(&self) -> u32 {
-        self.seq_count
+        self.watch.seq_count
     }
 
-    /// `seq_count` moved: take a fresh copy, or keep the cached one while an update is in
-    /// progress.
-    #[cold]
-    #[inline(never)]
-    fn refresh(&mut self) -> Result<(), ShmError> {
-        let cells = self.mapping.cells();
-        let seq_count = cells.load_seq_count();
-        if seq_count % 2 == 1 && self.stuck_odd == Some(seq_count) {
-            return Ok(());
-        }
-        match read_fresh(cells, self.mapping.len()) {
-            Ok(page) => {
-                self.seq_count = page.seq_count;
-                self.marker = page.disruption_marker();
-                self.page = page;
-                self.stuck_odd = None;
-                Ok(())
-            }
-            Err(ReadFailure::NotReady(seen)) => {
-                if seen % 2 == 1 {
-                    self.stuck_odd = Some(seen);
-                }
-                Ok(())
-            }
-            Err(ReadFailure::Malformed(problem)) => Err(ShmError::VmClockMalformed {
-                path: Arc::clone(&self.path),
-                problem,
-            }),
-        }
+    /// A fresh watch on this reader's mapping, for the disruption check of a reader.
+    pub(crate) fn watch(&self) -> MarkerWatch {
+        self.watch.clone()
     }
 }
 

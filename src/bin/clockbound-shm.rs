@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use clockbound_shm::{
-    CLOCKBOUND_SHM_DEFAULT_PATH, ClockErrorBound, ClockStatus, SegmentHeader, ShmError, ShmReader,
-    TimeWindow, Timespec, VMCLOCK_DEFAULT_PATH, VmClockReader, VmClockSnapshot,
+    CLOCKBOUND_SHM_DEFAULT_PATH, ClockErrorBound, ClockStatus, DisruptionCheck, ReaderOptions,
+    SegmentHeader, ShmError, ShmReader, TimeWindow, Timespec, VMCLOCK_DEFAULT_PATH, VmClockReader,
+    VmClockSnapshot,
 };
 use rustix::time::{ClockId, clock_gettime};
 use serde_json::{Value, json};
@@ -246,7 +247,12 @@ struct Session {
 impl Session {
     fn open(cli: &Cli) -> Result<Session, ShmError> {
         Ok(Session {
-            reader: ShmReader::open(&cli.path)?,
+            // The command reads the VMClock page itself (to show it, and to explain a
+            // Disrupted status), so the reader's own check is off.
+            reader: ShmReader::open_with(
+                &cli.path,
+                &ReaderOptions::new().disruption_check(DisruptionCheck::Off),
+            )?,
             vmclock: None,
         })
     }
