@@ -240,6 +240,25 @@ impl ReaderState {
 /// assert!(first.as_of() <= second.as_of());
 /// # Ok(()) }
 /// ```
+///
+/// A reader is `Send` and `Sync`, but sharing one by reference gets a thread nothing: every
+/// read needs `&mut self`, so readers are moved or lent exclusively, never read through `&`:
+///
+/// ```
+/// use clockbound_shm::ShmReader;
+/// fn assert_send_sync<T: Send + Sync>() {}
+/// assert_send_sync::<ShmReader>();
+/// fn read(reader: &mut ShmReader) -> bool {
+///     reader.snapshot().is_ok()
+/// }
+/// ```
+///
+/// ```compile_fail,E0596
+/// use clockbound_shm::ShmReader;
+/// fn read(reader: &ShmReader) -> bool {
+///     reader.snapshot().is_ok() // error: `reader` is a `&` reference
+/// }
+/// ```
 pub struct ShmReader {
     state: ReaderState,
     segment: MappedSegment,

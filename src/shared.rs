@@ -9,11 +9,19 @@
 //!   [`ShmReader`](crate::ShmReader) keeps), found in a thread-local list keyed by the
 //!   value's identity. Cost: a thread-local access and an id compare over a plain reader.
 //! - [`Strategy::ArcSwap`] publishes one snapshot, tagged with its generation, in an
-//!   [`ArcSwap`]. Readers compare the tag with the segment's generation; on a change one
-//!   thread (holding a `try_lock`) reads the segment and publishes, while any other thread
-//!   that sees the change meanwhile reads the segment for itself without publishing. Nobody
-//!   waits for anybody, and no call answers from a snapshot older than the last complete
-//!   update it could see.
+//!   [`ArcSwap`]. Readers compare the tag with the segment's generation and answer from the
+//!   published snapshot while it matches (or while an update is in progress). On a change,
+//!   callers refresh it one at a time under a mutex: the first reads the segment and
+//!   publishes, the ones queued behind it find the new snapshot already published. The
+//!   mutex is only taken when the generation has moved (once per daemon update), and held
+//!   for one 64-byte copy.
+//!
+//! Why `ArcSwap` refreshes under a lock rather than letting a caller that finds the lock
+//! taken read the segment for itself: such a private answer can be newer than the published
+//! snapshot, and the same thread's next call, landing mid-update, would answer from the
+//! published one, going back in time. `tests/stress.rs` catches exactly that. Serialising
+//! refreshes keeps every answer at or behind the published snapshot, so each thread's
+//! answers only move forward, as a [`ShmReader`](crate::ShmReader)'s do.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -115,6 +123,31 @@ impl From<&SnapshotCache> for PublishedSnapshot {
 /// fn assert_send_sync<T: Send + Sync + Clone>() {}
 /// assert_send_sync::<clockbound_shm::SharedClockBound>();
 /// ```
+///
+/// so any number of threads can borrow one value:
+///
+/// ```no_run
+/// # let path = "/var/run/clockbound/shm0";
+/// let clock = clockbound_shm::SharedClockBound::open(path)?;
+/// std::thread::scope(|s| {
+///     s.spawn(|| clock.now());
+///     s.spawn(|| clock.now());
+/// });
+/// # Ok::<(), clockbound_shm::ShmError>(())
+/// ```
+///
+/// which one [`ShmReader`](crate::ShmReader) cannot offer: each thread would need it by
+/// `&mut`, and only one can have that.
+///
+/// ```compile_fail,E0499
+/// # let path = "/var/run/clockbound/shm0";
+/// let mut reader = clockbound_shm::ShmReader::open(path)?;
+/// std::thread::scope(|s| {
+///     s.spawn(|| reader.now());
+///     s.spawn(|| reader.now()); // error: `reader` is already borrowed mutably
+/// });
+/// # Ok::<(), clockbound_shm::ShmError>(())
+/// ```
 #[derive(Clone)]
 pub struct SharedClockBound {
     inner: Arc<Inner>,
@@ -135,7 +168,9 @@ enum Mode {
     },
     ArcSwap {
         published: ArcSwap<PublishedSnapshot>,
-        /// The refresher's own cache; held (by `try_lock`) only while refreshing.
+        /// The refresher's cache: the snapshot `published` holds, with the state to refresh
+        /// it. Only its holder stores into `published`, so published snapshots only move
+        /// forward.
         refresher: Mutex<SnapshotCache>,
     },
 }
@@ -221,18 +256,11 @@ impl SharedClockBound {
                 refresher,
             } => {
                 let current = published.load_full();
-                if current.generation == inner.segment.cells().load_generation() {
+                let generation = inner.segment.cells().load_generation();
+                if current.generation == generation || generation % 2 == 1 {
                     return Ok(current);
                 }
-                match refresher.try_lock() {
-                    Some(mut cache) => Ok(inner.publish(&mut cache, published)?),
-                    // Someone else is publishing: a private read keeps the answer fresh.
-                    None => {
-                        let mut local = SnapshotCache::from_published(&current);
-                        local.snapshot(inner.segment.cells(), inner.segment.path())?;
-                        Ok(Arc::new(PublishedSnapshot::from(&local)))
-                    }
-                }
+                inner.refresh_published(published, refresher)
             }
         }
     }
@@ -276,15 +304,10 @@ impl SharedClockBound {
                 if current.generation == generation || generation % 2 == 1 {
                     return Ok(f(&current.bound));
                 }
-                match refresher.try_lock() {
-                    Some(mut cache) => inner.publish(&mut cache, published).map(|p| f(&p.bound)),
-                    None => {
-                        let mut local = SnapshotCache::from_published(&current);
-                        local
-                            .snapshot(inner.segment.cells(), inner.segment.path())
-                            .map(f)
-                    }
-                }
+                drop(current);
+                inner
+                    .refresh_published(published, refresher)
+                    .map(|fresh| f(&fresh.bound))
             }
         }
     }
@@ -336,14 +359,17 @@ impl Inner {
         })
     }
 
-    /// Refreshes the refresher's cache and publishes it if it moved on from the published
-    /// snapshot. Called with the refresher lock held.
+    /// The segment moved on from the published snapshot: refresh it, one caller at a time,
+    /// and return what is published afterwards. A caller queued behind another refresher
+    /// usually finds the update already published, and its refresh is one atomic load.
     #[cold]
-    fn publish(
+    #[inline(never)]
+    fn refresh_published(
         &self,
-        cache: &mut SnapshotCache,
         published: &ArcSwap<PublishedSnapshot>,
+        refresher: &Mutex<SnapshotCache>,
     ) -> Result<Arc<PublishedSnapshot>, ShmError> {
+        let mut cache = refresher.lock();
         cache.snapshot(self.segment.cells(), self.segment.path())?;
         let current = published.load_full();
         if current.generation == cache.generation() && current.bound == *cache.cached() {
