@@ -174,24 +174,58 @@ impl ReaderState {
         Ok(reading)
     }
 
-    /// The snapshot looked dead and the path names another file: map the new one, keeping
-    /// the counters, the recheck interval and the VMClock watch. `None` while the new file is
-    /// not readable yet (the daemon is still writing it).
+    /// Brings the state up to date without computing a window (for a publisher): the
+    /// generation check, the full re-read once `mono` has reached the recheck instant, the
+    /// VMClock marker. Returns whether the snapshot looks dead, which only a re-read tells.
+    ///
+    /// # Errors
+    /// As [`ShmReader::snapshot`], and VMClock errors.
+    pub(crate) fn refresh(
+        &mut self,
+        segment: &MappedSegment,
+        mono: Option<Timespec>,
+    ) -> Result<bool, ShmError> {
+        self.cache.snapshot(segment.cells(), segment.path())?;
+        let mut looks_dead = false;
+        if let Some(mono) = mono.filter(|m| *m >= self.cache.recheck_at()) {
+            looks_dead = self.cache.recheck(segment.cells(), segment.path(), mono)?;
+        }
+        if let Some(watch) = &mut self.vmclock {
+            watch.marker()?;
+        }
+        Ok(looks_dead)
+    }
+
+    /// Whether the VMClock marker (as last read) says the snapshot's clock was disrupted.
+    pub(crate) fn disrupted(&self) -> bool {
+        self.vmclock
+            .as_ref()
+            .is_some_and(|w| w.cached_marker() != self.cache.cached().disruption_marker())
+    }
+
+    /// The snapshot looked dead and the path names another file: map the new one. `None`
+    /// while the new file is not readable yet (the daemon is still writing it).
     #[cold]
     pub(crate) fn reopen(&self, path: &Path) -> Option<(MappedSegment, ReaderState)> {
-        let (segment, mut cache) = MappedSegment::open(path).ok()?;
+        let segment = MappedSegment::open(path).ok()?.0;
+        let state = self.rebase(&segment)?;
+        Some((segment, state))
+    }
+
+    /// A state for `segment` (another file than this state read), keeping the counters (one
+    /// more reopen), the recheck interval and the VMClock watch.
+    #[cold]
+    pub(crate) fn rebase(&self, segment: &MappedSegment) -> Option<ReaderState> {
+        let mut cache = SnapshotCache::load(segment.cells(), segment.path()).ok()?;
         cache.set_recheck_interval(self.cache.recheck_interval());
         let mut stats = self.cache.stats();
         stats.reopens += 1;
         stats.full_reads += cache.stats().full_reads;
         *cache.stats_mut() = stats;
-        Some((
-            segment,
-            ReaderState {
-                cache,
-                vmclock: self.vmclock.clone(),
-            },
-        ))
+        Some(ReaderState {
+            cache,
+            vmclock: self.vmclock.clone(),
+        })
     }
 }
 

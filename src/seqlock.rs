@@ -274,11 +274,6 @@ impl SnapshotCache {
         }
     }
 
-    /// A cache holding a snapshot read elsewhere at `generation`.
-    pub(crate) fn from_parts(generation: u16, bound: ClockErrorBound) -> SnapshotCache {
-        SnapshotCache::with_stats(generation, bound, ReaderStats::default())
-    }
-
     fn with_stats(generation: u16, bound: ClockErrorBound, stats: ReaderStats) -> SnapshotCache {
         let recheck_interval_ns = DEFAULT_RECHECK_INTERVAL.as_nanos() as u64;
         let recheck_at = bound.as_of().saturating_add_nanos(recheck_interval_ns);
@@ -338,7 +333,7 @@ impl SnapshotCache {
     /// older than [`STALE_AFTER`] afterwards.
     #[cold]
     #[inline(never)]
-    fn recheck(
+    pub(crate) fn recheck(
         &mut self,
         cells: &SegmentCells,
         path: &Arc<Path>,
@@ -370,6 +365,11 @@ impl SnapshotCache {
             .bound
             .as_of()
             .saturating_add_nanos(self.recheck_interval_ns);
+    }
+
+    /// The `CLOCK_MONOTONIC_COARSE` instant from which [`now`](Self::now) re-reads in full.
+    pub(crate) fn recheck_at(&self) -> Timespec {
+        self.recheck_at
     }
 
     pub(crate) fn recheck_interval(&self) -> Duration {

@@ -5,23 +5,30 @@
 //! only *reads* shared memory (the segment's generation, and for `ArcSwap` the published
 //! snapshot), so threads do not slow each other down.
 //!
-//! - [`Strategy::ThreadLocal`] gives each thread its own [`SnapshotCache`] (the state an
-//!   [`ShmReader`](crate::ShmReader) keeps), found in a thread-local list keyed by the
-//!   value's identity. Cost: a thread-local access and an id compare over a plain reader.
-//! - [`Strategy::ArcSwap`] publishes one snapshot, tagged with its generation, in an
-//!   [`ArcSwap`]. Readers compare the tag with the segment's generation and answer from the
-//!   published snapshot while it matches (or while an update is in progress). On a change,
-//!   callers refresh it one at a time under a mutex: the first reads the segment and
-//!   publishes, the ones queued behind it find the new snapshot already published. The
-//!   mutex is only taken when the generation has moved (once per daemon update), and held
-//!   for one 64-byte copy.
+//! - [`Strategy::ThreadLocal`] gives each thread its own reader state (the snapshot cache
+//!   and VMClock watch an [`ShmReader`](crate::ShmReader) keeps, and a pointer to the
+//!   shared mapping), found in a thread-local list keyed by the value's identity. Cost: a
+//!   thread-local access and an id compare over a plain reader.
+//! - [`Strategy::ArcSwap`] publishes one snapshot in an [`ArcSwap`], tagged with the
+//!   generation it was read at, the mapping it came from, when it must be re-read, and the
+//!   VMClock state. Readers compare the tags with the segment and answer from the published
+//!   snapshot while they match (or while an update is in progress). On a change, callers
+//!   refresh it one at a time under a mutex: the first reads the segment and publishes, the
+//!   ones queued behind it find the new snapshot already published. The mutex is only taken
+//!   when something moved (about once per daemon update), and held for one 64-byte copy.
 //!
 //! Why `ArcSwap` refreshes under a lock rather than letting a caller that finds the lock
 //! taken read the segment for itself: such a private answer can be newer than the published
 //! snapshot, and the same thread's next call, landing mid-update, would answer from the
 //! published one, going back in time. `tests/stress.rs` catches exactly that. Serialising
 //! refreshes keeps every answer at or behind the published snapshot, so each thread's
-//! answers only move forward, as a [`ShmReader`](crate::ShmReader)'s do.
+//! answers only move forward, as a [`ShmReader`](crate::ShmReader)'s do. The price is that a
+//! caller can wait for another's 64-byte copy once per update (longer only if the holder is
+//! descheduled inside that copy).
+//!
+//! Both strategies heal like a [`ShmReader`](crate::ShmReader) (a full re-read once the
+//! snapshot is older than the recheck interval; following a recreated file, with one new
+//! mapping for the whole value) and apply the same VMClock disruption check.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -29,28 +36,34 @@ use std::ops::Deref;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
-use crate::bound::{ClockErrorBound, TimeWindow};
+use crate::bound::{ClockErrorBound, ClockStatus, TimeWindow};
+use crate::clock;
 use crate::error::ShmError;
-use crate::reader::MappedSegment;
-use crate::seqlock::SnapshotCache;
+use crate::options::ReaderOptions;
+use crate::reader::{MappedSegment, ReaderState};
+use crate::seqlock::{ReaderStats, SnapshotCache};
+use crate::timespec::Timespec;
+use crate::vmclock::MarkerWatch;
+use crate::wait;
 
 /// How a [`SharedClockBound`] keeps snapshots for its threads.
 ///
 /// Both give the same answers, freshness and errors; they differ in cost. `ThreadLocal` is
-/// the default: it is the cheaper of the two per call in `BENCHMARKS.md` (it is a plain
-/// reader behind a thread-local lookup, while `ArcSwap` adds a guard acquisition on every
-/// call) and it scales the same. `ArcSwap` suits programs with very many short-lived threads
-/// (each new thread under `ThreadLocal` pays one fresh segment read and keeps ~128 bytes
-/// until it exits) and callers that want to hold the shared snapshot itself
-/// ([`SharedClockBound::snapshot_arc`]).
+/// the default: it is the cheaper of the two per call in `BENCHMARKS.md` (a plain reader
+/// behind a thread-local lookup, while `ArcSwap` adds a guard acquisition on every call), it
+/// never makes one thread wait for another, and it scales the same. `ArcSwap` suits programs
+/// with very many short-lived threads (each new thread under `ThreadLocal` pays one fresh
+/// segment read and keeps 256 bytes until it exits) and callers that want to hold the shared
+/// snapshot itself ([`SharedClockBound::snapshot_arc`]).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Strategy {
-    /// One snapshot cache per thread, created on the thread's first call, dropped when the
+    /// One reader state per thread, created on the thread's first call, dropped when the
     /// thread exits.
     #[default]
     ThreadLocal,
@@ -60,10 +73,20 @@ pub enum Strategy {
 
 /// A snapshot as published by the [`Strategy::ArcSwap`] strategy: the payload and the
 /// generation it was read at. Dereferences to the [`ClockErrorBound`].
-#[derive(Copy, Clone, Debug, PartialEq)]
+///
+/// Holding one keeps the mapping it was read from alive (80 bytes of address space), not
+/// the value that published it.
 pub struct PublishedSnapshot {
     generation: u16,
     bound: ClockErrorBound,
+    /// The mapping this snapshot was read from: the one readers check the generation of.
+    segment: Arc<MappedSegment>,
+    /// When `now()` must re-read in full although the generation looks unchanged.
+    recheck_at: Timespec,
+    /// The VMClock `seq_count` the disruption verdict below answers for.
+    vmclock_seq: u32,
+    /// The VMClock marker differed from the snapshot's when this was published.
+    disrupted: bool,
 }
 
 impl PublishedSnapshot {
@@ -78,6 +101,30 @@ impl PublishedSnapshot {
     pub fn bound(&self) -> &ClockErrorBound {
         &self.bound
     }
+
+    fn new(segment: Arc<MappedSegment>, state: &ReaderState) -> PublishedSnapshot {
+        PublishedSnapshot {
+            generation: state.cache.generation(),
+            bound: *state.cache.cached(),
+            segment,
+            recheck_at: state.cache.recheck_at(),
+            vmclock_seq: state
+                .vmclock
+                .as_ref()
+                .map_or(0, MarkerWatch::seen_seq_count),
+            disrupted: state.disrupted(),
+        }
+    }
+
+    /// Whether `other` would answer exactly as this one does.
+    fn same_as(&self, other: &PublishedSnapshot) -> bool {
+        self.generation == other.generation
+            && self.bound == other.bound
+            && Arc::ptr_eq(&self.segment, &other.segment)
+            && self.recheck_at == other.recheck_at
+            && self.vmclock_seq == other.vmclock_seq
+            && self.disrupted == other.disrupted
+    }
 }
 
 impl Deref for PublishedSnapshot {
@@ -88,12 +135,12 @@ impl Deref for PublishedSnapshot {
     }
 }
 
-impl From<&SnapshotCache> for PublishedSnapshot {
-    fn from(cache: &SnapshotCache) -> PublishedSnapshot {
-        PublishedSnapshot {
-            generation: cache.generation(),
-            bound: *cache.cached(),
-        }
+impl fmt::Debug for PublishedSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublishedSnapshot")
+            .field("generation", &self.generation)
+            .field("bound", &self.bound)
+            .finish_non_exhaustive()
     }
 }
 
@@ -101,9 +148,9 @@ impl From<&SnapshotCache> for PublishedSnapshot {
 /// shared by every clone, no lock on the hot path.
 ///
 /// Clones are cheap (an `Arc`) and share everything; open once and hand clones to workers.
-/// Answers, freshness and errors are those of [`ShmReader`](crate::ShmReader): each call
-/// sees the last update completed before it started (or the previous one while an update is
-/// in progress), and passing states answer from the last good snapshot.
+/// Answers, freshness, self-healing and errors are those of [`ShmReader`](crate::ShmReader):
+/// each call sees the last update completed before it started (or the previous one while an
+/// update is in progress), and passing states answer from the last good snapshot.
 ///
 /// ```no_run
 /// use clockbound_shm::{SharedClockBound, Strategy};
@@ -151,51 +198,77 @@ impl From<&SnapshotCache> for PublishedSnapshot {
 #[derive(Clone)]
 pub struct SharedClockBound {
     inner: Arc<Inner>,
+    /// Turn an untrusted status into [`ShmError::ClockNotTrusted`] (this handle and its
+    /// clones).
+    require_trusted: bool,
 }
 
 struct Inner {
-    /// Distinguishes this value's per-thread caches from other values' in the same thread.
+    /// Distinguishes this value's per-thread states from other values' in the same thread.
     id: u64,
-    segment: MappedSegment,
+    path: Arc<Path>,
+    /// The file opened first: what every reader uses until the daemon recreates the file.
+    primary: Arc<MappedSegment>,
+    /// The newest file mapped since, once the daemon has recreated the segment. Readers
+    /// note which mapping they read by its epoch (0 for `primary`), so that per-thread
+    /// state never holds a mapping alive after the value is dropped.
+    replacement: ArcSwapOption<Replacement>,
+    /// Held while mapping a replacement, so two threads noticing the new file map it once.
+    reopening: Mutex<()>,
+    /// The state a new thread starts from when the segment cannot be read at that moment,
+    /// and the source of its VMClock watch.
+    seed: ReaderState,
     mode: Mode,
 }
 
+/// A file mapped after the daemon recreated the segment.
+struct Replacement {
+    /// 1 for the first replacement, then counting up.
+    epoch: u64,
+    segment: Arc<MappedSegment>,
+}
+
 enum Mode {
-    ThreadLocal {
-        /// The snapshot taken at open: the seed of a new thread's cache when the segment
-        /// cannot be read at that moment.
-        seed: SnapshotCache,
-    },
+    ThreadLocal,
     ArcSwap {
         published: ArcSwap<PublishedSnapshot>,
-        /// The refresher's cache: the snapshot `published` holds, with the state to refresh
-        /// it. Only its holder stores into `published`, so published snapshots only move
-        /// forward.
-        refresher: Mutex<SnapshotCache>,
+        /// The refresher's state: what `published` holds, with the state to refresh it. Only
+        /// its holder stores into `published`, so published snapshots only move forward.
+        refresher: Refresher,
     },
 }
+
+/// The `ArcSwap` strategy's refresher: the reader state behind the published snapshot, and
+/// the epoch of the mapping it reads.
+type Refresher = Mutex<(u64, ReaderState)>;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
-/// A thread's cache for one `SharedClockBound` value. Padded to its own cache lines so no
-/// two threads' caches share one.
+/// A thread's state for one `SharedClockBound` value. Padded to its own cache lines so no
+/// two threads' states share one.
 struct ThreadEntry {
     id: u64,
     owner: Weak<Inner>,
-    cache: SnapshotCache,
+    /// Which mapping `state` reads: 0 for the value's primary one.
+    epoch: u64,
+    state: ReaderState,
 }
 
+/// Per-thread state stays within four cache lines (the budget in `BENCHMARKS.md`).
+const _: () = assert!(std::mem::size_of::<CachePadded<ThreadEntry>>() <= 256);
+
 thread_local! {
-    static THREAD_CACHES: RefCell<Vec<CachePadded<ThreadEntry>>> = const { RefCell::new(Vec::new()) };
+    static THREAD_STATES: RefCell<Vec<CachePadded<ThreadEntry>>> = const { RefCell::new(Vec::new()) };
 }
 
 impl SharedClockBound {
-    /// Opens the segment at `path` with the default [`Strategy`] (`ThreadLocal`).
+    /// Opens the segment at `path` with the default [`Strategy`] (`ThreadLocal`) and
+    /// default [`ReaderOptions`].
     ///
     /// # Errors
     /// As [`ShmReader::open`](crate::ShmReader::open).
     pub fn open(path: impl AsRef<Path>) -> Result<SharedClockBound, ShmError> {
-        SharedClockBound::with_strategy(path, Strategy::default())
+        SharedClockBound::with_options(path, Strategy::default(), &ReaderOptions::default())
     }
 
     /// Opens the segment at `path` with the given strategy.
@@ -206,36 +279,156 @@ impl SharedClockBound {
         path: impl AsRef<Path>,
         strategy: Strategy,
     ) -> Result<SharedClockBound, ShmError> {
-        let (segment, cache) = MappedSegment::open(path.as_ref())?;
+        SharedClockBound::with_options(path, strategy, &ReaderOptions::default())
+    }
+
+    /// Opens the segment at `path` with the given strategy and options (VMClock disruption
+    /// check, recheck interval).
+    ///
+    /// # Errors
+    /// As [`ShmReader::open_with`](crate::ShmReader::open_with).
+    pub fn with_options(
+        path: impl AsRef<Path>,
+        strategy: Strategy,
+        options: &ReaderOptions,
+    ) -> Result<SharedClockBound, ShmError> {
+        let (segment, seed, _vmclock) = ReaderState::open(path.as_ref(), options)?;
+        let path = Arc::clone(segment.path());
+        let primary = Arc::new(segment);
         let mode = match strategy {
-            Strategy::ThreadLocal => Mode::ThreadLocal { seed: cache },
+            Strategy::ThreadLocal => Mode::ThreadLocal,
             Strategy::ArcSwap => Mode::ArcSwap {
-                published: ArcSwap::from_pointee(PublishedSnapshot::from(&cache)),
-                refresher: Mutex::new(cache),
+                published: ArcSwap::from_pointee(PublishedSnapshot::new(
+                    Arc::clone(&primary),
+                    &seed,
+                )),
+                refresher: Mutex::new((0, seed.clone())),
             },
         };
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let inner = Inner {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            path,
+            primary,
+            replacement: ArcSwapOption::empty(),
+            reopening: Mutex::new(()),
+            seed,
+            mode,
+        };
         Ok(SharedClockBound {
-            inner: Arc::new(Inner { id, segment, mode }),
+            inner: Arc::new(inner),
+            require_trusted: false,
         })
     }
 
-    /// The window for the current instant.
+    /// Waits for the segment at `path` to appear, become valid and report Synchronized,
+    /// then returns it opened with the default strategy and options (see
+    /// [`ShmReader::wait_for_sync`](crate::ShmReader::wait_for_sync)).
     ///
     /// # Errors
-    /// As [`ShmReader::snapshot`](crate::ShmReader::snapshot) and
-    /// [`ClockErrorBound::now`].
-    #[inline]
-    pub fn now(&self) -> Result<TimeWindow, ShmError> {
-        self.with_snapshot(ClockErrorBound::now)?
+    /// [`ShmError::Timeout`] after `timeout`, carrying the last attempt's error if it failed.
+    pub fn wait_for_sync(
+        path: impl AsRef<Path>,
+        timeout: Duration,
+    ) -> Result<SharedClockBound, ShmError> {
+        let path = path.as_ref();
+        wait::for_sync(
+            timeout,
+            || SharedClockBound::open(path),
+            |clock| Ok(clock.now()?.clock_status),
+        )
     }
 
-    /// A copy of the current snapshot.
+    /// This handle, set to refuse untrusted windows: with `true`, [`now`](Self::now) (and the
+    /// queries built on it) return [`ShmError::ClockNotTrusted`] instead of a window whose
+    /// status is Unknown or Disrupted. Clones made afterwards inherit the setting; other
+    /// handles to the same value keep theirs.
+    ///
+    /// ```no_run
+    /// # use clockbound_shm::SharedClockBound;
+    /// let strict = SharedClockBound::open("/var/run/clockbound/shm0")?.require_trusted(true);
+    /// let w = strict.now()?; // Err(ClockNotTrusted { .. }) rather than an Unknown window
+    /// assert!(w.clock_status.is_trusted());
+    /// # Ok::<(), clockbound_shm::ShmError>(())
+    /// ```
+    #[must_use]
+    pub fn require_trusted(mut self, on: bool) -> SharedClockBound {
+        self.require_trusted = on;
+        self
+    }
+
+    /// The window for the current instant, with the self-healing and disruption checks of
+    /// [`ShmReader::now`](crate::ShmReader::now).
+    ///
+    /// # Errors
+    /// As [`ShmReader::now`](crate::ShmReader::now), and [`ShmError::ClockNotTrusted`] when
+    /// this handle [requires a trusted clock](Self::require_trusted) and the status is
+    /// Unknown or Disrupted.
+    #[inline]
+    pub fn now(&self) -> Result<TimeWindow, ShmError> {
+        let inner = &*self.inner;
+        let window = match &inner.mode {
+            Mode::ThreadLocal => {
+                self.with_thread_state(|epoch, state| inner.now_from(epoch, state))?
+            }
+            Mode::ArcSwap {
+                published,
+                refresher,
+            } => inner.now_published(published, refresher)?,
+        };
+        if self.require_trusted && !window.clock_status.is_trusted() {
+            return Err(ShmError::ClockNotTrusted {
+                status: window.clock_status,
+            });
+        }
+        Ok(window)
+    }
+
+    /// True only when `t` has certainly passed (`t < earliest` of [`now`](Self::now)).
+    ///
+    /// # Errors
+    /// As [`now`](Self::now).
+    pub fn after(&self, t: Timespec) -> Result<bool, ShmError> {
+        Ok(self.now()?.after(t))
+    }
+
+    /// True only when `t` has certainly not arrived (`t > latest` of [`now`](Self::now)).
+    ///
+    /// # Errors
+    /// As [`now`](Self::now).
+    pub fn before(&self, t: Timespec) -> Result<bool, ShmError> {
+        Ok(self.now()?.before(t))
+    }
+
+    /// Commit-wait: blocks until `t` has certainly passed; see
+    /// [`ShmReader::wait_until_after`](crate::ShmReader::wait_until_after).
+    ///
+    /// # Errors
+    /// [`ShmError::Timeout`], [`ShmError::ClockNotTrusted`], or as [`now`](Self::now).
+    pub fn wait_until_after(&self, t: Timespec, timeout: Duration) -> Result<TimeWindow, ShmError> {
+        wait::until_after(t, timeout, || self.now())
+    }
+
+    /// A copy of the current snapshot (the generation check only; see
+    /// [`ShmReader::snapshot`](crate::ShmReader::snapshot)).
     ///
     /// # Errors
     /// As [`ShmReader::snapshot`](crate::ShmReader::snapshot).
     pub fn snapshot(&self) -> Result<ClockErrorBound, ShmError> {
-        self.with_snapshot(|bound| *bound)
+        let inner = &*self.inner;
+        match &inner.mode {
+            Mode::ThreadLocal => self.with_thread_state(|epoch, state| {
+                inner.with_segment(epoch, state, |segment, state| {
+                    state
+                        .cache
+                        .snapshot(segment.cells(), segment.path())
+                        .copied()
+                })
+            }),
+            Mode::ArcSwap {
+                published,
+                refresher,
+            } => inner.with_published_snapshot(published, refresher, |snapshot| snapshot.bound),
+        }
     }
 
     /// The current snapshot as a shared `Arc`, to hold without copying. Under
@@ -247,21 +440,28 @@ impl SharedClockBound {
     pub fn snapshot_arc(&self) -> Result<Arc<PublishedSnapshot>, ShmError> {
         let inner = &*self.inner;
         match &inner.mode {
-            Mode::ThreadLocal { .. } => self.with_thread_cache(|cache| {
-                cache.snapshot(inner.segment.cells(), inner.segment.path())?;
-                Ok(Arc::new(PublishedSnapshot::from(&*cache)))
+            Mode::ThreadLocal => self.with_thread_state(|epoch, state| {
+                inner.with_segment(epoch, state, |segment, state| {
+                    state.cache.snapshot(segment.cells(), segment.path())?;
+                    Ok(Arc::new(PublishedSnapshot::new(Arc::clone(segment), state)))
+                })
             }),
             Mode::ArcSwap {
                 published,
                 refresher,
-            } => {
-                let current = published.load_full();
-                let generation = inner.segment.cells().load_generation();
-                if current.generation == generation || generation % 2 == 1 {
-                    return Ok(current);
-                }
-                inner.refresh_published(published, refresher)
-            }
+            } => inner.with_published_snapshot(published, refresher, Arc::clone),
+        }
+    }
+
+    /// What the reading has done so far: under `ThreadLocal`, the calling thread's counters
+    /// for this value; under `ArcSwap`, the refresher's (reads, retries, rechecks, reopens;
+    /// answers from the published snapshot are not counted, to keep the hot path free of
+    /// shared writes).
+    #[must_use]
+    pub fn stats(&self) -> ReaderStats {
+        match &self.inner.mode {
+            Mode::ThreadLocal => self.with_thread_state(|_, state| state.cache.stats()),
+            Mode::ArcSwap { refresher, .. } => refresher.lock().1.cache.stats(),
         }
     }
 
@@ -269,7 +469,7 @@ impl SharedClockBound {
     #[must_use]
     pub fn strategy(&self) -> Strategy {
         match self.inner.mode {
-            Mode::ThreadLocal { .. } => Strategy::ThreadLocal,
+            Mode::ThreadLocal => Strategy::ThreadLocal,
             Mode::ArcSwap { .. } => Strategy::ArcSwap,
         }
     }
@@ -277,114 +477,240 @@ impl SharedClockBound {
     /// The segment file.
     #[must_use]
     pub fn path(&self) -> &Path {
-        self.inner.segment.path()
+        &self.inner.path
     }
 
-    /// Runs `f` on the current snapshot, wherever this strategy keeps it.
+    /// Runs `f` on this thread's state for this value (the epoch of the mapping it reads,
+    /// and the reader state), creating it on first use.
     #[inline]
-    fn with_snapshot<R>(&self, f: impl FnOnce(&ClockErrorBound) -> R) -> Result<R, ShmError> {
-        let inner = &*self.inner;
-        match &inner.mode {
-            Mode::ThreadLocal { .. } => self.with_thread_cache(|cache| {
-                cache
-                    .snapshot(inner.segment.cells(), inner.segment.path())
-                    .map(f)
-            }),
-            Mode::ArcSwap {
-                published,
-                refresher,
-            } => {
-                let current = published.load();
-                let generation = inner.segment.cells().load_generation();
-                // Unchanged, or mid-update (where every reader answers from its last
-                // snapshot anyway): no need to touch the refresher lock. A wipe (generation
-                // 0) does go through the refresher once, which publishes the snapshot under
-                // generation 0 so that the next write is seen as a change even if it lands
-                // on the generation published before the wipe.
-                if current.generation == generation || generation % 2 == 1 {
-                    return Ok(f(&current.bound));
-                }
-                drop(current);
-                inner
-                    .refresh_published(published, refresher)
-                    .map(|fresh| f(&fresh.bound))
-            }
-        }
-    }
-
-    /// Runs `f` on this thread's cache for this value, creating it on first use.
-    #[inline]
-    fn with_thread_cache<R>(&self, f: impl FnOnce(&mut SnapshotCache) -> R) -> R {
+    fn with_thread_state<R>(&self, f: impl FnOnce(&mut u64, &mut ReaderState) -> R) -> R {
         let mut f = Some(f);
-        let found = THREAD_CACHES.try_with(|caches| {
+        let found = THREAD_STATES.try_with(|states| {
             // Never already borrowed: nothing called while it is borrowed re-enters here.
-            let mut caches = caches.borrow_mut();
-            let index = match caches.iter().position(|entry| entry.id == self.inner.id) {
+            let mut states = states.borrow_mut();
+            let index = match states.iter().position(|entry| entry.id == self.inner.id) {
                 Some(index) => index,
-                None => self.add_thread_cache(&mut caches),
+                None => self.add_thread_state(&mut states),
             };
-            (f.take().expect("called once"))(&mut caches[index].cache)
+            let entry = &mut *states[index];
+            (f.take().expect("called once"))(&mut entry.epoch, &mut entry.state)
         });
         match found {
             Ok(result) => result,
-            // The thread is exiting and its thread-locals are gone: use a throwaway cache.
-            Err(_) => (f.take().expect("not called when thread-locals are gone"))(
-                &mut self.inner.new_cache(),
-            ),
+            // The thread is exiting and its thread-locals are gone: use a throwaway state.
+            Err(_) => {
+                let (mut epoch, mut state) = self.inner.new_thread_state();
+                (f.take().expect("not called when thread-locals are gone"))(&mut epoch, &mut state)
+            }
         }
     }
 
     #[cold]
-    fn add_thread_cache(&self, caches: &mut Vec<CachePadded<ThreadEntry>>) -> usize {
-        // Forget caches of values that were dropped since this thread last added one.
-        caches.retain(|entry| entry.owner.strong_count() > 0);
-        caches.push(CachePadded::new(ThreadEntry {
+    fn add_thread_state(&self, states: &mut Vec<CachePadded<ThreadEntry>>) -> usize {
+        // Forget states of values that were dropped since this thread last added one.
+        states.retain(|entry| entry.owner.strong_count() > 0);
+        let (epoch, state) = self.inner.new_thread_state();
+        states.push(CachePadded::new(ThreadEntry {
             id: self.inner.id,
             owner: Arc::downgrade(&self.inner),
-            cache: self.inner.new_cache(),
+            epoch,
+            state,
         }));
-        caches.len() - 1
+        states.len() - 1
     }
 }
 
 impl Inner {
-    /// A cache for a new thread: a fresh read if the segment is readable now, else the
-    /// snapshot taken at open (which the next call refreshes).
-    fn new_cache(&self) -> SnapshotCache {
-        SnapshotCache::load(self.segment.cells(), self.segment.path()).unwrap_or_else(|_| {
-            match &self.mode {
-                Mode::ThreadLocal { seed } => seed.clone(),
-                Mode::ArcSwap { published, .. } => SnapshotCache::from_published(&published.load()),
+    /// A state for a new thread, on the newest mapping: a fresh read if the segment is
+    /// readable now, else the seed (which the next call refreshes).
+    fn new_thread_state(&self) -> (u64, ReaderState) {
+        let mut state = self.seed.clone();
+        let mut epoch = 0;
+        self.with_replacement(&mut epoch, &mut state, |segment, state| {
+            if let Ok(mut cache) = SnapshotCache::load(segment.cells(), segment.path()) {
+                cache.set_recheck_interval(state.cache.recheck_interval());
+                state.cache = cache;
             }
-        })
+        });
+        (epoch, state)
     }
 
-    /// The segment moved on from the published snapshot: refresh it, one caller at a time,
-    /// and return what is published afterwards. A caller queued behind another refresher
-    /// usually finds the update already published, and its refresh is one atomic load.
+    /// Runs `f` with the mapping the reader at `epoch` reads: the primary one (no
+    /// synchronisation at all: the hot path) until the reader has moved to a replacement,
+    /// then the newest replacement (moving the reader onto it when it was on an older one).
+    /// A reader on the primary mapping moves in `follow_recreated_file`, once its snapshot
+    /// looks dead.
+    #[inline]
+    fn with_segment<R>(
+        &self,
+        epoch: &mut u64,
+        state: &mut ReaderState,
+        f: impl FnOnce(&Arc<MappedSegment>, &mut ReaderState) -> R,
+    ) -> R {
+        if *epoch == 0 {
+            return f(&self.primary, state);
+        }
+        self.with_replacement(epoch, state, f)
+    }
+
+    /// [`with_segment`](Self::with_segment) off the hot path: the newest mapping, moving
+    /// the reader onto it if needed (from the primary one too).
+    #[cold]
+    #[inline(never)]
+    fn with_replacement<R>(
+        &self,
+        epoch: &mut u64,
+        state: &mut ReaderState,
+        f: impl FnOnce(&Arc<MappedSegment>, &mut ReaderState) -> R,
+    ) -> R {
+        let replacement = self.replacement.load();
+        let Some(newest) = replacement.as_ref() else {
+            return f(&self.primary, state);
+        };
+        if newest.epoch != *epoch {
+            if let Some(rebased) = state.rebase(&newest.segment) {
+                *state = rebased;
+                *epoch = newest.epoch;
+            }
+        }
+        f(&newest.segment, state)
+    }
+
+    /// One reader's `now()`: its state on its mapping, following a recreated file when the
+    /// snapshot looks dead.
+    #[inline]
+    fn now_from(&self, epoch: &mut u64, state: &mut ReaderState) -> Result<TimeWindow, ShmError> {
+        let reading = self.with_segment(epoch, state, |segment, state| state.now(segment))?;
+        if reading.looks_dead && self.follow_recreated_file(epoch, state) {
+            return Ok(self
+                .with_segment(epoch, state, |segment, state| state.now(segment))?
+                .window);
+        }
+        Ok(reading.window)
+    }
+
+    /// `ArcSwap`'s `now()`: the published snapshot while its tags match, else a refresh.
+    #[inline]
+    fn now_published(
+        &self,
+        published: &ArcSwap<PublishedSnapshot>,
+        refresher: &Refresher,
+    ) -> Result<TimeWindow, ShmError> {
+        let current = published.load();
+        let generation = current.segment.cells().load_generation();
+        // Mid-update (odd) answers from the last snapshot, as every reader does.
+        let segment_moved = generation != current.generation && generation % 2 == 0;
+        let vmclock_moved = self
+            .seed
+            .vmclock
+            .as_ref()
+            .is_some_and(|w| w.current_seq_count() != current.vmclock_seq);
+        // The clocks are read after the snapshot is chosen, never before: a snapshot written
+        // after our monotonic reading could have an `as_of` past it.
+        let real = clock::realtime();
+        let mono = clock::monotonic_coarse();
+        if !segment_moved && !vmclock_moved && mono < current.recheck_at {
+            return window_at(&current, real, mono);
+        }
+        drop(current);
+        let fresh = self.refresh_published(published, refresher, Some(mono))?;
+        window_at(&fresh, clock::realtime(), clock::monotonic_coarse())
+    }
+
+    /// `ArcSwap`'s `snapshot()`: `f` of the published snapshot while its generation
+    /// matches, else of a refreshed one.
+    fn with_published_snapshot<R>(
+        &self,
+        published: &ArcSwap<PublishedSnapshot>,
+        refresher: &Refresher,
+        f: impl FnOnce(&Arc<PublishedSnapshot>) -> R,
+    ) -> Result<R, ShmError> {
+        let current = published.load();
+        let generation = current.segment.cells().load_generation();
+        if generation == current.generation || generation % 2 == 1 {
+            return Ok(f(&current));
+        }
+        drop(current);
+        self.refresh_published(published, refresher, None)
+            .map(|snapshot| f(&snapshot))
+    }
+
+    /// Something moved since the published snapshot: refresh it, one caller at a time (see
+    /// the module docs for why), and return what is published afterwards. With `mono`, also
+    /// run the recheck (and follow a recreated file) when that instant has reached the
+    /// recheck time. A caller queued behind another refresher usually finds the update
+    /// already published, and its refresh reads nothing but the generation.
     #[cold]
     #[inline(never)]
     fn refresh_published(
         &self,
         published: &ArcSwap<PublishedSnapshot>,
-        refresher: &Mutex<SnapshotCache>,
+        refresher: &Refresher,
+        mono: Option<Timespec>,
     ) -> Result<Arc<PublishedSnapshot>, ShmError> {
-        let mut cache = refresher.lock();
-        cache.snapshot(self.segment.cells(), self.segment.path())?;
+        let mut guard = refresher.lock();
+        let (epoch, state) = &mut *guard;
+        let looks_dead =
+            self.with_segment(epoch, state, |segment, state| state.refresh(segment, mono))?;
+        if looks_dead && self.follow_recreated_file(epoch, state) {
+            self.with_segment(epoch, state, |segment, state| state.refresh(segment, None))?;
+        }
+        let fresh = self.with_segment(epoch, state, |segment, state| {
+            PublishedSnapshot::new(Arc::clone(segment), state)
+        });
         let current = published.load_full();
-        if current.generation == cache.generation() && current.bound == *cache.cached() {
+        if current.same_as(&fresh) {
             return Ok(current);
         }
-        let fresh = Arc::new(PublishedSnapshot::from(&*cache));
+        let fresh = Arc::new(fresh);
         published.store(Arc::clone(&fresh));
         Ok(fresh)
     }
+
+    /// A reader's snapshot looked dead: if the path now names another file, map it (once
+    /// for the whole value, whoever notices first) and move the reader onto it. Returns
+    /// whether the reader moved.
+    #[cold]
+    #[inline(never)]
+    fn follow_recreated_file(&self, epoch: &mut u64, state: &mut ReaderState) -> bool {
+        let newest_epoch = || self.replacement.load().as_ref().map_or(0, |r| r.epoch);
+        if newest_epoch() == *epoch {
+            if !self.with_segment(epoch, state, |segment, _| segment.replaced_on_disk()) {
+                return false;
+            }
+            let _reopening = self.reopening.lock();
+            let newest = newest_epoch();
+            if newest == *epoch {
+                // Still ours to do. The new file may not be readable yet (the daemon is
+                // writing it): keep answering from the old snapshot and look again later.
+                let Ok((segment, _)) = MappedSegment::open(&self.path) else {
+                    return false;
+                };
+                let segment = Arc::new(segment);
+                self.replacement.store(Some(Arc::new(Replacement {
+                    epoch: newest + 1,
+                    segment,
+                })));
+            }
+        }
+        let before = *epoch;
+        self.with_replacement(epoch, state, |_, _| ());
+        *epoch != before
+    }
 }
 
-impl SnapshotCache {
-    fn from_published(p: &PublishedSnapshot) -> SnapshotCache {
-        SnapshotCache::from_parts(p.generation, p.bound)
+/// The window a published snapshot gives at (`real`, `mono`), with its disruption verdict.
+#[inline]
+fn window_at(
+    published: &PublishedSnapshot,
+    real: Timespec,
+    mono: Timespec,
+) -> Result<TimeWindow, ShmError> {
+    let mut window = published.bound.compute_bound_at(real, mono)?;
+    if published.disrupted {
+        window.clock_status = ClockStatus::Disrupted;
     }
+    Ok(window)
 }
 
 impl fmt::Debug for SharedClockBound {
@@ -392,6 +718,7 @@ impl fmt::Debug for SharedClockBound {
         f.debug_struct("SharedClockBound")
             .field("path", &self.path())
             .field("strategy", &self.strategy())
+            .field("require_trusted", &self.require_trusted)
             .finish_non_exhaustive()
     }
 }

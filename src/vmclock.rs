@@ -378,6 +378,23 @@ impl MarkerWatch {
         Ok(self.marker)
     }
 
+    /// The page's `seq_count` now (one atomic load): compare with
+    /// [`seen_seq_count`](Self::seen_seq_count) to learn whether the page moved.
+    #[inline]
+    pub(crate) fn current_seq_count(&self) -> u32 {
+        self.mapping.cells().load_seq_count()
+    }
+
+    /// The `seq_count` the cached marker answers for (an odd one while an update is stuck).
+    pub(crate) fn seen_seq_count(&self) -> u32 {
+        self.stuck_odd.unwrap_or(self.seq_count)
+    }
+
+    /// The cached marker, without looking at the page.
+    pub(crate) fn cached_marker(&self) -> u64 {
+        self.marker
+    }
+
     /// `seq_count` moved: take a fresh copy (returned), or keep the cached marker while an
     /// update is in progress.
     #[cold]

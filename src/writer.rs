@@ -10,6 +10,7 @@ use crate::bound::ClockErrorBound;
 use crate::error::ShmError;
 use crate::layout::{self, LAYOUT_VERSION, SEGMENT_LEN};
 use crate::mapping::SegmentMapping;
+use crate::options::{DisruptionCheck, ReaderOptions};
 use crate::reader::ShmReader;
 
 /// Writes a ClockBound segment (layout version 2) with the daemon's protocol.
@@ -66,7 +67,10 @@ impl ShmWriter {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).map_err(io_error("create the directory of"))?;
         }
-        let reusable = ShmReader::open(&path).is_ok();
+        // Reusable means readable as a segment; whether this machine has a VMClock device
+        // does not matter to the writer.
+        let probe = ReaderOptions::new().disruption_check(DisruptionCheck::Off);
+        let reusable = ShmReader::open_with(&path, &probe).is_ok();
         let file = OpenOptions::new()
             .read(true)
             .write(true)

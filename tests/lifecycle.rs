@@ -8,8 +8,18 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use clockbound_shm::{
-    ClockErrorBound, ClockStatus, NotInitialized, ShmError, ShmReader, ShmWriter, Timespec,
+    ClockErrorBound, ClockStatus, DisruptionCheck, NotInitialized, ReaderOptions, ShmError,
+    ShmReader, ShmWriter, Timespec,
 };
+
+/// Our reader, on the segment alone: some snapshots here set the disruption-support flag,
+/// and the default options would then also open a VMClock device this machine may lack.
+fn open_reader(path: &Path) -> Result<ShmReader, ShmError> {
+    ShmReader::open_with(
+        path,
+        &ReaderOptions::new().disruption_check(DisruptionCheck::Off),
+    )
+}
 
 fn ts(sec: i64, nsec: i64) -> Timespec {
     Timespec::new(sec, nsec)
@@ -44,7 +54,7 @@ fn header_of(path: &Path) -> (u16, u16) {
 }
 
 fn not_initialized_reason(path: &Path) -> NotInitialized {
-    match ShmReader::open(path) {
+    match open_reader(path) {
         Err(err @ ShmError::SegmentNotInitialized { .. }) => {
             assert!(err.is_transient());
             assert!(
@@ -74,7 +84,7 @@ fn wipe_and_come_back(writes_before_wipe: u64) {
         writer.write(&bound(100, i));
     }
     let before = bound(100, writes_before_wipe);
-    let mut reader = ShmReader::open(&path).unwrap();
+    let mut reader = open_reader(&path).unwrap();
     assert_eq!(reader.snapshot().unwrap(), &before);
 
     writer.wipe();
@@ -111,7 +121,7 @@ fn wipe_and_come_back(writes_before_wipe: u64) {
         "the open reader picks up the new snapshot"
     );
     assert_eq!(reader.generation(), 2);
-    assert_eq!(ShmReader::open(&path).unwrap().snapshot().unwrap(), &after);
+    assert_eq!(open_reader(&path).unwrap().snapshot().unwrap(), &after);
 }
 
 #[test]
@@ -138,14 +148,14 @@ fn reader_opening_on_a_wiped_or_never_written_segment() {
 
     writer.write(&bound(100, 1));
     assert_eq!(
-        ShmReader::open(&path).unwrap().snapshot().unwrap(),
+        open_reader(&path).unwrap().snapshot().unwrap(),
         &bound(100, 1)
     );
 
     writer.wipe();
     assert_eq!(not_initialized_reason(&path), NotInitialized::Wiped);
     writer.write(&bound(300, 2));
-    let mut reader = ShmReader::open(&path).expect("opens once written again");
+    let mut reader = open_reader(&path).expect("opens once written again");
     assert_eq!(reader.snapshot().unwrap(), &bound(300, 2));
 }
 
@@ -163,7 +173,7 @@ fn writer_dies_mid_update() {
         false,
     );
     writer.write(&last);
-    let mut reader = ShmReader::open(&path).unwrap();
+    let mut reader = open_reader(&path).unwrap();
     assert_eq!(reader.snapshot().unwrap(), &last);
 
     writer.simulate_interrupted_update();
@@ -224,7 +234,7 @@ fn writer_dies_mid_update() {
     writer.write(&next);
     assert_eq!(header_of(&path), (2, 4));
     assert_eq!(reader.snapshot().unwrap(), &next);
-    assert_eq!(ShmReader::open(&path).unwrap().snapshot().unwrap(), &next);
+    assert_eq!(open_reader(&path).unwrap().snapshot().unwrap(), &next);
 }
 
 #[test]
@@ -232,7 +242,7 @@ fn generation_wraps_to_2_never_0() {
     let (_dir, path) = temp_segment();
     let mut writer = ShmWriter::new(&path).unwrap();
     writer.write(&bound(1, 0));
-    let mut reader = ShmReader::open(&path).unwrap();
+    let mut reader = open_reader(&path).unwrap();
     let mut i = 0;
     while writer.generation() != 65_534 {
         i += 1;
@@ -268,7 +278,7 @@ fn generation_wraps_from_a_stuck_65535() {
         i += 1;
         writer.write(&bound(1, i));
     }
-    let mut reader = ShmReader::open(&path).unwrap();
+    let mut reader = open_reader(&path).unwrap();
     writer.simulate_interrupted_update();
     assert_eq!(header_of(&path), (2, 65_535));
     assert_eq!(reader.snapshot().unwrap(), &bound(1, i));
@@ -284,7 +294,7 @@ fn warm_restart_keeps_generation_and_payload() {
     for i in 1..=3 {
         first.write(&bound(100, i));
     }
-    let mut reader = ShmReader::open(&path).unwrap();
+    let mut reader = open_reader(&path).unwrap();
     let bytes_before = fs::read(&path).unwrap();
     drop(first);
 
@@ -297,7 +307,7 @@ fn warm_restart_keeps_generation_and_payload() {
     assert_eq!(second.generation(), 6);
     assert_eq!(reader.snapshot().unwrap(), &bound(100, 3));
     assert_eq!(
-        ShmReader::open(&path).unwrap().snapshot().unwrap(),
+        open_reader(&path).unwrap().snapshot().unwrap(),
         &bound(100, 3)
     );
 
@@ -342,7 +352,7 @@ fn cold_start_on_unusable_files_wipes_to_80_bytes() {
 
         writer.write(&bound(5, 5));
         assert_eq!(
-            ShmReader::open(&path).unwrap().snapshot().unwrap(),
+            open_reader(&path).unwrap().snapshot().unwrap(),
             &bound(5, 5),
             "{what}"
         );
@@ -359,7 +369,7 @@ fn writer_creates_missing_directories() {
     assert_eq!(fs::metadata(&path).unwrap().len(), 80);
     writer.write(&bound(1, 1));
     assert_eq!(
-        ShmReader::open(&path).unwrap().snapshot().unwrap(),
+        open_reader(&path).unwrap().snapshot().unwrap(),
         &bound(1, 1)
     );
 }

@@ -112,9 +112,9 @@ fn run_readers(
     start_writer: impl FnOnce() -> u64,
 ) -> (Vec<ThreadReport>, u64) {
     let shared = match kind {
-        ReaderKind::Shared(strategy) => {
-            Some(SharedClockBound::with_strategy(path, strategy).expect("open shared"))
-        }
+        ReaderKind::Shared(strategy) => Some(
+            SharedClockBound::with_options(path, strategy, &no_vmclock()).expect("open shared"),
+        ),
         ReaderKind::PerThreadReader => None,
     };
     thread::scope(|s| {
@@ -307,7 +307,13 @@ fn child_writer_process() {
         .expect("duration in ms");
     let path = PathBuf::from(path);
     // A warm restart: the writer keeps the valid segment and its generation.
-    let mut k = check(ShmReader::open(&path).unwrap().snapshot().unwrap()).unwrap();
+    let mut k = check(
+        ShmReader::open_with(&path, &no_vmclock())
+            .unwrap()
+            .snapshot()
+            .unwrap(),
+    )
+    .unwrap();
     let mut writer = ShmWriter::new(&path).unwrap();
     let start = Instant::now();
     while start.elapsed() < Duration::from_millis(millis) {
@@ -470,7 +476,7 @@ fn one_mapping_for_any_number_of_threads() {
         let dir = tempfile::tempdir().unwrap();
         let path = new_segment(&dir);
         assert_eq!(mappings_of(&path), 0, "the writer is closed");
-        let clock = SharedClockBound::with_strategy(&path, strategy).unwrap();
+        let clock = SharedClockBound::with_options(&path, strategy, &no_vmclock()).unwrap();
         assert_eq!(mappings_of(&path), 1);
         let all_read = Barrier::new(9);
         let counted = Barrier::new(9);
@@ -509,7 +515,8 @@ fn one_mapping_for_any_number_of_threads() {
 fn last_clone_unmaps_while_threads_live_on() {
     let dir = tempfile::tempdir().unwrap();
     let path = new_segment(&dir);
-    let clock = SharedClockBound::open(&path).unwrap();
+    let clock =
+        SharedClockBound::with_options(&path, Strategy::ThreadLocal, &no_vmclock()).unwrap();
     let (used_tx, used_rx) = mpsc::channel();
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let other = tempfile::tempdir().unwrap();
@@ -528,7 +535,9 @@ fn last_clone_unmaps_while_threads_live_on() {
             drop((clock, keep));
             go_rx.recv().unwrap();
             // A new value in the same thread after the old one is gone.
-            let fresh = SharedClockBound::open(&other_path).unwrap();
+            let fresh =
+                SharedClockBound::with_options(&other_path, Strategy::ThreadLocal, &no_vmclock())
+                    .unwrap();
             assert_eq!(fresh.snapshot().unwrap(), payload(7));
         })
     };
@@ -554,10 +563,11 @@ fn values_on_different_files_do_not_mix_in_one_thread() {
     writer_a.write(&payload(100));
     writer_b.write(&payload(200));
 
-    let a = SharedClockBound::open(&path_a).unwrap();
-    let b = SharedClockBound::open(&path_b).unwrap();
-    let b_arc = SharedClockBound::with_strategy(&path_b, Strategy::ArcSwap).unwrap();
-    let a_again = SharedClockBound::open(&path_a).unwrap();
+    let a = SharedClockBound::with_options(&path_a, Strategy::ThreadLocal, &no_vmclock()).unwrap();
+    let b = SharedClockBound::with_options(&path_b, Strategy::ThreadLocal, &no_vmclock()).unwrap();
+    let b_arc = SharedClockBound::with_options(&path_b, Strategy::ArcSwap, &no_vmclock()).unwrap();
+    let a_again =
+        SharedClockBound::with_options(&path_a, Strategy::ThreadLocal, &no_vmclock()).unwrap();
     let expect = |ka: u64, kb: u64| {
         for _ in 0..3 {
             assert_eq!(a.snapshot().unwrap(), payload(ka));
@@ -577,7 +587,7 @@ fn values_on_different_files_do_not_mix_in_one_thread() {
 
     // A value opened after another is dropped (possibly at the same address) starts clean.
     drop(a);
-    let c = SharedClockBound::open(&path_b).unwrap();
+    let c = SharedClockBound::with_options(&path_b, Strategy::ThreadLocal, &no_vmclock()).unwrap();
     assert_eq!(c.snapshot().unwrap(), payload(202));
     assert_eq!(a_again.snapshot().unwrap(), payload(102));
     writer_b.write(&payload(203));

@@ -1,0 +1,204 @@
+//! The disruption-aware `now()`: the VMClock page's marker against the segment's, for
+//! `ShmReader` and both `SharedClockBound` strategies.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clockbound_shm::{
+    ClockErrorBound, ClockStatus, DisruptionCheck, ReaderOptions, SharedClockBound, ShmError,
+    ShmReader, ShmWriter, Strategy, Timespec,
+};
+use rustix::time::{ClockId, clock_gettime};
+
+/// A VMClock page (little endian, offsets from the kernel ABI): magic "VCLK", size 104,
+/// version 1, `seq_count`, and the disruption marker at offset 16.
+fn vmclock_bytes(seq_count: u32, marker: u64) -> Vec<u8> {
+    let mut page = vec![0u8; 104];
+    page[0..4].copy_from_slice(&0x4B4C_4356u32.to_le_bytes());
+    page[4..8].copy_from_slice(&104u32.to_le_bytes());
+    page[8..10].copy_from_slice(&1u16.to_le_bytes());
+    page[12..16].copy_from_slice(&seq_count.to_le_bytes());
+    page[16..24].copy_from_slice(&marker.to_le_bytes());
+    page[34] = 2; // Synchronized
+    page
+}
+
+/// Publishes a new marker the way the hypervisor does: odd seq, marker, even seq.
+fn update_marker(page: &Path, seq_count: &mut u32, marker: u64) {
+    let file = File::options().write(true).open(page).unwrap();
+    *seq_count += 1;
+    file.write_all_at(&seq_count.to_le_bytes(), 12).unwrap();
+    file.write_all_at(&marker.to_le_bytes(), 16).unwrap();
+    *seq_count += 1;
+    file.write_all_at(&seq_count.to_le_bytes(), 12).unwrap();
+}
+
+fn bound(marker: u64, disruption_support: bool) -> ClockErrorBound {
+    let t = clock_gettime(ClockId::MonotonicCoarse);
+    let as_of = Timespec::new(t.tv_sec, t.tv_nsec);
+    ClockErrorBound::new(
+        as_of,
+        as_of.saturating_add(Duration::from_secs(1000)),
+        1_000,
+        marker,
+        1_000,
+        ClockStatus::Synchronized,
+        disruption_support,
+    )
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    segment: PathBuf,
+    vmclock: PathBuf,
+    writer: ShmWriter,
+    seq_count: u32,
+}
+
+fn setup(marker: u64, disruption_support: bool) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = dir.path().join("shm0");
+    let vmclock = dir.path().join("vmclock0");
+    std::fs::write(&vmclock, vmclock_bytes(2, marker)).unwrap();
+    let mut writer = ShmWriter::new(&segment).unwrap();
+    writer.write(&bound(marker, disruption_support));
+    Setup {
+        _dir: dir,
+        segment,
+        vmclock,
+        writer,
+        seq_count: 2,
+    }
+}
+
+fn options(vmclock: &Path) -> ReaderOptions {
+    ReaderOptions::new().disruption_check(DisruptionCheck::WhenEnabled {
+        vmclock_path: vmclock.to_owned(),
+    })
+}
+
+/// Every reader kind, opened on the same segment, answering `now()`'s status.
+fn statuses(
+    segment: &Path,
+    options: &ReaderOptions,
+) -> Vec<(String, Result<ClockStatus, ShmError>)> {
+    let mut out = Vec::new();
+    match ShmReader::open_with(segment, options) {
+        Ok(mut r) => out.push(("ShmReader".into(), r.now().map(|w| w.clock_status))),
+        Err(e) => out.push(("ShmReader".into(), Err(e))),
+    }
+    for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
+        let name = format!("SharedClockBound/{strategy:?}");
+        match SharedClockBound::with_options(segment, strategy, options) {
+            Ok(c) => out.push((name, c.now().map(|w| w.clock_status))),
+            Err(e) => out.push((name, Err(e))),
+        }
+    }
+    out
+}
+
+#[test]
+fn equal_markers_leave_the_status_alone() {
+    let s = setup(7, true);
+    for (who, status) in statuses(&s.segment, &options(&s.vmclock)) {
+        assert_eq!(status.unwrap(), ClockStatus::Synchronized, "{who}");
+    }
+}
+
+#[test]
+fn a_marker_changed_mid_run_reports_disrupted_until_the_daemon_catches_up() {
+    let mut s = setup(7, true);
+    let opts = options(&s.vmclock);
+    let mut reader = ShmReader::open_with(&s.segment, &opts).unwrap();
+    let thread_local =
+        SharedClockBound::with_options(&s.segment, Strategy::ThreadLocal, &opts).unwrap();
+    let arc_swap = SharedClockBound::with_options(&s.segment, Strategy::ArcSwap, &opts).unwrap();
+    let all = |reader: &mut ShmReader| {
+        [
+            reader.now().unwrap().clock_status,
+            thread_local.now().unwrap().clock_status,
+            arc_swap.now().unwrap().clock_status,
+        ]
+    };
+    assert_eq!(all(&mut reader), [ClockStatus::Synchronized; 3]);
+
+    // Live migration: the hypervisor bumps the marker; the segment still says 7.
+    update_marker(&s.vmclock, &mut s.seq_count, 8);
+    assert_eq!(all(&mut reader), [ClockStatus::Disrupted; 3]);
+    // Also from another thread (fresh per-thread state under ThreadLocal).
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            assert_eq!(
+                thread_local.now().unwrap().clock_status,
+                ClockStatus::Disrupted
+            );
+            assert_eq!(arc_swap.now().unwrap().clock_status, ClockStatus::Disrupted);
+        });
+    });
+
+    // The daemon catches up and writes the new marker.
+    s.writer.write(&bound(8, true));
+    assert_eq!(all(&mut reader), [ClockStatus::Synchronized; 3]);
+}
+
+#[test]
+fn a_missing_device_is_an_error_at_open_when_the_segment_asks_for_it() {
+    let s = setup(7, true);
+    let missing = s.vmclock.with_file_name("no-such-vmclock");
+    for (who, status) in statuses(&s.segment, &options(&missing)) {
+        match status {
+            Err(e @ ShmError::VmClockIo { .. }) => {
+                assert_eq!(e.errno(), rustix::io::Errno::NOENT.raw_os_error(), "{who}");
+                assert!(e.to_string().contains("no-such-vmclock"), "{who}: {e}");
+            }
+            other => panic!("{who}: expected a VMClock I/O error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_check_is_skipped_when_the_segment_does_not_ask_or_it_is_off() {
+    // Flag off: the device is never opened, so a missing one does not matter, and a
+    // different marker is not looked at.
+    let s = setup(7, false);
+    let missing = s.vmclock.with_file_name("no-such-vmclock");
+    for (who, status) in statuses(&s.segment, &options(&missing)) {
+        assert_eq!(status.unwrap(), ClockStatus::Synchronized, "{who}");
+    }
+    // Flag on, check off: trust the segment alone.
+    let mut s = setup(7, true);
+    update_marker(&s.vmclock, &mut s.seq_count, 9);
+    let off = ReaderOptions::new().disruption_check(DisruptionCheck::Off);
+    for (who, status) in statuses(&s.segment, &off) {
+        assert_eq!(status.unwrap(), ClockStatus::Synchronized, "{who}");
+    }
+    // And the same with the check on does see the disruption (so the line above can fail).
+    for (who, status) in statuses(&s.segment, &options(&s.vmclock)) {
+        assert_eq!(status.unwrap(), ClockStatus::Disrupted, "{who}");
+    }
+}
+
+#[test]
+fn a_page_mid_update_answers_from_the_last_marker() {
+    let s = setup(7, true);
+    let opts = options(&s.vmclock);
+    let mut reader = ShmReader::open_with(&s.segment, &opts).unwrap();
+    assert_eq!(
+        reader.now().unwrap().clock_status,
+        ClockStatus::Synchronized
+    );
+    // The hypervisor starts an update and writes a new marker, but has not finished.
+    let file = File::options().write(true).open(&s.vmclock).unwrap();
+    file.write_all_at(&3u32.to_le_bytes(), 12).unwrap();
+    file.write_all_at(&99u64.to_le_bytes(), 16).unwrap();
+    assert_eq!(
+        reader.now().unwrap().clock_status,
+        ClockStatus::Synchronized,
+        "half-written marker used"
+    );
+    // It finishes: now the new marker counts.
+    file.write_all_at(&4u32.to_le_bytes(), 12).unwrap();
+    assert_eq!(reader.now().unwrap().clock_status, ClockStatus::Disrupted);
+}
