@@ -299,3 +299,44 @@ fn wait_for_sync_times_out_when_never_synchronised() {
     assert!(start.elapsed() < Duration::from_secs(5));
     daemon.join().unwrap();
 }
+
+#[test]
+fn shared_values_commit_wait_and_wait_for_sync() {
+    let bound = 2_000_000; // 2 ms
+    let (_dir, path, writer) = segment(&bound_now(bound, ClockStatus::Synchronized));
+    let _daemon = Daemon::start(
+        writer,
+        bound,
+        ClockStatus::Synchronized,
+        Duration::from_millis(10),
+    );
+    for strategy in [
+        clockbound_shm::Strategy::ThreadLocal,
+        clockbound_shm::Strategy::ArcSwap,
+    ] {
+        let clock = clockbound_shm::SharedClockBound::with_strategy(&path, strategy).unwrap();
+        let t = clock.now().unwrap().latest;
+        assert!(
+            !clock.after(t).unwrap() && !clock.before(t).unwrap(),
+            "{strategy:?}: t is inside the window"
+        );
+        let w = clock.wait_until_after(t, Duration::from_secs(2)).unwrap();
+        assert!(w.earliest > t, "{strategy:?}");
+        assert!(
+            clock.after(t).unwrap(),
+            "{strategy:?}: once passed, stays passed"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let late = dir.path().join("shm0");
+    let daemon = start_daemon_later(
+        &late,
+        Duration::from_millis(100),
+        vec![(ClockStatus::Synchronized, Duration::from_millis(800))],
+    );
+    let clock =
+        clockbound_shm::SharedClockBound::wait_for_sync(&late, Duration::from_secs(10)).unwrap();
+    assert_eq!(clock.now().unwrap().clock_status, ClockStatus::Synchronized);
+    daemon.join().unwrap();
+}

@@ -6,7 +6,8 @@ use std::thread;
 use std::time::Duration;
 
 use clockbound_shm::{
-    ClockErrorBound, ClockStatus, DEFAULT_RECHECK_INTERVAL, ShmReader, ShmWriter, Timespec,
+    ClockErrorBound, ClockStatus, DEFAULT_RECHECK_INTERVAL, ReaderOptions, SharedClockBound,
+    ShmError, ShmReader, ShmWriter, Strategy, Timespec,
 };
 use rustix::time::{ClockId, clock_gettime};
 
@@ -187,4 +188,128 @@ fn stats_count_what_the_reader_did() {
         (stats.odd_generations, stats.cache_answers, stats.full_reads),
         (1, 11, 2)
     );
+}
+
+// The same healing through `SharedClockBound`, both strategies.
+
+fn shared(path: &Path, strategy: Strategy, recheck: Duration) -> SharedClockBound {
+    let options = ReaderOptions::new().recheck_interval(recheck);
+    SharedClockBound::with_options(path, strategy, &options).unwrap()
+}
+
+fn shared_bound(clock: &SharedClockBound) -> i128 {
+    let w = clock.now().unwrap();
+    (w.latest.as_nanos() - w.earliest.as_nanos()) / 2
+}
+
+/// Mappings of `path` in this process that still name a file on disk.
+fn live_mappings_of(path: &Path) -> usize {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let name = path.to_str().unwrap();
+    maps.lines().filter(|l| l.ends_with(name)).count()
+}
+
+#[test]
+fn shared_values_heal_a_wrapped_generation() {
+    for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shm0");
+        let mut writer = ShmWriter::new(&path).unwrap();
+        writer.write(&bound(1_111, Duration::ZERO));
+        let clock = shared(&path, strategy, Duration::from_millis(100));
+        assert_eq!(shared_bound(&clock), 1_111);
+        for _ in 0..32_767 {
+            writer.write(&bound(2_222, Duration::ZERO));
+        }
+        assert_eq!(
+            shared_bound(&clock),
+            1_111,
+            "{strategy:?}: the wrap is invisible at first"
+        );
+        thread::sleep(Duration::from_millis(150));
+        assert_eq!(
+            shared_bound(&clock),
+            2_222,
+            "{strategy:?}: healed after the interval"
+        );
+        assert_eq!(clock.snapshot().unwrap().bound_nsec(), 2_222);
+        assert!(
+            clock.stats().rechecks >= 1,
+            "{strategy:?}: {:?}",
+            clock.stats()
+        );
+    }
+}
+
+#[test]
+fn shared_values_follow_a_recreated_file_with_one_new_mapping() {
+    for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shm0");
+        let mut old_writer = ShmWriter::new(&path).unwrap();
+        old_writer.write(&bound(1_111, Duration::from_secs(10)));
+        let clock = shared(&path, strategy, Duration::from_millis(100));
+        // Two threads have used the value before the daemon restarts.
+        thread::scope(|s| {
+            s.spawn(|| assert_eq!(shared_bound(&clock), 1_111));
+        });
+        assert_eq!(shared_bound(&clock), 1_111);
+        drop(old_writer);
+        let _new_writer = recreate(&path, &bound(2_222, Duration::ZERO));
+        // The new writer maps the new file too: that is the baseline.
+        let writers_mapping = live_mappings_of(&path);
+        assert_eq!(writers_mapping, 1);
+        thread::sleep(Duration::from_millis(150));
+
+        // Both threads follow the path to the new file...
+        assert_eq!(shared_bound(&clock), 2_222, "{strategy:?}");
+        thread::scope(|s| {
+            s.spawn(|| assert_eq!(shared_bound(&clock), 2_222, "{strategy:?}, other thread"));
+        });
+        assert_eq!(clock.now().unwrap().clock_status, ClockStatus::Synchronized);
+        // ...through a single new mapping for the whole value.
+        assert_eq!(live_mappings_of(&path), writers_mapping + 1, "{strategy:?}");
+        assert_eq!(clock.stats().reopens, 1, "{strategy:?}");
+        drop(clock);
+        assert_eq!(
+            live_mappings_of(&path),
+            writers_mapping,
+            "{strategy:?}: dropping the value unmaps"
+        );
+    }
+}
+
+#[test]
+fn require_trusted_turns_an_untrusted_window_into_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shm0");
+    let mut writer = ShmWriter::new(&path).unwrap();
+    let mut unknown = bound(1, Duration::ZERO);
+    unknown = ClockErrorBound::new(
+        unknown.as_of(),
+        unknown.void_after(),
+        1,
+        0,
+        0,
+        ClockStatus::Unknown,
+        false,
+    );
+    writer.write(&unknown);
+    for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
+        let lenient = SharedClockBound::with_strategy(&path, strategy).unwrap();
+        assert_eq!(lenient.now().unwrap().clock_status, ClockStatus::Unknown);
+        let strict = lenient.clone().require_trusted(true);
+        assert!(matches!(
+            strict.now(),
+            Err(ShmError::ClockNotTrusted {
+                status: ClockStatus::Unknown
+            })
+        ));
+        assert!(
+            strict.after(Timespec::MIN).is_err(),
+            "queries go through the same check"
+        );
+        // The original handle keeps its setting.
+        assert!(lenient.now().is_ok());
+    }
 }
