@@ -20,6 +20,37 @@ use clockbound_shm::{
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rustix::time::{ClockId, clock_gettime};
 
+/// What a benchmark returns for a failed call.
+const FAILED: i64 = i64::MIN;
+
+/// Uses every part of a window, the way a caller would, so that none of it can be optimised
+/// away, without forcing the whole `Result` through memory as `black_box` of it would.
+#[inline(always)]
+fn window(w: Result<clockbound_shm::TimeWindow, clockbound_shm::ShmError>) -> i64 {
+    match w {
+        Ok(w) => w.earliest.nsec() ^ w.latest.nsec() ^ w.earliest.sec() ^ w.clock_status as i64,
+        Err(_) => FAILED,
+    }
+}
+
+/// The same for the released client's `(earliest, latest, status)`.
+#[inline(always)]
+fn released_window(
+    w: Result<
+        (
+            nix::sys::time::TimeSpec,
+            nix::sys::time::TimeSpec,
+            upstream::ClockStatus,
+        ),
+        upstream::ShmError,
+    >,
+) -> i64 {
+    match w {
+        Ok((e, l, s)) => e.tv_nsec() ^ l.tv_nsec() ^ e.tv_sec() ^ s as i64,
+        Err(_) => FAILED,
+    }
+}
+
 /// A snapshot as the daemon would write it now: fresh `as_of`, `void_after` 1000 s later.
 fn fresh_bound(tick: u64) -> ClockErrorBound {
     let mono = clock_gettime(ClockId::MonotonicCoarse);
@@ -82,10 +113,10 @@ fn snapshot(c: &mut Criterion) {
     let mut theirs = seg.upstream_reader();
 
     g.bench_function("unchanged/ours", |b| {
-        b.iter(|| black_box(ours.snapshot().is_ok()))
+        b.iter(|| black_box(ours.snapshot().map(|s| s.bound_nsec()).unwrap_or(-1)))
     });
     g.bench_function("unchanged/released", |b| {
-        b.iter(|| black_box(theirs.snapshot().is_ok()))
+        b.iter(|| black_box(theirs.snapshot().map(|s| s.disruption_marker).unwrap_or(0)))
     });
 
     // The writer's own cost, measured alone so it can be subtracted from the pairs below.
@@ -96,13 +127,13 @@ fn snapshot(c: &mut Criterion) {
     g.bench_function("changed/ours", |b| {
         b.iter(|| {
             seg.writer.write(&bound);
-            black_box(ours.snapshot().is_ok())
+            black_box(ours.snapshot().map(|s| s.bound_nsec()).unwrap_or(-1))
         })
     });
     g.bench_function("changed/released", |b| {
         b.iter(|| {
             seg.writer.write(&bound);
-            black_box(theirs.snapshot().is_ok())
+            black_box(theirs.snapshot().map(|s| s.disruption_marker).unwrap_or(0))
         })
     });
     g.finish();
@@ -124,13 +155,23 @@ fn snapshot_now(c: &mut Criterion) {
         })
     });
     g.bench_function("ours", |b| {
-        b.iter(|| black_box(ours.snapshot().and_then(|s| s.now()).is_ok()))
+        b.iter(|| {
+            black_box(window(
+                black_box(&mut ours).snapshot().and_then(|s| s.now()),
+            ))
+        })
     });
     g.bench_function("released", |b| {
-        b.iter(|| black_box(theirs.snapshot().and_then(|s| s.now()).is_ok()))
+        b.iter(|| {
+            black_box(released_window(
+                black_box(&mut theirs).snapshot().and_then(|s| s.now()),
+            ))
+        })
     });
     // `ShmReader::now()`: the same, plus the self-healing checks where a version has them.
-    g.bench_function("ours-reader-now", |b| b.iter(|| black_box(ours.now().is_ok())));
+    g.bench_function("ours-reader-now", |b| {
+        b.iter(|| black_box(window(black_box(&mut ours).now())))
+    });
     g.finish();
 }
 
@@ -140,7 +181,7 @@ fn snapshot_now(c: &mut Criterion) {
 fn run_threads<S, F>(threads: usize, iters: u64, setup: S) -> Duration
 where
     S: Fn() -> F + Sync,
-    F: FnMut() -> bool,
+    F: FnMut() -> i64,
 {
     let barrier = Barrier::new(threads);
     thread::scope(|s| {
@@ -148,7 +189,7 @@ where
             .map(|_| {
                 s.spawn(|| {
                     let mut call = setup();
-                    assert!(call(), "warm-up call failed"); // creates per-thread state
+                    assert_ne!(call(), FAILED, "warm-up call failed"); // creates per-thread state
                     barrier.wait();
                     let start = Instant::now();
                     for _ in 0..iters {
@@ -179,16 +220,16 @@ fn shared_now(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("shared_now/{threads}-threads"));
         g.throughput(Throughput::Elements(threads as u64));
         g.bench_function("ThreadLocal", |b| {
-            b.iter_custom(|iters| run_threads(threads, iters, || || thread_local.now().is_ok()))
+            b.iter_custom(|iters| run_threads(threads, iters, || || window(thread_local.now())))
         });
         g.bench_function("ArcSwap", |b| {
-            b.iter_custom(|iters| run_threads(threads, iters, || || arc_swap.now().is_ok()))
+            b.iter_custom(|iters| run_threads(threads, iters, || || window(arc_swap.now())))
         });
         g.bench_function("ShmReader-per-thread", |b| {
             b.iter_custom(|iters| {
                 run_threads(threads, iters, || {
                     let mut r = ShmReader::open(path).expect("reader");
-                    move || r.snapshot().and_then(|s| s.now()).is_ok()
+                    move || window(r.snapshot().and_then(|s| s.now()))
                 })
             })
         });
@@ -196,7 +237,7 @@ fn shared_now(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 run_threads(threads, iters, || {
                     let mut r = upstream_reader(path);
-                    move || r.snapshot().and_then(|s| s.now()).is_ok()
+                    move || released_window(r.snapshot().and_then(|s| s.now()))
                 })
             })
         });
@@ -205,7 +246,7 @@ fn shared_now(c: &mut Criterion) {
                 run_threads(threads, iters, || {
                     || {
                         let mut guard = mutexed.lock().expect("not poisoned");
-                        guard.0.snapshot().and_then(|s| s.now()).is_ok()
+                        released_window(guard.0.snapshot().and_then(|s| s.now()))
                     }
                 })
             })
@@ -239,10 +280,18 @@ fn under_writer(c: &mut Criterion) {
             }
         });
         g.bench_function("ours", |b| {
-            b.iter(|| black_box(ours.snapshot().and_then(|s| s.now()).is_ok()))
+            b.iter(|| {
+                black_box(window(
+                    black_box(&mut ours).snapshot().and_then(|s| s.now()),
+                ))
+            })
         });
         g.bench_function("released", |b| {
-            b.iter(|| black_box(theirs.snapshot().and_then(|s| s.now()).is_ok()))
+            b.iter(|| {
+                black_box(released_window(
+                    black_box(&mut theirs).snapshot().and_then(|s| s.now()),
+                ))
+            })
         });
         stop.store(true, Ordering::Relaxed);
     });

@@ -16,9 +16,14 @@ pub(crate) fn monotonic_coarse() -> Timespec {
     from_kernel(clock_gettime(ClockId::MonotonicCoarse))
 }
 
-#[inline]
+#[inline(always)]
 fn from_kernel(t: rustix::time::Timespec) -> Timespec {
-    // The kernel always hands out normalised values; `new` keeps that true regardless.
     #[allow(clippy::useless_conversion)] // `tv_nsec` is `i64` on 64-bit targets only.
-    Timespec::new(t.tv_sec, i64::from(t.tv_nsec))
+    let (sec, nsec) = (t.tv_sec, i64::from(t.tv_nsec));
+    // The kernel hands out normalised values: take them as they are (no division), and
+    // normalise only what would not be.
+    match Timespec::from_normalised(sec, nsec) {
+        Some(t) => t,
+        None => Timespec::new(sec, nsec),
+    }
 }

@@ -14,7 +14,7 @@ use crate::error::{Malformed, NotInitialized, ShmError};
 use crate::layout::{self, LAYOUT_VERSION, SEGMENT_LEN, SegmentHeader};
 use crate::mapping::SegmentMapping;
 use crate::options::{DisruptionCheck, ReaderOptions};
-use crate::seqlock::{ReaderStats, Reading, SegmentCells, SnapshotCache};
+use crate::seqlock::{ReaderStats, SegmentCells, SnapshotCache};
 use crate::timespec::Timespec;
 use crate::vmclock::{MarkerWatch, VmClockReader};
 use crate::wait;
@@ -163,15 +163,26 @@ impl ReaderState {
     /// [`ShmReader::now`]) and the disruption check: when the VMClock marker differs from
     /// the snapshot's, the status is Disrupted. With the check off that is one branch on an
     /// `Option`; with it on, one more atomic load and compare while nothing changed.
-    #[inline]
-    pub(crate) fn now(&mut self, segment: &MappedSegment) -> Result<Reading, ShmError> {
-        let mut reading = self.cache.now(segment.cells(), segment.path())?;
+    #[inline(always)]
+    pub(crate) fn now_into(
+        &mut self,
+        segment: &MappedSegment,
+        out: &mut TimeWindow,
+    ) -> Result<(), ShmError> {
+        self.cache.now_into(segment.cells(), segment.path(), out)?;
         if let Some(watch) = &mut self.vmclock {
             if watch.marker()? != self.cache.cached().disruption_marker() {
-                reading.window.clock_status = ClockStatus::Disrupted;
+                out.clock_status = ClockStatus::Disrupted;
             }
         }
-        Ok(reading)
+        Ok(())
+    }
+
+    /// [`now_into`](Self::now_into) returning the window (off the hot path).
+    pub(crate) fn now(&mut self, segment: &MappedSegment) -> Result<TimeWindow, ShmError> {
+        let mut window = TimeWindow::UNTRUSTED;
+        self.now_into(segment, &mut window)?;
+        Ok(window)
     }
 
     /// Brings the state up to date without computing a window (for a publisher): the
@@ -378,11 +389,12 @@ impl ShmReader {
     /// As [`snapshot`](Self::snapshot) and [`ClockErrorBound::now`].
     #[inline]
     pub fn now(&mut self) -> Result<TimeWindow, ShmError> {
-        let reading = self.state.now(&self.segment)?;
-        if reading.looks_dead {
-            return self.follow_recreated_file(reading.window);
+        let mut window = TimeWindow::UNTRUSTED;
+        self.state.now_into(&self.segment, &mut window)?;
+        if self.state.cache.take_looks_dead() {
+            return self.follow_recreated_file(window);
         }
-        Ok(reading.window)
+        Ok(window)
     }
 
     /// The snapshot looks dead: if the daemon recreated the file, switch to the new one.
@@ -396,7 +408,7 @@ impl ShmReader {
             Some((segment, state)) => {
                 self.segment = segment;
                 self.state = state;
-                Ok(self.state.now(&self.segment)?.window)
+                self.state.now(&self.segment)
             }
             // The new file is not ready yet (the daemon is writing it): keep answering from
             // the old snapshot, whose status keeps degrading, and look again later.

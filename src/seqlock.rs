@@ -238,6 +238,8 @@ pub(crate) struct SnapshotCache {
     /// `CLOCK_MONOTONIC_COARSE` instant from which [`now`](Self::now) re-reads in full.
     recheck_at: Timespec,
     recheck_interval_ns: u64,
+    /// Set by a re-read that left the snapshot older than [`STALE_AFTER`].
+    looks_dead: bool,
     stats: ReaderStats,
 }
 
@@ -248,14 +250,6 @@ enum ReadFailure {
     NotReady(NotInitialized),
     /// A real error: reported even when an older snapshot exists.
     Error(ShmError),
-}
-
-/// A window from [`SnapshotCache::now`], and whether the snapshot behind it looked dead
-/// (older than [`STALE_AFTER`] even after a full re-read) — the owner's cue to check
-/// whether the daemon recreated the file.
-pub(crate) struct Reading {
-    pub(crate) window: TimeWindow,
-    pub(crate) looks_dead: bool,
 }
 
 impl SnapshotCache {
@@ -282,6 +276,7 @@ impl SnapshotCache {
             bound,
             recheck_at,
             recheck_interval_ns,
+            looks_dead: false,
             stats,
         }
     }
@@ -306,27 +301,43 @@ impl SnapshotCache {
         Ok(&self.bound)
     }
 
-    /// The window for the current instant: [`snapshot`](Self::snapshot), the two clock
+    /// The window for the current instant, into `out`: [`snapshot`](Self::snapshot), the two clock
     /// reads, and, once the snapshot's `as_of` is older than the recheck interval, a full
     /// re-read first (one comparison on the hot path; `now()` reads the clock anyway).
     ///
+    /// When the re-read leaves the snapshot older than [`STALE_AFTER`], the cache notes it
+    /// for its owner ([`take_looks_dead`](Self::take_looks_dead)): the cue to check whether
+    /// the daemon recreated the file. (A flag, not part of the return value, so that the
+    /// hot path stays small; the window is written into `out`, see
+    /// [`ClockErrorBound::write_window_at`].)
+    ///
     /// # Errors
     /// As [`snapshot`](Self::snapshot) and [`ClockErrorBound::compute_bound_at`].
-    #[inline]
-    pub(crate) fn now(
+    #[inline(always)]
+    pub(crate) fn now_into(
         &mut self,
         cells: &SegmentCells,
         path: &Arc<Path>,
-    ) -> Result<Reading, ShmError> {
+        out: &mut TimeWindow,
+    ) -> Result<(), ShmError> {
         self.snapshot(cells, path)?;
-        let real = clock::realtime();
-        let mono = clock::monotonic_coarse();
-        let mut looks_dead = false;
+        let mut real = clock::realtime();
+        let mut mono = clock::monotonic_coarse();
         if mono >= self.recheck_at {
-            looks_dead = self.recheck(cells, path, mono)?;
+            self.looks_dead = self.recheck(cells, path, mono)?;
+            // The re-read may have installed a snapshot written after those readings:
+            // read the clocks again, after it, as on every path.
+            real = clock::realtime();
+            mono = clock::monotonic_coarse();
         }
-        let window = self.bound.compute_bound_at(real, mono)?;
-        Ok(Reading { window, looks_dead })
+        self.bound.write_window_at(real, mono, out)
+    }
+
+    /// Whether the last [`now_into`](Self::now_into) found the snapshot dead after a re-read (and
+    /// forget it).
+    #[inline(always)]
+    pub(crate) fn take_looks_dead(&mut self) -> bool {
+        std::mem::take(&mut self.looks_dead)
     }
 
     /// Full re-read whatever the generation says; returns whether the snapshot is still

@@ -366,21 +366,30 @@ impl SharedClockBound {
     #[inline]
     pub fn now(&self) -> Result<TimeWindow, ShmError> {
         let inner = &*self.inner;
-        let window = match &inner.mode {
-            Mode::ThreadLocal => {
-                self.with_thread_state(|epoch, state| inner.now_from(epoch, state))?
-            }
+        // The window is built in place, in the value this call returns (see
+        // `ClockErrorBound::write_window_at` for why copies of it are avoided).
+        let mut answer = Ok(TimeWindow::UNTRUSTED);
+        match &inner.mode {
+            Mode::ThreadLocal => self.with_thread_state(|epoch, state| {
+                if let Ok(window) = &mut answer {
+                    if let Err(e) = inner.now_from(epoch, state, window) {
+                        answer = Err(e);
+                    }
+                }
+            }),
             Mode::ArcSwap {
                 published,
                 refresher,
-            } => inner.now_published(published, refresher)?,
-        };
-        if self.require_trusted && !window.clock_status.is_trusted() {
-            return Err(ShmError::ClockNotTrusted {
-                status: window.clock_status,
-            });
+            } => answer = inner.now_published(published, refresher),
         }
-        Ok(window)
+        if let Ok(window) = &answer {
+            if self.require_trusted && !window.clock_status.is_trusted() {
+                return Err(ShmError::ClockNotTrusted {
+                    status: window.clock_status,
+                });
+            }
+        }
+        answer
     }
 
     /// True only when `t` has certainly passed (`t < earliest` of [`now`](Self::now)).
@@ -482,7 +491,7 @@ impl SharedClockBound {
 
     /// Runs `f` on this thread's state for this value (the epoch of the mapping it reads,
     /// and the reader state), creating it on first use.
-    #[inline]
+    #[inline(always)]
     fn with_thread_state<R>(&self, f: impl FnOnce(&mut u64, &mut ReaderState) -> R) -> R {
         let mut f = Some(f);
         let found = THREAD_STATES.try_with(|states| {
@@ -540,7 +549,7 @@ impl Inner {
     /// then the newest replacement (moving the reader onto it when it was on an older one).
     /// A reader on the primary mapping moves in `follow_recreated_file`, once its snapshot
     /// looks dead.
-    #[inline]
+    #[inline(always)]
     fn with_segment<R>(
         &self,
         epoch: &mut u64,
@@ -578,15 +587,18 @@ impl Inner {
 
     /// One reader's `now()`: its state on its mapping, following a recreated file when the
     /// snapshot looks dead.
-    #[inline]
-    fn now_from(&self, epoch: &mut u64, state: &mut ReaderState) -> Result<TimeWindow, ShmError> {
-        let reading = self.with_segment(epoch, state, |segment, state| state.now(segment))?;
-        if reading.looks_dead && self.follow_recreated_file(epoch, state) {
-            return Ok(self
-                .with_segment(epoch, state, |segment, state| state.now(segment))?
-                .window);
+    #[inline(always)]
+    fn now_from(
+        &self,
+        epoch: &mut u64,
+        state: &mut ReaderState,
+        out: &mut TimeWindow,
+    ) -> Result<(), ShmError> {
+        self.with_segment(epoch, state, |segment, state| state.now_into(segment, out))?;
+        if state.cache.take_looks_dead() && self.follow_recreated_file(epoch, state) {
+            return self.with_segment(epoch, state, |segment, state| state.now_into(segment, out));
         }
-        Ok(reading.window)
+        Ok(())
     }
 
     /// `ArcSwap`'s `now()`: the published snapshot while its tags match, else a refresh.

@@ -53,6 +53,7 @@ impl Timespec {
     /// `0..1_000_000_000` by carrying whole seconds (negative `nsec` borrows). Saturates at
     /// [`Timespec::MIN`] / [`Timespec::MAX`] when the carry does not fit.
     #[must_use]
+    #[inline]
     pub const fn new(sec: i64, nsec: i64) -> Timespec {
         let carry = nsec.div_euclid(NANOS_PER_SEC);
         let nsec = nsec.rem_euclid(NANOS_PER_SEC);
@@ -66,6 +67,7 @@ impl Timespec {
     /// Builds an instant only when `nsec` is already normalised; `None` otherwise. This is
     /// how values from the segment are taken in: a writer that stores nanoseconds out of
     /// range has produced a malformed segment, and we do not guess what it meant.
+    #[inline]
     pub(crate) const fn from_normalised(sec: i64, nsec: i64) -> Option<Timespec> {
         if nsec >= 0 && nsec < NANOS_PER_SEC {
             Some(Timespec { sec, nsec })
@@ -76,12 +78,14 @@ impl Timespec {
 
     /// Whole seconds since the clock's epoch (negative before it).
     #[must_use]
+    #[inline]
     pub const fn sec(&self) -> i64 {
         self.sec
     }
 
     /// Nanoseconds past [`sec`](Self::sec), always in `0..1_000_000_000`.
     #[must_use]
+    #[inline]
     pub const fn nsec(&self) -> i64 {
         self.nsec
     }
@@ -89,6 +93,7 @@ impl Timespec {
     /// The instant as nanoseconds since the clock's epoch. Never overflows: `i128` holds
     /// every `Timespec`.
     #[must_use]
+    #[inline]
     pub const fn as_nanos(&self) -> i128 {
         self.sec as i128 * NANOS_PER_SEC as i128 + self.nsec as i128
     }
@@ -114,6 +119,7 @@ impl Timespec {
     /// `self + nanos`, saturating at [`Timespec::MAX`]. Integer-only and division by a
     /// constant, so it stays cheap on the `now()` path.
     #[must_use]
+    #[inline]
     pub(crate) const fn saturating_add_nanos(self, nanos: u64) -> Timespec {
         let whole = (nanos / NANOS_PER_SEC_U64) as i64; // at most ~1.8e10, fits
         let mut nsec = self.nsec + (nanos % NANOS_PER_SEC_U64) as i64;
@@ -133,6 +139,7 @@ impl Timespec {
 
     /// `self - nanos`, saturating at [`Timespec::MIN`].
     #[must_use]
+    #[inline]
     pub(crate) const fn saturating_sub_nanos(self, nanos: u64) -> Timespec {
         let whole = (nanos / NANOS_PER_SEC_U64) as i64;
         let mut nsec = self.nsec - (nanos % NANOS_PER_SEC_U64) as i64;
