@@ -65,20 +65,16 @@ fn disruption_check(c: &mut Criterion) {
     let mut g = c.benchmark_group("disruption_check");
     for (name, options) in [("off", &off), ("on", &on)] {
         let mut reader = ShmReader::open_with(&segment, options).expect("reader");
-        assert_eq!(
-            reader.now().expect("now").clock_status,
-            ClockStatus::Synchronized
-        );
+        // Trusted, not Disrupted (it turns FreeRunning as the snapshot ages during the run).
+        assert!(reader.now().expect("now").clock_status.is_trusted());
         g.bench_function(format!("ShmReader::now/{name}"), |b| {
             b.iter(|| black_box(window(black_box(&mut reader).now())))
         });
         for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
             let clock =
                 SharedClockBound::with_options(&segment, strategy, options).expect("shared");
-            assert_eq!(
-                clock.now().expect("now").clock_status,
-                ClockStatus::Synchronized
-            );
+            // Trusted, not Disrupted (it turns FreeRunning as the snapshot ages during the run).
+            assert!(clock.now().expect("now").clock_status.is_trusted());
             g.bench_function(format!("SharedClockBound::now/{strategy:?}/{name}"), |b| {
                 b.iter(|| black_box(window(clock.now())))
             });

@@ -72,6 +72,8 @@
 //! [`ShmWriter`] writes and the other way round (`tests/interop.rs`).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// All `unsafe` lives in `mapping`, which allows it; everywhere else it does not compile.
+#![deny(unsafe_code)]
 
 mod bound;
 mod clock;

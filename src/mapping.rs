@@ -25,6 +25,8 @@
 //! The VMClock page ([`VmClockMapping`]) is mapped the same way, read-only, with the same
 //! rules; see its docs for how much of it is mapped.
 
+#![allow(unsafe_code)] // the one module that may: see above
+
 use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::fs::FileTypeExt;

@@ -171,7 +171,12 @@ impl ReaderState {
     ) -> Result<(), ShmError> {
         self.cache.now_into(segment.cells(), segment.path(), out)?;
         if let Some(watch) = &mut self.vmclock {
-            if watch.marker()? != self.cache.cached().disruption_marker() {
+            // Only while the snapshot itself says the daemon tracks disruptions: a daemon
+            // restarted without that support stops updating its marker.
+            let snapshot = self.cache.cached();
+            if snapshot.clock_disruption_support_enabled()
+                && watch.marker()? != snapshot.disruption_marker()
+            {
                 out.clock_status = ClockStatus::Disrupted;
             }
         }
@@ -209,9 +214,12 @@ impl ReaderState {
 
     /// Whether the VMClock marker (as last read) says the snapshot's clock was disrupted.
     pub(crate) fn disrupted(&self) -> bool {
-        self.vmclock
-            .as_ref()
-            .is_some_and(|w| w.cached_marker() != self.cache.cached().disruption_marker())
+        let snapshot = self.cache.cached();
+        snapshot.clock_disruption_support_enabled()
+            && self
+                .vmclock
+                .as_ref()
+                .is_some_and(|w| w.cached_marker() != snapshot.disruption_marker())
     }
 
     /// The snapshot looked dead and the path names another file: map the new one. `None`

@@ -33,9 +33,17 @@
 //! synchronization, [C++ atomics.fences]/Rust `fence` docs). Therefore U's odd store W1
 //! happens-before R4, and R4 reads W1's value or a later one in the generation's
 //! modification order. Every value from W1 on differs from g1: g1 was stored before W1,
-//! and the counter only comes back to g1 after 32767 more updates (the ABA case, which a
-//! reader mid-copy cannot live through in practice: the daemon writes at most ten times a
-//! second; long-lived caches are guarded separately). So g2 != g1, contradicting acceptance.
+//! and the counter only comes back to g1 after 32767 more updates, or, across a wipe (which
+//! restarts the count at 0), after g1/2 of them (the ABA cases: a reader mid-copy cannot
+//! live through either in practice, as the daemon writes at most ten times a second and
+//! wipes only when it restarts). So g2 != g1, contradicting acceptance. Long-lived caches,
+//! which do live that long, are guarded separately: a reader that sees the wipe forgets its
+//! generation, and `now()` re-reads any snapshot older than the recheck interval.
+//!
+//! The version field is read outside R1..R4. That is sound because it only changes in a
+//! wipe (after generation 0 is stored and a release fence, like W1/W2) and when the writer
+//! declares the layout again (before its next W1): a reader that accepts a copy has seen no
+//! wipe between R1 and R4.
 //!
 //! Conversely R1 (acquire) reading the final W4 (release) of an update makes that update's
 //! words visible, so a reader that sees a generation change reads that update or newer.
@@ -331,6 +339,12 @@ impl SnapshotCache {
             mono = clock::monotonic_coarse();
         }
         self.bound.write_window_at(real, mono, out)
+    }
+
+    /// Makes the next [`snapshot`](Self::snapshot) re-read, whatever the generation (0 is
+    /// never a written generation), keeping the snapshot until then.
+    pub(crate) fn forget_generation(&mut self) {
+        self.generation = 0;
     }
 
     /// Whether the last [`now_into`](Self::now_into) found the snapshot dead after a re-read (and

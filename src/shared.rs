@@ -228,6 +228,8 @@ struct Replacement {
     segment: Arc<MappedSegment>,
 }
 
+// One per opened value, inside its `Arc` and never moved: the size difference is moot.
+#[allow(clippy::large_enum_variant)]
 enum Mode {
     ThreadLocal,
     ArcSwap {
@@ -577,10 +579,14 @@ impl Inner {
             return f(&self.primary, state);
         };
         if newest.epoch != *epoch {
-            if let Some(rebased) = state.rebase(&newest.segment) {
-                *state = rebased;
-                *epoch = newest.epoch;
+            match state.rebase(&newest.segment) {
+                Some(rebased) => *state = rebased,
+                // The new file cannot be read right now: keep the old snapshot, but forget
+                // its generation, which means nothing in the new file, so the next call
+                // re-reads it.
+                None => state.cache.forget_generation(),
             }
+            *epoch = newest.epoch;
         }
         f(&newest.segment, state)
     }
