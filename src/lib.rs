@@ -29,6 +29,32 @@
 //! # Ok::<(), clockbound_shm::ShmError>(())
 //! ```
 //!
+//! # Commit-wait, lease checks and start-up
+//!
+//! [`TimeWindow::after`] / [`TimeWindow::before`] (and the same on both reader types) answer
+//! "has `t` certainly passed / certainly not arrived"; [`ShmReader::wait_until_after`] is
+//! commit-wait (sleeps through the uncertainty, spins only the last microseconds, refuses an
+//! untrusted clock); [`ShmReader::wait_for_sync`] waits at start-up for the daemon.
+//!
+//! ```no_run
+//! use clockbound_shm::{ShmReader, CLOCKBOUND_SHM_DEFAULT_PATH};
+//! use std::time::Duration;
+//!
+//! let mut clock = ShmReader::wait_for_sync(CLOCKBOUND_SHM_DEFAULT_PATH, Duration::from_secs(30))?;
+//! let commit_ts = clock.now()?.latest;
+//! clock.wait_until_after(commit_ts, Duration::from_millis(50))?;
+//! # Ok::<(), clockbound_shm::ShmError>(())
+//! ```
+//!
+//! # Self-healing and disruption checks
+//!
+//! `now()` on both reader types re-reads a snapshot whose `as_of` is older than the recheck
+//! interval ([`DEFAULT_RECHECK_INTERVAL`], 1 s) even if the 16-bit generation looks unchanged,
+//! follows the path to a new file when the daemon recreated the segment, and, when the
+//! segment says the daemon supports it, compares the VMClock disruption marker
+//! ([`VmClockReader`]) with the snapshot's and reports [`ClockStatus::Disrupted`] when they
+//! differ. [`ReaderOptions`] configures both; [`ReaderStats`] counts what happened.
+//!
 //! # Guarantees
 //!
 //! - **Never a torn or invented snapshot.** Snapshots are taken with the seqlock protocol
@@ -74,6 +100,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // All `unsafe` lives in `mapping`, which allows it; everywhere else it does not compile.
 #![deny(unsafe_code)]
+// Under `--cfg loom` only the protocol modules are built, and much of them goes unused.
+#![cfg_attr(loom, allow(dead_code, unused_imports))]
 
 mod bound;
 mod clock;
