@@ -154,25 +154,34 @@ fn snapshot_now(c: &mut Criterion) {
             black_box((real, mono))
         })
     });
+    bench_snapshot_now_pair(&mut g, &mut ours, &mut theirs);
+    // `ShmReader::now()`: the same, plus the self-healing checks where a version has them.
+    g.bench_function("ours-reader-now", |b| {
+        b.iter(|| black_box(window(black_box(&mut ours).now())))
+    });
+    g.finish();
+}
+
+/// `snapshot() + now()`, ours and the released one, as two functions of group `g`.
+fn bench_snapshot_now_pair(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    ours: &mut ShmReader,
+    theirs: &mut upstream::ShmReader,
+) {
     g.bench_function("ours", |b| {
         b.iter(|| {
             black_box(window(
-                black_box(&mut ours).snapshot().and_then(|s| s.now()),
+                black_box(&mut *ours).snapshot().and_then(|s| s.now()),
             ))
         })
     });
     g.bench_function("released", |b| {
         b.iter(|| {
             black_box(released_window(
-                black_box(&mut theirs).snapshot().and_then(|s| s.now()),
+                black_box(&mut *theirs).snapshot().and_then(|s| s.now()),
             ))
         })
     });
-    // `ShmReader::now()`: the same, plus the self-healing checks where a version has them.
-    g.bench_function("ours-reader-now", |b| {
-        b.iter(|| black_box(window(black_box(&mut ours).now())))
-    });
-    g.finish();
 }
 
 /// Runs `per_thread` on `threads` threads, each making `iters` calls after a common start,
@@ -279,20 +288,7 @@ fn under_writer(c: &mut Criterion) {
                 writer.write(&bound);
             }
         });
-        g.bench_function("ours", |b| {
-            b.iter(|| {
-                black_box(window(
-                    black_box(&mut ours).snapshot().and_then(|s| s.now()),
-                ))
-            })
-        });
-        g.bench_function("released", |b| {
-            b.iter(|| {
-                black_box(released_window(
-                    black_box(&mut theirs).snapshot().and_then(|s| s.now()),
-                ))
-            })
-        });
+        bench_snapshot_now_pair(&mut g, &mut ours, &mut theirs);
         stop.store(true, Ordering::Relaxed);
     });
     g.finish();
