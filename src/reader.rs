@@ -49,8 +49,17 @@ impl MappedSegment {
                 source,
             }
         };
+        // Look before opening: opening a FIFO for reading would block until a writer came.
+        if !std::fs::metadata(&path)
+            .map_err(io_error("open"))?
+            .is_file()
+        {
+            let source = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
+            return Err(io_error("open")(source));
+        }
         let file = File::open(&path).map_err(io_error("open"))?;
         let metadata = file.metadata().map_err(io_error("stat"))?;
+        // Checked again on the opened file, which may not be the one looked at.
         if !metadata.is_file() {
             let source = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
             return Err(io_error("map")(source));

@@ -216,6 +216,28 @@ fn directory_is_an_io_error() {
 }
 
 #[test]
+fn fifo_is_an_io_error_without_blocking() {
+    // Opening a FIFO for reading blocks until a writer opens it: the reader must refuse it
+    // before opening. (Run in a thread so a regression fails the test instead of hanging.)
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("shm0");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("mkfifo unavailable; skipping");
+        return;
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = fifo.clone();
+    std::thread::spawn(move || tx.send(ShmReader::open(&path).map(|_| ())).unwrap());
+    let result = rx
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("open blocked on a FIFO");
+    let err = result.unwrap_err();
+    assert!(matches!(err, ShmError::Io { .. }), "{err:?}");
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+}
+
+#[test]
 fn empty_file_is_not_initialized() {
     assert_eq!(not_initialized(&[]), NotInitialized::EmptyFile);
 }
