@@ -184,6 +184,17 @@ const _: () = {
 };
 
 impl ClockErrorBound {
+    /// A value to overwrite: all zero, status Unknown.
+    pub(crate) const PLACEHOLDER: ClockErrorBound = ClockErrorBound::new(
+        Timespec::ZERO,
+        Timespec::ZERO,
+        0,
+        0,
+        0,
+        ClockStatus::Unknown,
+        false,
+    );
+
     /// Builds a snapshot from its fields (for writers, simulators and tests).
     ///
     /// Nothing is validated here; [`compute_bound_at`](Self::compute_bound_at) rejects a

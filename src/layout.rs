@@ -103,6 +103,7 @@ pub(crate) fn check_header(magic: [u32; 2], segsize: u32, file_len: u64) -> Resu
 /// Builds a snapshot from payload words, rejecting every value a [`ClockErrorBound`] cannot
 /// honestly hold: a status outside 0..=3, a flag byte other than 0/1, nanoseconds out of
 /// range, a negative bound, a drift of 1e9 ppb or more. Padding bytes are ignored.
+#[inline(always)]
 pub(crate) fn decode_payload(words: &PayloadWords) -> Result<ClockErrorBound, Malformed> {
     let as_of = decode_time("as_of", words[0], words[1])?;
     let void_after = decode_time("void_after", words[2], words[3])?;
@@ -132,6 +133,7 @@ pub(crate) fn decode_payload(words: &PayloadWords) -> Result<ClockErrorBound, Ma
     Ok(ceb)
 }
 
+#[inline(always)]
 fn decode_time(field: &'static str, sec: u64, nsec: u64) -> Result<Timespec, Malformed> {
     let nsec = nsec as i64;
     Timespec::from_normalised(sec as i64, nsec).ok_or(Malformed::Nanoseconds { field, found: nsec })

@@ -386,11 +386,12 @@ impl SharedClockBound {
         }
         if let Ok(window) = &answer {
             if self.require_trusted && !window.clock_status.is_trusted() {
-                return Err(ShmError::ClockNotTrusted {
+                answer = Err(ShmError::ClockNotTrusted {
                     status: window.clock_status,
                 });
             }
         }
+        // One exit, so the answer can be built where the caller receives it.
         answer
     }
 
