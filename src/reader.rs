@@ -235,25 +235,30 @@ impl ReaderState {
     /// while the new file is not readable yet (the daemon is still writing it).
     #[cold]
     pub(crate) fn reopen(&self, path: &Path) -> Option<(MappedSegment, ReaderState)> {
-        let segment = MappedSegment::open(path).ok()?.0;
-        let state = self.rebase(&segment)?;
-        Some((segment, state))
+        // `open` already took the new file's first snapshot: keep it rather than read again.
+        let (segment, cache) = MappedSegment::open(path).ok()?;
+        Some((segment, self.carried_over_to(cache)))
     }
 
     /// A state for `segment` (another file than this state read), keeping the counters (one
     /// more reopen), the recheck interval and the VMClock watch.
     #[cold]
     pub(crate) fn rebase(&self, segment: &MappedSegment) -> Option<ReaderState> {
-        let mut cache = SnapshotCache::load(segment.cells(), segment.path()).ok()?;
+        let cache = SnapshotCache::load(segment.cells(), segment.path()).ok()?;
+        Some(self.carried_over_to(cache))
+    }
+
+    /// This state's settings and counters, moved onto `cache` (a first read of a new file).
+    fn carried_over_to(&self, mut cache: SnapshotCache) -> ReaderState {
         cache.set_recheck_interval(self.cache.recheck_interval());
         let mut stats = self.cache.stats();
         stats.reopens += 1;
         stats.full_reads += cache.stats().full_reads;
         *cache.stats_mut() = stats;
-        Some(ReaderState {
+        ReaderState {
             cache,
             vmclock: self.vmclock.clone(),
-        })
+        }
     }
 }
 
