@@ -147,17 +147,32 @@ fn snapshot_now(c: &mut Criterion) {
     let mut ours = ShmReader::open(&seg.path).expect("reader");
     let mut theirs = seg.upstream_reader();
 
+    // Both readings consumed field by field, as `window()` consumes ours: `black_box` of
+    // the two `Timespec`s together would copy them through memory in 16-byte pieces, and
+    // the store-forwarding stall of that copy added about 7 ns to this floor (it read 26.7
+    // instead of 19.5 ns on the machine in `BENCHMARKS.md`).
     g.bench_function("clock_gettime-floor", |b| {
         b.iter(|| {
             let real = clock_gettime(ClockId::Realtime);
             let mono = clock_gettime(ClockId::MonotonicCoarse);
-            black_box((real, mono))
+            black_box(real.tv_sec ^ real.tv_nsec ^ mono.tv_sec ^ mono.tv_nsec)
         })
     });
     bench_snapshot_now_pair(&mut g, &mut ours, &mut theirs);
     // `ShmReader::now()`: the same, plus the self-healing checks where a version has them.
     g.bench_function("ours-reader-now", |b| {
         b.iter(|| black_box(window(black_box(&mut ours).now())))
+    });
+    // `SharedClockBound::now()` in the same loop, on this one thread (question 3; the
+    // `shared_now` groups measure it in the multi-thread harness).
+    let thread_local =
+        SharedClockBound::with_strategy(&seg.path, Strategy::ThreadLocal).expect("open");
+    g.bench_function("ours-shared-ThreadLocal-now", |b| {
+        b.iter(|| black_box(window(black_box(&thread_local).now())))
+    });
+    let arc_swap = SharedClockBound::with_strategy(&seg.path, Strategy::ArcSwap).expect("open");
+    g.bench_function("ours-shared-ArcSwap-now", |b| {
+        b.iter(|| black_box(window(black_box(&arc_swap).now())))
     });
     g.finish();
 }

@@ -4,14 +4,14 @@ use crate::timespec::Timespec;
 use rustix::time::{ClockId, clock_gettime};
 
 /// `CLOCK_REALTIME`: the wall clock the window is centred on.
-#[inline]
+#[inline(always)]
 pub(crate) fn realtime() -> Timespec {
     from_kernel(clock_gettime(ClockId::Realtime))
 }
 
 /// `CLOCK_MONOTONIC_COARSE`: the clock the daemon stamps `as_of` and `void_after` with.
 /// Coarse (a scheduler tick), but cheap and what the protocol prescribes.
-#[inline]
+#[inline(always)]
 pub(crate) fn monotonic_coarse() -> Timespec {
     from_kernel(clock_gettime(ClockId::MonotonicCoarse))
 }

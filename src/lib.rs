@@ -122,6 +122,8 @@ mod reader;
 #[cfg(not(loom))]
 mod shared;
 #[cfg(not(loom))]
+mod thread_slot;
+#[cfg(not(loom))]
 mod vmclock;
 #[cfg(all(feature = "writer", not(loom)))]
 mod writer;

@@ -30,6 +30,8 @@
 use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::fs::FileTypeExt;
+use std::ptr::NonNull;
+use std::sync::Arc;
 
 use memmap2::{MmapOptions, MmapRaw};
 
@@ -39,13 +41,28 @@ use crate::vmclock::{VMCLOCK_LEN, VMCLOCK_MAP_LEN, VmClockCells};
 
 /// A shared mapping of the first [`SEGMENT_LEN`] bytes of a segment file.
 ///
-/// Invariant: the mapping is at least `SEGMENT_LEN` bytes long, starts at a page boundary,
-/// and stays mapped for as long as this value lives. `MmapRaw` is `Send + Sync` and so is
-/// this: all access goes through atomics.
-#[derive(Debug)]
+/// Clones are handles to the same mapping (one `mmap` however many readers share it), and
+/// each carries the segment's address inline, so the hot path reaches the generation
+/// counter with one load from the handle instead of going through the `Arc` first.
+///
+/// Invariant: `cells` is the start of `raw`'s mapping, which is at least `SEGMENT_LEN`
+/// bytes long, starts at a page boundary, and stays mapped while any clone lives (they
+/// share `raw`).
+#[derive(Clone, Debug)]
 pub(crate) struct SegmentMapping {
-    raw: MmapRaw,
+    cells: NonNull<SegmentCells>,
+    /// Owns the mapping `cells` points into: it is unmapped when the last handle drops.
+    _mapping: Arc<MmapRaw>,
 }
+
+// SAFETY: a `SegmentMapping` is an `Arc<MmapRaw>` (`Send + Sync`) plus the address of the
+// mapping that `Arc` keeps alive. The only use of the address is `cells`, which hands out a
+// `&SegmentCells` tied to the handle; `SegmentCells` is made of atomics and is `Sync`. So
+// sending or sharing a handle between threads gives them exactly what sending the `Arc` and
+// sharing a `&SegmentCells` would: nothing that is not thread-safe.
+unsafe impl Send for SegmentMapping {}
+// SAFETY: as for `Send` above.
+unsafe impl Sync for SegmentMapping {}
 
 impl SegmentMapping {
     /// Maps `file` read-only. `file_len` is the size `fstat` reported for it.
@@ -83,7 +100,13 @@ impl SegmentMapping {
                 raw.as_ptr()
             )));
         }
-        Ok(SegmentMapping { raw })
+        let cells = NonNull::new(raw.as_mut_ptr())
+            .ok_or_else(|| io::Error::other("mapping at address 0"))?
+            .cast::<SegmentCells>();
+        Ok(SegmentMapping {
+            cells,
+            _mapping: Arc::new(raw),
+        })
     }
 
     /// The segment as atomic cells.
@@ -92,6 +115,9 @@ impl SegmentMapping {
     #[inline(always)]
     pub(crate) fn cells(&self) -> &SegmentCells {
         // SAFETY:
+        // - Derived from the mapping: `cells` is the mapping's base address, set once in
+        //   `checked` and never changed, and `_mapping` is this handle's own `Arc` to that
+        //   mapping, so what it points into is alive.
         // - In bounds and aligned: the mapping is at least `SEGMENT_LEN` bytes
         //   (`size_of::<SegmentCells>()`, asserted at compile time in `seqlock`) and starts at
         //   a page boundary, beyond `SegmentCells`' 8-byte alignment (both checked in `checked`).
@@ -105,9 +131,10 @@ impl SegmentMapping {
         //   supported target and are allowed on read-only memory (see "Atomic accesses to
         //   read-only memory" in `std::sync::atomic`); only the writer, which maps read-write,
         //   stores.
-        // - Lifetime: the returned reference borrows `self`, which owns the mapping, so it
-        //   cannot outlive the `munmap` in `MmapRaw`'s drop.
-        unsafe { &*self.raw.as_ptr().cast::<SegmentCells>() }
+        // - Lifetime: the returned reference borrows `self`, which holds a strong reference
+        //   to the mapping, so it cannot outlive the `munmap` in `MmapRaw`'s drop (which runs
+        //   only once the last handle is gone).
+        unsafe { self.cells.as_ref() }
     }
 }
 

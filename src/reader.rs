@@ -22,10 +22,10 @@ use crate::wait;
 /// The default path of the ClockBound daemon's segment (layout version 2).
 pub const CLOCKBOUND_SHM_DEFAULT_PATH: &str = "/var/run/clockbound/shm0";
 
-/// An opened, validated segment: the file's mapping and its path. Shared by every reader
-/// state that reads the same file ([`ShmReader`] owns one; a `SharedClockBound` shares one
-/// between all its threads).
-#[derive(Debug)]
+/// An opened, validated segment: the file's mapping and its path. Clones share the one
+/// mapping ([`ShmReader`] owns one; a `SharedClockBound` shares it between all its threads
+/// and published snapshots).
+#[derive(Clone, Debug)]
 pub(crate) struct MappedSegment {
     path: Arc<Path>,
     mapping: SegmentMapping,
@@ -121,6 +121,12 @@ impl MappedSegment {
 
     pub(crate) fn path(&self) -> &Arc<Path> {
         &self.path
+    }
+
+    /// Whether `other` is a handle to the same mapping. (Two live mappings never share an
+    /// address, and each handle keeps its mapping alive.)
+    pub(crate) fn same_mapping(&self, other: &MappedSegment) -> bool {
+        std::ptr::eq(self.cells(), other.cells())
     }
 
     /// Whether the path now names another file than the one mapped (one `stat`). A missing

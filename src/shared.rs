@@ -30,16 +30,13 @@
 //! snapshot is older than the recheck interval; following a recreated file, with one new
 //! mapping for the whole value) and apply the same VMClock disruption check.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::ops::Deref;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
 use crate::bound::{ClockErrorBound, ClockStatus, TimeWindow};
@@ -48,6 +45,7 @@ use crate::error::ShmError;
 use crate::options::ReaderOptions;
 use crate::reader::{MappedSegment, ReaderState};
 use crate::seqlock::{ReaderStats, SnapshotCache};
+use crate::thread_slot::{self, ThreadSlots};
 use crate::timespec::Timespec;
 use crate::vmclock::MarkerWatch;
 use crate::wait;
@@ -80,7 +78,7 @@ pub struct PublishedSnapshot {
     generation: u16,
     bound: ClockErrorBound,
     /// The mapping this snapshot was read from: the one readers check the generation of.
-    segment: Arc<MappedSegment>,
+    segment: MappedSegment,
     /// When `now()` must re-read in full although the generation looks unchanged.
     recheck_at: Timespec,
     /// The VMClock `seq_count` the disruption verdict below answers for.
@@ -102,7 +100,7 @@ impl PublishedSnapshot {
         &self.bound
     }
 
-    fn new(segment: Arc<MappedSegment>, state: &ReaderState) -> PublishedSnapshot {
+    fn new(segment: MappedSegment, state: &ReaderState) -> PublishedSnapshot {
         PublishedSnapshot {
             generation: state.cache.generation(),
             bound: *state.cache.cached(),
@@ -116,11 +114,27 @@ impl PublishedSnapshot {
         }
     }
 
+    /// The window this snapshot gives at (`real`, `mono`), with its disruption verdict,
+    /// into `out`.
+    #[inline(always)]
+    fn write_window_at(
+        &self,
+        real: Timespec,
+        mono: Timespec,
+        out: &mut TimeWindow,
+    ) -> Result<(), ShmError> {
+        self.bound.write_window_at(real, mono, out)?;
+        if self.disrupted {
+            out.clock_status = ClockStatus::Disrupted;
+        }
+        Ok(())
+    }
+
     /// Whether `other` would answer exactly as this one does.
     fn same_as(&self, other: &PublishedSnapshot) -> bool {
         self.generation == other.generation
             && self.bound == other.bound
-            && Arc::ptr_eq(&self.segment, &other.segment)
+            && self.segment.same_mapping(&other.segment)
             && self.recheck_at == other.recheck_at
             && self.vmclock_seq == other.vmclock_seq
             && self.disrupted == other.disrupted
@@ -204,11 +218,9 @@ pub struct SharedClockBound {
 }
 
 struct Inner {
-    /// Distinguishes this value's per-thread states from other values' in the same thread.
-    id: u64,
     path: Arc<Path>,
     /// The file opened first: what every reader uses until the daemon recreates the file.
-    primary: Arc<MappedSegment>,
+    primary: MappedSegment,
     /// The newest file mapped since, once the daemon has recreated the segment. Readers
     /// note which mapping they read by its epoch (0 for `primary`), so that per-thread
     /// state never holds a mapping alive after the value is dropped.
@@ -225,7 +237,7 @@ struct Inner {
 struct Replacement {
     /// 1 for the first replacement, then counting up.
     epoch: u64,
-    segment: Arc<MappedSegment>,
+    segment: MappedSegment,
 }
 
 // One per opened value, inside its `Arc` and never moved: the size difference is moot.
@@ -233,7 +245,7 @@ struct Replacement {
 enum Mode {
     ThreadLocal,
     ArcSwap {
-        published: ArcSwap<PublishedSnapshot>,
+        published: Arc<ArcSwap<PublishedSnapshot>>,
         /// The refresher's state: what `published` holds, with the state to refresh it. Only
         /// its holder stores into `published`, so published snapshots only move forward.
         refresher: Refresher,
@@ -244,24 +256,27 @@ enum Mode {
 /// the epoch of the mapping it reads.
 type Refresher = Mutex<(u64, ReaderState)>;
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-
-/// A thread's state for one `SharedClockBound` value. Padded to its own cache lines so no
-/// two threads' states share one.
-struct ThreadEntry {
-    id: u64,
-    owner: Weak<Inner>,
-    /// Which mapping `state` reads: 0 for the value's primary one.
+/// A thread's reader under [`Strategy::ThreadLocal`]: the reader state, and which mapping
+/// it reads (0 for the value's primary one).
+struct ThreadReader {
     epoch: u64,
     state: ReaderState,
 }
 
-/// Per-thread state stays within four cache lines (the budget in `BENCHMARKS.md`).
-const _: () = assert!(std::mem::size_of::<CachePadded<ThreadEntry>>() <= 256);
+/// A thread's view of the published snapshot under [`Strategy::ArcSwap`]: the snapshot it
+/// last answered from, revalidated on each call by one relaxed load of the `ArcSwap`'s
+/// pointer (arc-swap's [`Cache`](arc_swap::cache::Cache)).
+type PublishedCache = arc_swap::Cache<Arc<ArcSwap<PublishedSnapshot>>, Arc<PublishedSnapshot>>;
 
 thread_local! {
-    static THREAD_STATES: RefCell<Vec<CachePadded<ThreadEntry>>> = const { RefCell::new(Vec::new()) };
+    static THREAD_READERS: ThreadSlots<Inner, ThreadReader> = const { ThreadSlots::new() };
+    static PUBLISHED_CACHES: ThreadSlots<Inner, PublishedCache> = const { ThreadSlots::new() };
 }
+
+/// Per-thread state stays within four cache lines (the budget in `BENCHMARKS.md`), counted
+/// with the slot's reference counts.
+const _: () = assert!(thread_slot::slot_bytes::<Inner, ThreadReader>() <= 256);
+const _: () = assert!(thread_slot::slot_bytes::<Inner, PublishedCache>() <= 256);
 
 impl SharedClockBound {
     /// Opens the segment at `path` with the default [`Strategy`] (`ThreadLocal`) and
@@ -296,19 +311,18 @@ impl SharedClockBound {
     ) -> Result<SharedClockBound, ShmError> {
         let (segment, seed, _vmclock) = ReaderState::open(path.as_ref(), options)?;
         let path = Arc::clone(segment.path());
-        let primary = Arc::new(segment);
+        let primary = segment;
         let mode = match strategy {
             Strategy::ThreadLocal => Mode::ThreadLocal,
             Strategy::ArcSwap => Mode::ArcSwap {
-                published: ArcSwap::from_pointee(PublishedSnapshot::new(
-                    Arc::clone(&primary),
+                published: Arc::new(ArcSwap::from_pointee(PublishedSnapshot::new(
+                    primary.clone(),
                     &seed,
-                )),
+                ))),
                 refresher: Mutex::new((0, seed.clone())),
             },
         };
         let inner = Inner {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             path,
             primary,
             replacement: ArcSwapOption::empty(),
@@ -365,34 +379,77 @@ impl SharedClockBound {
     /// As [`ShmReader::now`](crate::ShmReader::now), and [`ShmError::ClockNotTrusted`] when
     /// this handle [requires a trusted clock](Self::require_trusted) and the status is
     /// Unknown or Disrupted.
-    #[inline]
+    #[inline(always)]
     pub fn now(&self) -> Result<TimeWindow, ShmError> {
+        // Inlined whole into the caller, with the window built in place and only cold
+        // paths out of line (taking and returning values, never the window's address), so
+        // that the window stays in registers, as in `ShmReader::now` (see
+        // `ClockErrorBound::write_window_at` for what a copy through memory costs).
         let inner = &*self.inner;
-        // The window is built in place, in the value this call returns (see
-        // `ClockErrorBound::write_window_at` for why copies of it are avoided).
-        let mut answer = Ok(TimeWindow::UNTRUSTED);
-        match &inner.mode {
-            Mode::ThreadLocal => self.with_thread_state(|epoch, state| {
-                if let Ok(window) = &mut answer {
-                    if let Err(e) = inner.now_from(epoch, state, window) {
-                        answer = Err(e);
-                    }
-                }
-            }),
+        let mut window = TimeWindow::UNTRUSTED;
+        // The closures below return nothing: an error is parked here instead, so that no
+        // `Result` has to be kept (in memory) while the thread-local slot is put back.
+        let mut failed = None;
+        let mut fail = |result: Result<(), ShmError>| {
+            if let Err(e) = result {
+                failed = Some(e);
+            }
+        };
+        let done = match &inner.mode {
+            Mode::ThreadLocal => self.try_with_thread_state(
+                #[inline(always)]
+                |reader| fail(inner.now_from(&mut reader.epoch, &mut reader.state, &mut window)),
+            ),
             Mode::ArcSwap {
                 published,
                 refresher,
-            } => answer = inner.now_published(published, refresher),
+            } => self.try_with_published_cache(
+                published,
+                #[inline(always)]
+                |cache| {
+                    fail(inner.now_from_published(cache.load(), published, refresher, &mut window));
+                },
+            ),
+        };
+        if done.is_none() {
+            return self.now_without_thread_state();
         }
-        if let Ok(window) = &answer {
-            if self.require_trusted && !window.clock_status.is_trusted() {
-                answer = Err(ShmError::ClockNotTrusted {
-                    status: window.clock_status,
-                });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        self.trusted(window)
+    }
+
+    /// `window`, or [`ShmError::ClockNotTrusted`] if this handle requires a trusted clock
+    /// and the window's status is not.
+    #[inline(always)]
+    fn trusted(&self, window: TimeWindow) -> Result<TimeWindow, ShmError> {
+        if self.require_trusted && !window.clock_status.is_trusted() {
+            return Err(not_trusted(window.clock_status));
+        }
+        Ok(window)
+    }
+
+    /// [`now`](Self::now) for a thread whose thread-locals are gone (it is exiting): on a
+    /// throwaway reader state, or from the published snapshot directly.
+    #[cold]
+    #[inline(never)]
+    fn now_without_thread_state(&self) -> Result<TimeWindow, ShmError> {
+        let inner = &*self.inner;
+        let mut window = TimeWindow::UNTRUSTED;
+        match &inner.mode {
+            Mode::ThreadLocal => {
+                self.with_thread_state(|epoch, state| inner.now_from(epoch, state, &mut window))?
+            }
+            Mode::ArcSwap {
+                published,
+                refresher,
+            } => {
+                let current = published.load();
+                inner.now_from_published(&current, published, refresher, &mut window)?;
             }
         }
-        // One exit, so the answer can be built where the caller receives it.
-        answer
+        self.trusted(window)
     }
 
     /// True only when `t` has certainly passed (`t < earliest` of [`now`](Self::now)).
@@ -455,7 +512,7 @@ impl SharedClockBound {
             Mode::ThreadLocal => self.with_thread_state(|epoch, state| {
                 inner.with_segment(epoch, state, |segment, state| {
                     state.cache.snapshot(segment.cells(), segment.path())?;
-                    Ok(Arc::new(PublishedSnapshot::new(Arc::clone(segment), state)))
+                    Ok(Arc::new(PublishedSnapshot::new(segment.clone(), state)))
                 })
             }),
             Mode::ArcSwap {
@@ -492,50 +549,58 @@ impl SharedClockBound {
         &self.inner.path
     }
 
-    /// Runs `f` on this thread's state for this value (the epoch of the mapping it reads,
-    /// and the reader state), creating it on first use.
-    #[inline(always)]
+    /// Runs `f` on this thread's reader for this value (the epoch of the mapping it reads,
+    /// and the reader state), creating it on first use; a throwaway one when the thread is
+    /// exiting and its thread-locals are gone.
     fn with_thread_state<R>(&self, f: impl FnOnce(&mut u64, &mut ReaderState) -> R) -> R {
         let mut f = Some(f);
-        let found = THREAD_STATES.try_with(|states| {
-            // Never already borrowed: nothing called while it is borrowed re-enters here.
-            let mut states = states.borrow_mut();
-            let index = match states.iter().position(|entry| entry.id == self.inner.id) {
-                Some(index) => index,
-                None => self.add_thread_state(&mut states),
-            };
-            let entry = &mut *states[index];
-            (f.take().expect("called once"))(&mut entry.epoch, &mut entry.state)
-        });
-        match found {
-            Ok(result) => result,
-            // The thread is exiting and its thread-locals are gone: use a throwaway state.
-            Err(_) => {
-                let (mut epoch, mut state) = self.inner.new_thread_state();
-                (f.take().expect("not called when thread-locals are gone"))(&mut epoch, &mut state)
-            }
+        let run = |reader: &mut ThreadReader| {
+            (f.take().expect("called once"))(&mut reader.epoch, &mut reader.state)
+        };
+        if let Some(result) = self.try_with_thread_state(run) {
+            return result;
         }
+        let mut reader = self.inner.new_thread_reader();
+        (f.take().expect("not called when thread-locals are gone"))(
+            &mut reader.epoch,
+            &mut reader.state,
+        )
     }
 
-    #[cold]
-    fn add_thread_state(&self, states: &mut Vec<CachePadded<ThreadEntry>>) -> usize {
-        // Forget states of values that were dropped since this thread last added one.
-        states.retain(|entry| entry.owner.strong_count() > 0);
-        let (epoch, state) = self.inner.new_thread_state();
-        states.push(CachePadded::new(ThreadEntry {
-            id: self.inner.id,
-            owner: Arc::downgrade(&self.inner),
-            epoch,
-            state,
-        }));
-        states.len() - 1
+    /// Runs `f` on this thread's reader for this value, creating it on first use; `None`
+    /// (and `f` not run) when the thread is exiting and its thread-locals are gone.
+    #[inline(always)]
+    fn try_with_thread_state<R>(&self, f: impl FnOnce(&mut ThreadReader) -> R) -> Option<R> {
+        ThreadSlots::with(
+            &THREAD_READERS,
+            &self.inner,
+            || self.inner.new_thread_reader(),
+            f,
+        )
+    }
+
+    /// Runs `f` on this thread's cache of the published snapshot, creating it on first use;
+    /// `None` (and `f` not run) when the thread is exiting and its thread-locals are gone.
+    #[inline(always)]
+    fn try_with_published_cache<R>(
+        &self,
+        published: &Arc<ArcSwap<PublishedSnapshot>>,
+        f: impl FnOnce(&mut PublishedCache) -> R,
+    ) -> Option<R> {
+        ThreadSlots::with(
+            &PUBLISHED_CACHES,
+            &self.inner,
+            || arc_swap::Cache::new(Arc::clone(published)),
+            f,
+        )
     }
 }
 
 impl Inner {
-    /// A state for a new thread, on the newest mapping: a fresh read if the segment is
+    /// A reader for a new thread, on the newest mapping: a fresh read if the segment is
     /// readable now, else the seed (which the next call refreshes).
-    fn new_thread_state(&self) -> (u64, ReaderState) {
+    #[cold]
+    fn new_thread_reader(&self) -> ThreadReader {
         let mut state = self.seed.clone();
         let mut epoch = 0;
         self.with_replacement(&mut epoch, &mut state, |segment, state| {
@@ -544,7 +609,7 @@ impl Inner {
                 state.cache = cache;
             }
         });
-        (epoch, state)
+        ThreadReader { epoch, state }
     }
 
     /// Runs `f` with the mapping the reader at `epoch` reads: the primary one (no
@@ -557,7 +622,7 @@ impl Inner {
         &self,
         epoch: &mut u64,
         state: &mut ReaderState,
-        f: impl FnOnce(&Arc<MappedSegment>, &mut ReaderState) -> R,
+        f: impl FnOnce(&MappedSegment, &mut ReaderState) -> R,
     ) -> R {
         if *epoch == 0 {
             return f(&self.primary, state);
@@ -573,7 +638,7 @@ impl Inner {
         &self,
         epoch: &mut u64,
         state: &mut ReaderState,
-        f: impl FnOnce(&Arc<MappedSegment>, &mut ReaderState) -> R,
+        f: impl FnOnce(&MappedSegment, &mut ReaderState) -> R,
     ) -> R {
         let replacement = self.replacement.load();
         let Some(newest) = replacement.as_ref() else {
@@ -592,8 +657,11 @@ impl Inner {
         f(&newest.segment, state)
     }
 
-    /// One reader's `now()`: its state on its mapping, following a recreated file when the
-    /// snapshot looks dead.
+    /// One reader's `now()`, into `out`: its state on its mapping, following a recreated
+    /// file when the snapshot looks dead.
+    ///
+    /// The reader on the primary mapping is the hot path, inlined; everything else is out of
+    /// line and never sees `out`'s address (which would keep the window in memory).
     #[inline(always)]
     fn now_from(
         &self,
@@ -601,21 +669,47 @@ impl Inner {
         state: &mut ReaderState,
         out: &mut TimeWindow,
     ) -> Result<(), ShmError> {
-        self.with_segment(epoch, state, |segment, state| state.now_into(segment, out))?;
-        if state.cache.take_looks_dead() && self.follow_recreated_file(epoch, state) {
-            return self.with_segment(epoch, state, |segment, state| state.now_into(segment, out));
+        if *epoch == 0 {
+            state.now_into(&self.primary, out)?;
+            if !state.cache.take_looks_dead() || !self.follow_recreated_file(epoch, state) {
+                return Ok(());
+            }
         }
+        *out = self.now_on_replacement(epoch, state)?;
         Ok(())
     }
 
-    /// `ArcSwap`'s `now()`: the published snapshot while its tags match, else a refresh.
-    #[inline]
-    fn now_published(
+    /// [`now_from`](Self::now_from) for a reader on (or just moved to) a replacement
+    /// mapping.
+    #[cold]
+    #[inline(never)]
+    fn now_on_replacement(
         &self,
+        epoch: &mut u64,
+        state: &mut ReaderState,
+    ) -> Result<TimeWindow, ShmError> {
+        let mut window = TimeWindow::UNTRUSTED;
+        self.with_replacement(epoch, state, |segment, state| {
+            state.now_into(segment, &mut window)
+        })?;
+        if state.cache.take_looks_dead() && self.follow_recreated_file(epoch, state) {
+            self.with_replacement(epoch, state, |segment, state| {
+                state.now_into(segment, &mut window)
+            })?;
+        }
+        Ok(window)
+    }
+
+    /// `ArcSwap`'s `now()` from `current` (the published snapshot as this caller last saw
+    /// it), into `out`: `current` while its tags match, else a refresh.
+    #[inline(always)]
+    fn now_from_published(
+        &self,
+        current: &PublishedSnapshot,
         published: &ArcSwap<PublishedSnapshot>,
         refresher: &Refresher,
-    ) -> Result<TimeWindow, ShmError> {
-        let current = published.load();
+        out: &mut TimeWindow,
+    ) -> Result<(), ShmError> {
         let generation = current.segment.cells().load_generation();
         // Mid-update (odd) answers from the last snapshot, as every reader does.
         let segment_moved = generation != current.generation && generation % 2 == 0;
@@ -629,11 +723,10 @@ impl Inner {
         let real = clock::realtime();
         let mono = clock::monotonic_coarse();
         if !segment_moved && !vmclock_moved && mono < current.recheck_at {
-            return window_at(&current, real, mono);
+            return current.write_window_at(real, mono, out);
         }
-        drop(current);
         let fresh = self.refresh_published(published, refresher, Some(mono))?;
-        window_at(&fresh, clock::realtime(), clock::monotonic_coarse())
+        fresh.write_window_at(clock::realtime(), clock::monotonic_coarse(), out)
     }
 
     /// `ArcSwap`'s `snapshot()`: `f` of the published snapshot while its generation
@@ -675,7 +768,7 @@ impl Inner {
             self.with_segment(epoch, state, |segment, state| state.refresh(segment, None))?;
         }
         let fresh = self.with_segment(epoch, state, |segment, state| {
-            PublishedSnapshot::new(Arc::clone(segment), state)
+            PublishedSnapshot::new(segment.clone(), state)
         });
         let current = published.load_full();
         if current.same_as(&fresh) {
@@ -705,7 +798,7 @@ impl Inner {
                 let Ok((segment, _)) = MappedSegment::open(&self.path) else {
                     return false;
                 };
-                let segment = Arc::new(segment);
+
                 self.replacement.store(Some(Arc::new(Replacement {
                     epoch: newest + 1,
                     segment,
@@ -718,18 +811,10 @@ impl Inner {
     }
 }
 
-/// The window a published snapshot gives at (`real`, `mono`), with its disruption verdict.
-#[inline]
-fn window_at(
-    published: &PublishedSnapshot,
-    real: Timespec,
-    mono: Timespec,
-) -> Result<TimeWindow, ShmError> {
-    let mut window = published.bound.compute_bound_at(real, mono)?;
-    if published.disrupted {
-        window.clock_status = ClockStatus::Disrupted;
-    }
-    Ok(window)
+/// The error for an untrusted status (out of line: the hot path only tests for it).
+#[cold]
+fn not_trusted(status: ClockStatus) -> ShmError {
+    ShmError::ClockNotTrusted { status }
 }
 
 impl fmt::Debug for SharedClockBound {

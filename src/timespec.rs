@@ -67,7 +67,7 @@ impl Timespec {
     /// Builds an instant only when `nsec` is already normalised; `None` otherwise. This is
     /// how values from the segment are taken in: a writer that stores nanoseconds out of
     /// range has produced a malformed segment, and we do not guess what it meant.
-    #[inline]
+    #[inline(always)]
     pub(crate) const fn from_normalised(sec: i64, nsec: i64) -> Option<Timespec> {
         if nsec >= 0 && nsec < NANOS_PER_SEC {
             Some(Timespec { sec, nsec })
@@ -78,14 +78,14 @@ impl Timespec {
 
     /// Whole seconds since the clock's epoch (negative before it).
     #[must_use]
-    #[inline]
+    #[inline(always)]
     pub const fn sec(&self) -> i64 {
         self.sec
     }
 
     /// Nanoseconds past [`sec`](Self::sec), always in `0..1_000_000_000`.
     #[must_use]
-    #[inline]
+    #[inline(always)]
     pub const fn nsec(&self) -> i64 {
         self.nsec
     }
@@ -116,11 +116,30 @@ impl Timespec {
         }
     }
 
-    /// `self + nanos`, saturating at [`Timespec::MAX`]. Integer-only and division by a
-    /// constant, so it stays cheap on the `now()` path.
+    /// `self + nanos`, saturating at [`Timespec::MAX`]. Integer-only; a `nanos` under one
+    /// second (the usual error bound) takes no division at all, which keeps the `now()`
+    /// path short: its latency is paid on every call.
     #[must_use]
-    #[inline]
+    #[inline(always)]
     pub(crate) const fn saturating_add_nanos(self, nanos: u64) -> Timespec {
+        if nanos >= NANOS_PER_SEC_U64 {
+            return self.saturating_add_whole_seconds(nanos);
+        }
+        let mut nsec = self.nsec + nanos as i64;
+        let mut sec = self.sec;
+        if nsec >= NANOS_PER_SEC {
+            nsec -= NANOS_PER_SEC;
+            sec = match sec.checked_add(1) {
+                Some(sec) => sec,
+                None => return Timespec::MAX,
+            };
+        }
+        Timespec { sec, nsec }
+    }
+
+    /// [`saturating_add_nanos`](Self::saturating_add_nanos) for a second or more.
+    #[cold]
+    const fn saturating_add_whole_seconds(self, nanos: u64) -> Timespec {
         let whole = (nanos / NANOS_PER_SEC_U64) as i64; // at most ~1.8e10, fits
         let mut nsec = self.nsec + (nanos % NANOS_PER_SEC_U64) as i64;
         let mut carry = 0;
@@ -137,10 +156,29 @@ impl Timespec {
         }
     }
 
-    /// `self - nanos`, saturating at [`Timespec::MIN`].
+    /// `self - nanos`, saturating at [`Timespec::MIN`]; as cheap as
+    /// [`saturating_add_nanos`](Self::saturating_add_nanos).
     #[must_use]
-    #[inline]
+    #[inline(always)]
     pub(crate) const fn saturating_sub_nanos(self, nanos: u64) -> Timespec {
+        if nanos >= NANOS_PER_SEC_U64 {
+            return self.saturating_sub_whole_seconds(nanos);
+        }
+        let mut nsec = self.nsec - nanos as i64;
+        let mut sec = self.sec;
+        if nsec < 0 {
+            nsec += NANOS_PER_SEC;
+            sec = match sec.checked_sub(1) {
+                Some(sec) => sec,
+                None => return Timespec::MIN,
+            };
+        }
+        Timespec { sec, nsec }
+    }
+
+    /// [`saturating_sub_nanos`](Self::saturating_sub_nanos) for a second or more.
+    #[cold]
+    const fn saturating_sub_whole_seconds(self, nanos: u64) -> Timespec {
         let whole = (nanos / NANOS_PER_SEC_U64) as i64;
         let mut nsec = self.nsec - (nanos % NANOS_PER_SEC_U64) as i64;
         let mut borrow = 0;

@@ -359,20 +359,31 @@ pub struct VmClockReader {
 /// one atomic load and a compare.
 #[derive(Clone, Debug)]
 pub(crate) struct MarkerWatch {
-    mapping: Arc<VmClockMapping>,
-    path: Arc<Path>,
+    page: Arc<MappedPage>,
     seq_count: u32,
-    marker: u64,
     /// An odd `seq_count` already waited on in vain: answer from the cache at once while it
-    /// stays, rather than spend the back-off on every call.
-    stuck_odd: Option<u32>,
+    /// stays, rather than spend the back-off on every call. [`NOT_STUCK`] (even, so never a
+    /// stuck value) when there is none: a plain `u32`, not an `Option`, keeps the watch at
+    /// 24 bytes, which the per-thread budget of `SharedClockBound` counts on.
+    stuck_odd: u32,
+    marker: u64,
+}
+
+/// [`MarkerWatch::stuck_odd`] when no odd `seq_count` is stuck.
+const NOT_STUCK: u32 = 0;
+
+/// The mapped page and its path (for errors), shared by a reader and its watches.
+#[derive(Debug)]
+struct MappedPage {
+    mapping: VmClockMapping,
+    path: Arc<Path>,
 }
 
 impl MarkerWatch {
     /// The page's current disruption marker (see [`VmClockReader::disruption_marker`]).
     #[inline]
     pub(crate) fn marker(&mut self) -> Result<u64, ShmError> {
-        if self.mapping.cells().load_seq_count() != self.seq_count {
+        if self.page.mapping.cells().load_seq_count() != self.seq_count {
             self.refresh()?;
         }
         Ok(self.marker)
@@ -382,12 +393,16 @@ impl MarkerWatch {
     /// [`seen_seq_count`](Self::seen_seq_count) to learn whether the page moved.
     #[inline]
     pub(crate) fn current_seq_count(&self) -> u32 {
-        self.mapping.cells().load_seq_count()
+        self.page.mapping.cells().load_seq_count()
     }
 
     /// The `seq_count` the cached marker answers for (an odd one while an update is stuck).
     pub(crate) fn seen_seq_count(&self) -> u32 {
-        self.stuck_odd.unwrap_or(self.seq_count)
+        if self.stuck_odd == NOT_STUCK {
+            self.seq_count
+        } else {
+            self.stuck_odd
+        }
     }
 
     /// The cached marker, without looking at the page.
@@ -400,26 +415,26 @@ impl MarkerWatch {
     #[cold]
     #[inline(never)]
     fn refresh(&mut self) -> Result<Option<RawPage>, ShmError> {
-        let cells = self.mapping.cells();
-        let seq_count = cells.load_seq_count();
-        if seq_count % 2 == 1 && self.stuck_odd == Some(seq_count) {
+        let mapping = &self.page.mapping;
+        let seq_count = mapping.cells().load_seq_count();
+        if seq_count % 2 == 1 && self.stuck_odd == seq_count {
             return Ok(None);
         }
-        match read_fresh(cells, self.mapping.len()) {
+        match read_fresh(mapping.cells(), mapping.len()) {
             Ok(page) => {
                 self.seq_count = page.seq_count;
                 self.marker = page.disruption_marker();
-                self.stuck_odd = None;
+                self.stuck_odd = NOT_STUCK;
                 Ok(Some(page))
             }
             Err(ReadFailure::NotReady(seen)) => {
                 if seen % 2 == 1 {
-                    self.stuck_odd = Some(seen);
+                    self.stuck_odd = seen;
                 }
                 Ok(None)
             }
             Err(ReadFailure::Malformed(problem)) => Err(ShmError::VmClockMalformed {
-                path: Arc::clone(&self.path),
+                path: Arc::clone(&self.page.path),
                 problem,
             }),
         }
@@ -484,11 +499,10 @@ impl VmClockReader {
             }
         };
         let watch = MarkerWatch {
-            mapping: Arc::new(mapping),
-            path,
+            page: Arc::new(MappedPage { mapping, path }),
             seq_count: page.seq_count,
+            stuck_odd: NOT_STUCK,
             marker: page.disruption_marker(),
-            stuck_odd: None,
         };
         Ok(VmClockReader { watch, page })
     }
@@ -507,7 +521,7 @@ impl VmClockReader {
     /// answers (see the type's docs).
     #[inline]
     pub fn disruption_marker(&mut self) -> Result<u64, ShmError> {
-        if self.watch.mapping.cells().load_seq_count() != self.watch.seq_count {
+        if self.watch.page.mapping.cells().load_seq_count() != self.watch.seq_count {
             if let Some(page) = self.watch.refresh()? {
                 self.page = page;
             }
@@ -527,7 +541,7 @@ impl VmClockReader {
         self.page
             .decode()
             .map_err(|problem| ShmError::VmClockMalformed {
-                path: Arc::clone(&self.watch.path),
+                path: Arc::clone(&self.watch.page.path),
                 problem,
             })
     }
@@ -535,7 +549,7 @@ impl VmClockReader {
     /// The device or file this reader maps.
     #[must_use]
     pub fn path(&self) -> &Path {
-        &self.watch.path
+        &self.watch.page.path
     }
 
     /// The `seq_count` of the copy the reader holds (even).

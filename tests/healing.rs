@@ -250,8 +250,11 @@ fn shared_values_follow_a_recreated_file_with_one_new_mapping() {
         old_writer.write(&bound(1_111, Duration::from_secs(10)));
         let clock = shared(&path, strategy, Duration::from_millis(100));
         // Two threads have used the value before the daemon restarts.
+        // (Joined explicitly: that waits for the thread's thread-locals to be dropped too.)
         thread::scope(|s| {
-            s.spawn(|| assert_eq!(shared_bound(&clock), 1_111));
+            s.spawn(|| assert_eq!(shared_bound(&clock), 1_111))
+                .join()
+                .unwrap();
         });
         assert_eq!(shared_bound(&clock), 1_111);
         drop(old_writer);
@@ -264,13 +267,29 @@ fn shared_values_follow_a_recreated_file_with_one_new_mapping() {
         // Both threads follow the path to the new file...
         assert_eq!(shared_bound(&clock), 2_222, "{strategy:?}");
         thread::scope(|s| {
-            s.spawn(|| assert_eq!(shared_bound(&clock), 2_222, "{strategy:?}, other thread"));
+            s.spawn(|| assert_eq!(shared_bound(&clock), 2_222, "{strategy:?}, other thread"))
+                .join()
+                .unwrap();
         });
         assert_eq!(clock.now().unwrap().clock_status, ClockStatus::Synchronized);
         // ...through a single new mapping for the whole value.
         assert_eq!(live_mappings_of(&path), writers_mapping + 1, "{strategy:?}");
         assert_eq!(clock.stats().reopens, 1, "{strategy:?}");
         drop(clock);
+        match strategy {
+            Strategy::ThreadLocal => {}
+            Strategy::ArcSwap => {
+                // This thread's view of the published snapshot still holds it (and so its
+                // mapping) until the thread moves on: its next new value prunes the view.
+                assert_eq!(live_mappings_of(&path), writers_mapping + 1);
+                let elsewhere = tempfile::tempdir().unwrap();
+                let other_path = elsewhere.path().join("shm0");
+                let mut other_writer = ShmWriter::new(&other_path).unwrap();
+                other_writer.write(&bound(3_333, Duration::ZERO));
+                let other = shared(&other_path, strategy, Duration::from_millis(100));
+                assert_eq!(shared_bound(&other), 3_333);
+            }
+        }
         assert_eq!(
             live_mappings_of(&path),
             writers_mapping,
