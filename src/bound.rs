@@ -25,8 +25,9 @@ use crate::timespec::{NANOS_PER_SEC, Timespec};
 pub const STALE_AFTER: Duration = Duration::from_secs(5);
 
 /// Snapshots younger than this many seconds take `now()`'s short arithmetic path (see
-/// `ClockErrorBound::write_window_at`): the drift product stays below 2^64 for any valid
-/// drift rate.
+/// `ClockErrorBound::write_window_at`). The daemon writes about every second, so this is
+/// every call in practice; the limit keeps the short path's sums far from overflow without
+/// further checks (older snapshots take the general, saturating path).
 const FAST_PATH_SECS: i64 = 16;
 
 /// How far the coarse monotonic clock may read *before* `as_of` and still count as equal to
@@ -367,6 +368,8 @@ impl ClockErrorBound {
     #[inline(always)]
     fn status_at_recent(&self, mono: Timespec, secs: u64, nanos: i64) -> ClockStatus {
         const STALE_SECS: u64 = STALE_AFTER.as_secs();
+        // The comparison below counts whole seconds.
+        const _: () = assert!(STALE_AFTER.subsec_nanos() == 0);
         match self.clock_status {
             ClockStatus::Unknown | ClockStatus::Disrupted => self.clock_status,
             ClockStatus::Synchronized | ClockStatus::FreeRunning => {
@@ -694,6 +697,122 @@ mod tests {
             "{before} {w:?} {after}"
         );
         assert_eq!(w.clock_status, ClockStatus::Synchronized);
+    }
+
+    /// The protocol's arithmetic in exact 128-bit nanoseconds, written independently of the
+    /// fast and general paths: what `compute_bound_at` must return.
+    fn reference_window(
+        c: &ClockErrorBound,
+        real: Timespec,
+        mono: Timespec,
+    ) -> Result<TimeWindow, ShmError> {
+        let mut elapsed = mono.as_nanos() - c.as_of().as_nanos();
+        if elapsed < 0 {
+            if -elapsed > 1_000 {
+                return Err(ShmError::CausalityBreach {
+                    as_of: c.as_of(),
+                    mono,
+                });
+            }
+            elapsed = 0;
+        }
+        // ceil(elapsed * ppb / 1e9)
+        let drift = (elapsed * i128::from(c.max_drift_ppb()) + 999_999_999) / 1_000_000_000;
+        let bound = i128::from(c.bound_nsec()) + drift;
+        let status = match c.clock_status() {
+            s @ (ClockStatus::Unknown | ClockStatus::Disrupted) => s,
+            s => {
+                if mono >= c.void_after() {
+                    ClockStatus::Unknown
+                } else if mono.as_nanos() >= c.as_of().as_nanos() + 5_000_000_000 {
+                    ClockStatus::FreeRunning
+                } else {
+                    s
+                }
+            }
+        };
+        Ok(TimeWindow {
+            earliest: Timespec::from_nanos(real.as_nanos() - bound),
+            latest: Timespec::from_nanos(real.as_nanos() + bound),
+            clock_status: status,
+        })
+    }
+
+    fn status_from(n: u8) -> ClockStatus {
+        [
+            ClockStatus::Unknown,
+            ClockStatus::Synchronized,
+            ClockStatus::FreeRunning,
+            ClockStatus::Disrupted,
+        ][usize::from(n % 4)]
+    }
+
+    proptest::proptest! {
+        /// Snapshots of every age around the short path's limits (0 and 16 s, the 5 s
+        /// staleness step, `mono` just before `as_of`), bounds on both sides of one second:
+        /// the short and the general path agree with the exact arithmetic.
+        #[test]
+        fn compute_bound_at_matches_exact_arithmetic(
+            as_of_sec in -1_000_000_000_000i64..1_000_000_000_000,
+            as_of_nsec in 0i64..1_000_000_000,
+            age_ns in -2_000i64..20_000_000_000,
+            far in proptest::bool::weighted(0.1),
+            void_in_ns in -1_000_000_000i64..30_000_000_000,
+            bound in proptest::prop_oneof![0i64..1_000_000_000, 0i64..100_000_000_000_000],
+            ppb in proptest::prop_oneof![0u32..100_000, 0u32..1_000_000_000],
+            real_sec in 0i64..4_000_000_000,
+            real_nsec in 0i64..1_000_000_000,
+            status in 0u8..4,
+        ) {
+            let as_of = ts(as_of_sec, as_of_nsec);
+            // Now and then a very old snapshot (days), for the general path's carries.
+            let age = if far { age_ns.saturating_mul(10_000) } else { age_ns };
+            let mono = Timespec::from_nanos(as_of.as_nanos() + i128::from(age));
+            let void_after = Timespec::from_nanos(as_of.as_nanos() + i128::from(void_in_ns));
+            let c = ClockErrorBound::new(as_of, void_after, bound, 0, ppb, status_from(status), false);
+            let real = ts(real_sec, real_nsec);
+            let ours = c.compute_bound_at(real, mono);
+            let exact = reference_window(&c, real, mono);
+            match (ours, exact) {
+                (Ok(a), Ok(b)) => proptest::prop_assert_eq!(a, b),
+                (Err(ShmError::CausalityBreach { .. }), Err(ShmError::CausalityBreach { .. })) => {}
+                (a, b) => proptest::prop_assert!(false, "{a:?} vs {b:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn short_path_limits_agree_with_exact_arithmetic() {
+        // Ages exactly at the limits the short path tests: 0, just under and at 5 s and
+        // 16 s, with the nanosecond part on both sides of `as_of`'s.
+        let as_of = ts(100, 600_000_000);
+        for age in [
+            0,
+            1,
+            999_999_999,
+            1_000_000_000,
+            4_999_999_999,
+            5_000_000_000,
+            15_999_999_999,
+            16_000_000_000,
+            16_000_000_001,
+        ] {
+            for (bound, ppb) in [
+                (0, 0),
+                (999_999_999, 999_999_999),
+                (5_000, 15_000),
+                (1_000_000_000, 7),
+            ] {
+                let c = ceb(as_of, ts(200, 0), bound, ppb, ClockStatus::Synchronized);
+                let mono = Timespec::from_nanos(as_of.as_nanos() + age);
+                let real = ts(1_700_000_000, 999_999_999);
+                assert_eq!(
+                    c.compute_bound_at(real, mono).unwrap(),
+                    reference_window(&c, real, mono).unwrap(),
+                    "age {age} bound {bound} ppb {ppb}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -3,19 +3,31 @@
 //! Both strategies keep the hot path free of locks and of writes to memory another thread
 //! reads: a thread that calls [`now`](SharedClockBound::now) while the segment is unchanged
 //! only *reads* shared memory (the segment's generation, and for `ArcSwap` the published
-//! snapshot), so threads do not slow each other down.
+//! snapshot), so threads do not slow each other down. Both keep a small per-thread slot for
+//! each value a thread uses (see `thread_slot`): the usual case, one value per thread, finds
+//! it with a thread-local access and one pointer compare.
 //!
 //! - [`Strategy::ThreadLocal`] gives each thread its own reader state (the snapshot cache
-//!   and VMClock watch an [`ShmReader`](crate::ShmReader) keeps, and a pointer to the
-//!   shared mapping), found in a thread-local list keyed by the value's identity. Cost: a
-//!   thread-local access and an id compare over a plain reader.
+//!   and VMClock watch an [`ShmReader`](crate::ShmReader) keeps) in that slot, reading the
+//!   value's one shared mapping. Cost over a plain reader: the slot lookup.
 //! - [`Strategy::ArcSwap`] publishes one snapshot in an [`ArcSwap`], tagged with the
 //!   generation it was read at, the mapping it came from, when it must be re-read, and the
-//!   VMClock state. Readers compare the tags with the segment and answer from the published
-//!   snapshot while they match (or while an update is in progress). On a change, callers
-//!   refresh it one at a time under a mutex: the first reads the segment and publishes, the
-//!   ones queued behind it find the new snapshot already published. The mutex is only taken
-//!   when something moved (about once per daemon update), and held for one 64-byte copy.
+//!   VMClock state. Each thread's slot holds an arc-swap [`Cache`](arc_swap::Cache)
+//!   of it: one relaxed load of the `ArcSwap`'s pointer per call, where `ArcSwap::load`
+//!   would take and release a debt slot with two read-modify-write instructions (about 13
+//!   ns on the machine in `BENCHMARKS.md`, half the cost of the whole call). Readers
+//!   compare the tags with the segment and answer from the published snapshot while they
+//!   match (or while an update is in progress). On a change, callers refresh it one at a
+//!   time under a mutex: the first reads the segment and publishes, the ones queued behind
+//!   it find the new snapshot already published. The mutex is only taken when something
+//!   moved (about once per daemon update), and held for one 64-byte copy.
+//!
+//! What the per-thread slots cost in memory: under `ThreadLocal`, 256 bytes per thread
+//! and value (a compile-time assertion holds it to that); under `ArcSwap`, 128 bytes, plus
+//! the published snapshot the thread saw last, which its cache keeps alive (with the
+//! mapping it was read from) until the thread calls again, opens another value, or exits.
+//! A slot never keeps the value itself alive: slots of dropped values are pruned the next
+//! time the thread adds one, and all of a thread's slots go when it exits.
 //!
 //! Why `ArcSwap` refreshes under a lock rather than letting a caller that finds the lock
 //! taken read the segment for itself: such a private answer can be newer than the published
@@ -54,11 +66,12 @@ use crate::wait;
 ///
 /// Both give the same answers, freshness and errors; they differ in cost. `ThreadLocal` is
 /// the default: it is the cheaper of the two per call in `BENCHMARKS.md` (a plain reader
-/// behind a thread-local lookup, while `ArcSwap` adds a guard acquisition on every call), it
-/// never makes one thread wait for another, and it scales the same. `ArcSwap` suits programs
-/// with very many short-lived threads (each new thread under `ThreadLocal` pays one fresh
-/// segment read and keeps 256 bytes until it exits) and callers that want to hold the shared
-/// snapshot itself ([`SharedClockBound::snapshot_arc`]).
+/// behind a thread-local lookup), it never makes one thread wait for another, and it
+/// scales the same. `ArcSwap` suits programs with very many short-lived threads (a new
+/// thread under `ThreadLocal` pays one fresh segment read and keeps 256 bytes until it
+/// exits; under `ArcSwap` it picks up the published snapshot and keeps 128 bytes) and
+/// callers that want to hold the shared snapshot itself
+/// ([`SharedClockBound::snapshot_arc`]).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Strategy {
     /// One reader state per thread, created on the thread's first call, dropped when the
@@ -265,7 +278,7 @@ struct ThreadReader {
 
 /// A thread's view of the published snapshot under [`Strategy::ArcSwap`]: the snapshot it
 /// last answered from, revalidated on each call by one relaxed load of the `ArcSwap`'s
-/// pointer (arc-swap's [`Cache`](arc_swap::cache::Cache)).
+/// pointer (arc-swap's [`Cache`](arc_swap::Cache)).
 type PublishedCache = arc_swap::Cache<Arc<ArcSwap<PublishedSnapshot>>, Arc<PublishedSnapshot>>;
 
 thread_local! {
@@ -276,7 +289,7 @@ thread_local! {
 /// Per-thread state stays within four cache lines (the budget in `BENCHMARKS.md`), counted
 /// with the slot's reference counts.
 const _: () = assert!(thread_slot::slot_bytes::<Inner, ThreadReader>() <= 256);
-const _: () = assert!(thread_slot::slot_bytes::<Inner, PublishedCache>() <= 256);
+const _: () = assert!(thread_slot::slot_bytes::<Inner, PublishedCache>() <= 128);
 
 impl SharedClockBound {
     /// Opens the segment at `path` with the default [`Strategy`] (`ThreadLocal`) and

@@ -401,4 +401,25 @@ mod tests {
         assert_eq!(Timespec::new(0, -500_000_000).to_string(), "-0.500000000");
         assert_eq!(Timespec::new(-2, 0).to_string(), "-2.000000000");
     }
+
+    proptest::proptest! {
+        /// The under-one-second shortcut and the general path both agree with exact
+        /// 128-bit arithmetic, saturation included.
+        #[test]
+        fn saturating_nanos_match_exact_arithmetic(
+            sec in proptest::prop_oneof![proptest::num::i64::ANY, -10i64..10],
+            nsec in 0i64..NANOS_PER_SEC,
+            nanos in proptest::prop_oneof![0u64..NANOS_PER_SEC_U64 * 2, proptest::num::u64::ANY],
+        ) {
+            let t = Timespec::new(sec, nsec);
+            proptest::prop_assert_eq!(
+                t.saturating_add_nanos(nanos),
+                Timespec::from_nanos(t.as_nanos() + i128::from(nanos))
+            );
+            proptest::prop_assert_eq!(
+                t.saturating_sub_nanos(nanos),
+                Timespec::from_nanos(t.as_nanos() - i128::from(nanos))
+            );
+        }
+    }
 }
