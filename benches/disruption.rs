@@ -34,13 +34,11 @@ fn window(w: Result<clockbound_shm::TimeWindow, clockbound_shm::ShmError>) -> i6
     }
 }
 
-fn setup(dir: &Path) -> (PathBuf, PathBuf, ShmWriter) {
-    let segment = dir.join("shm0");
-    let vmclock = dir.join("vmclock0");
-    std::fs::write(&vmclock, vmclock_page(42)).expect("vmclock page");
+/// A snapshot stamped now: disruption support on, marker 42 (the VMClock page's).
+fn fresh_bound() -> ClockErrorBound {
     let mono = clock_gettime(ClockId::MonotonicCoarse);
     let as_of = Timespec::new(mono.tv_sec, mono.tv_nsec);
-    let bound = ClockErrorBound::new(
+    ClockErrorBound::new(
         as_of,
         as_of.saturating_add(Duration::from_secs(1000)),
         5_000,
@@ -48,15 +46,26 @@ fn setup(dir: &Path) -> (PathBuf, PathBuf, ShmWriter) {
         1_000,
         ClockStatus::Synchronized,
         true,
-    );
+    )
+}
+
+fn setup(dir: &Path) -> (PathBuf, PathBuf, ShmWriter) {
+    let segment = dir.join("shm0");
+    let vmclock = dir.join("vmclock0");
+    std::fs::write(&vmclock, vmclock_page(42)).expect("vmclock page");
     let mut writer = ShmWriter::new(&segment).expect("writer");
-    writer.write(&bound);
+    writer.write(&fresh_bound());
     (segment, vmclock, writer)
 }
 
 fn disruption_check(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (segment, vmclock, _writer) = setup(dir.path());
+    let (segment, vmclock, mut writer) = setup(dir.path());
+    // A snapshot stamped now before each timed function, as the daemon writes every second:
+    // left to age for the whole run, later functions would read a stale snapshot (another
+    // status, and past 16 s the arithmetic's general path) and the on/off pairs would not
+    // compare like with like.
+    let mut refresh = move || writer.write(&fresh_bound());
     let off = ReaderOptions::new().disruption_check(DisruptionCheck::Off);
     let on = ReaderOptions::new().disruption_check(DisruptionCheck::WhenEnabled {
         vmclock_path: vmclock,
@@ -65,16 +74,18 @@ fn disruption_check(c: &mut Criterion) {
     let mut g = c.benchmark_group("disruption_check");
     for (name, options) in [("off", &off), ("on", &on)] {
         let mut reader = ShmReader::open_with(&segment, options).expect("reader");
-        // Trusted, not Disrupted (it turns FreeRunning as the snapshot ages during the run).
+        // Trusted, not Disrupted.
         assert!(reader.now().expect("now").clock_status.is_trusted());
+        refresh();
         g.bench_function(format!("ShmReader::now/{name}"), |b| {
             b.iter(|| black_box(window(black_box(&mut reader).now())))
         });
         for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
             let clock =
                 SharedClockBound::with_options(&segment, strategy, options).expect("shared");
-            // Trusted, not Disrupted (it turns FreeRunning as the snapshot ages during the run).
+            // Trusted, not Disrupted.
             assert!(clock.now().expect("now").clock_status.is_trusted());
+            refresh();
             g.bench_function(format!("SharedClockBound::now/{strategy:?}/{name}"), |b| {
                 b.iter(|| black_box(window(clock.now())))
             });

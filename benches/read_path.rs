@@ -86,6 +86,15 @@ impl Segment {
         }
     }
 
+    /// Writes a snapshot stamped now, as the daemon does every second. Called before each
+    /// timed function: a snapshot left to age for the length of a whole run would be read
+    /// as a stale one (FreeRunning after 5 s, and past 16 s the arithmetic's general path),
+    /// which no reader of a live daemon sees, and functions measured later in the run would
+    /// pay for it.
+    fn refresh(&mut self) {
+        self.writer.write(&fresh_bound(0));
+    }
+
     fn upstream_reader(&self) -> upstream::ShmReader {
         upstream_reader(&self.path)
     }
@@ -143,7 +152,7 @@ fn snapshot(c: &mut Criterion) {
 /// clock reads `now()` cannot avoid.
 fn snapshot_now(c: &mut Criterion) {
     let mut g = c.benchmark_group("snapshot_now");
-    let seg = Segment::new();
+    let mut seg = Segment::new();
     let mut ours = ShmReader::open(&seg.path).expect("reader");
     let mut theirs = seg.upstream_reader();
 
@@ -151,6 +160,7 @@ fn snapshot_now(c: &mut Criterion) {
     // the two `Timespec`s together would copy them through memory in 16-byte pieces, and
     // the store-forwarding stall of that copy added about 7 ns to this floor (it read 26.7
     // instead of 19.5 ns on the machine in `BENCHMARKS.md`).
+    seg.refresh();
     g.bench_function("clock_gettime-floor", |b| {
         b.iter(|| {
             let real = clock_gettime(ClockId::Realtime);
@@ -182,8 +192,9 @@ fn snapshot_now(c: &mut Criterion) {
             black_box((real - bound) ^ (real + bound))
         })
     });
-    bench_snapshot_now_pair(&mut g, &mut ours, &mut theirs);
+    bench_snapshot_now_pair(&mut g, &mut ours, &mut theirs, &mut || seg.refresh());
     // `ShmReader::now()`: the same, plus the self-healing checks where a version has them.
+    seg.refresh();
     g.bench_function("ours-reader-now", |b| {
         b.iter(|| black_box(window(black_box(&mut ours).now())))
     });
@@ -191,22 +202,27 @@ fn snapshot_now(c: &mut Criterion) {
     // `shared_now` groups measure it in the multi-thread harness).
     let thread_local =
         SharedClockBound::with_strategy(&seg.path, Strategy::ThreadLocal).expect("open");
+    seg.refresh();
     g.bench_function("ours-shared-ThreadLocal-now", |b| {
         b.iter(|| black_box(window(black_box(&thread_local).now())))
     });
     let arc_swap = SharedClockBound::with_strategy(&seg.path, Strategy::ArcSwap).expect("open");
+    seg.refresh();
     g.bench_function("ours-shared-ArcSwap-now", |b| {
         b.iter(|| black_box(window(black_box(&arc_swap).now())))
     });
     g.finish();
 }
 
-/// `snapshot() + now()`, ours and the released one, as two functions of group `g`.
+/// `snapshot() + now()`, ours and the released one, as two functions of group `g`;
+/// `refresh` runs before each.
 fn bench_snapshot_now_pair(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     ours: &mut ShmReader,
     theirs: &mut upstream::ShmReader,
+    refresh: &mut dyn FnMut(),
 ) {
+    refresh();
     g.bench_function("ours", |b| {
         b.iter(|| {
             black_box(window(
@@ -214,6 +230,7 @@ fn bench_snapshot_now_pair(
             ))
         })
     });
+    refresh();
     g.bench_function("released", |b| {
         b.iter(|| {
             black_box(released_window(
@@ -232,10 +249,16 @@ where
     F: FnMut() -> i64,
 {
     let barrier = Barrier::new(threads);
+    let cpus = allowed_cpus();
     thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
+            .map(|i| {
+                let cpu = (cpus.len() >= threads).then(|| cpus[i]);
+                let (barrier, setup) = (&barrier, &setup);
+                s.spawn(move || {
+                    if let Some(cpu) = cpu {
+                        pin_to(cpu);
+                    }
                     let mut call = setup();
                     assert_ne!(call(), FAILED, "warm-up call failed"); // creates per-thread state
                     barrier.wait();
@@ -255,11 +278,32 @@ where
     })
 }
 
+/// The CPUs this process may run on.
+fn allowed_cpus() -> Vec<usize> {
+    use nix::sched::{CpuSet, sched_getaffinity};
+    use nix::unistd::Pid;
+    let set = sched_getaffinity(Pid::from_raw(0)).expect("sched_getaffinity");
+    (0..CpuSet::count())
+        .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+        .collect()
+}
+
+/// Pins the calling thread to `cpu`: each bench thread gets a CPU of its own, so the
+/// scheduler cannot put two of them on one CPU for part of a sample.
+fn pin_to(cpu: usize) {
+    use nix::sched::{CpuSet, sched_setaffinity};
+    use nix::unistd::Pid;
+    let mut set = CpuSet::new();
+    set.set(cpu).expect("cpu index");
+    sched_setaffinity(Pid::from_raw(0), &set).expect("sched_setaffinity");
+}
+
 /// Question 3 and 4: `SharedClockBound::now()` per strategy at 1 and 2 threads, beside a
 /// `Mutex` around one released reader and one released (or our) reader per thread.
 fn shared_now(c: &mut Criterion) {
-    let seg = Segment::new();
-    let path = seg.path.as_path();
+    let mut seg = Segment::new();
+    let path = seg.path.clone();
+    let path = path.as_path();
     let thread_local = SharedClockBound::with_strategy(path, Strategy::ThreadLocal).expect("open");
     let arc_swap = SharedClockBound::with_strategy(path, Strategy::ArcSwap).expect("open");
     let mutexed = Mutex::new(SendReader(seg.upstream_reader()));
@@ -267,12 +311,15 @@ fn shared_now(c: &mut Criterion) {
     for threads in [1usize, 2] {
         let mut g = c.benchmark_group(format!("shared_now/{threads}-threads"));
         g.throughput(Throughput::Elements(threads as u64));
+        seg.refresh();
         g.bench_function("ThreadLocal", |b| {
             b.iter_custom(|iters| run_threads(threads, iters, || || window(thread_local.now())))
         });
+        seg.refresh();
         g.bench_function("ArcSwap", |b| {
             b.iter_custom(|iters| run_threads(threads, iters, || || window(arc_swap.now())))
         });
+        seg.refresh();
         g.bench_function("ShmReader-per-thread", |b| {
             b.iter_custom(|iters| {
                 run_threads(threads, iters, || {
@@ -281,6 +328,7 @@ fn shared_now(c: &mut Criterion) {
                 })
             })
         });
+        seg.refresh();
         g.bench_function("released-per-thread", |b| {
             b.iter_custom(|iters| {
                 run_threads(threads, iters, || {
@@ -289,6 +337,7 @@ fn shared_now(c: &mut Criterion) {
                 })
             })
         });
+        seg.refresh();
         g.bench_function("released-behind-Mutex", |b| {
             b.iter_custom(|iters| {
                 run_threads(threads, iters, || {
@@ -327,7 +376,8 @@ fn under_writer(c: &mut Criterion) {
                 writer.write(&bound);
             }
         });
-        bench_snapshot_now_pair(&mut g, &mut ours, &mut theirs);
+        // The writer thread keeps the snapshot fresh.
+        bench_snapshot_now_pair(&mut g, &mut ours, &mut theirs, &mut || ());
         stop.store(true, Ordering::Relaxed);
     });
     g.finish();
