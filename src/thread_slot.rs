@@ -6,21 +6,21 @@
 //! one value per thread, costs a thread-local access and one pointer compare, with no
 //! search. Other values' slots are found by a short search on the cold path.
 //!
-//! Why slots are reference-counted: [`LocalKey::try_with`] only lends the thread-local to a
-//! closure, and a closure holding the whole `now()` computation is too big for the
-//! compiler to inline. Out of line, the caller's window escapes to it by address, stays in
-//! memory, and is then copied in 16-byte pieces it was stored in 8-byte ones: a
-//! store-forwarding stall on every call that cost more than the thread-local lookup. So the
-//! closure only *takes* the slot out (moving an [`Rc`], no count change), the computation
-//! runs inline in the caller, and the slot is put back afterwards.
+//! Why slots are boxed and *moved out* of the thread-local while in use:
+//! [`LocalKey::try_with`] only lends the thread-local to a closure, and a closure holding the
+//! whole `now()` computation is too big for the compiler to inline. Out of line, the
+//! caller's window escapes to it by address, stays in memory, and is then copied in 16-byte
+//! pieces it was stored in 8-byte ones: a store-forwarding stall on every call that cost
+//! more than the thread-local lookup. So the closure only takes the slot's `Box` out (one
+//! pointer), the computation runs inline in the caller on a slot it owns outright (no
+//! run-time borrow flag), and the slot is put back afterwards.
 //!
 //! A slot holds a [`Weak`] to its owner: dropping the owner is never delayed by threads,
-//! and slots of dropped owners are pruned the next time the thread adds a slot (or when it
-//! exits). A slot is aligned and sized to whole cache lines, so no two threads' slots share
-//! one.
+//! and slots of dropped owners are pruned the next time the thread looks past its recent
+//! slot (or when it exits). A slot is aligned and sized to whole cache lines, so no two
+//! threads' slots share one.
 
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
 use std::sync::{Arc, Weak};
 use std::thread::LocalKey;
 
@@ -28,7 +28,7 @@ use std::thread::LocalKey;
 #[repr(align(64))]
 pub(crate) struct ThreadSlot<O, T> {
     owner: Weak<O>,
-    value: RefCell<T>,
+    value: T,
 }
 
 impl<O, T> ThreadSlot<O, T> {
@@ -40,20 +40,20 @@ impl<O, T> ThreadSlot<O, T> {
     }
 }
 
-/// The heap block of an `Rc<ThreadSlot<O, T>>`: its two counts, padded to the slot's
-/// alignment, then the slot. What one thread keeps per owner (plus one pointer in
-/// [`ThreadSlots::all`]).
+/// The heap block of one slot: what one thread keeps per owner (plus, for all but the
+/// most recently used, one pointer in [`ThreadSlots::others`]).
 pub(crate) const fn slot_bytes<O, T>() -> usize {
-    std::mem::align_of::<ThreadSlot<O, T>>() + std::mem::size_of::<ThreadSlot<O, T>>()
+    std::mem::size_of::<ThreadSlot<O, T>>()
 }
 
 /// A thread's slots of one kind. Declare one per kind with `thread_local!` and
 /// [`ThreadSlots::new`], and reach it through [`ThreadSlots::with`].
 pub(crate) struct ThreadSlots<O: 'static, T: 'static> {
-    /// The slot used last, taken out while in use.
-    recent: Cell<Option<Rc<ThreadSlot<O, T>>>>,
-    /// Every slot of this thread, `recent`'s included.
-    all: RefCell<Vec<Rc<ThreadSlot<O, T>>>>,
+    /// The slot used last, owned here and moved out while in use: whoever holds it holds
+    /// the only reference, so it needs no run-time borrow flag.
+    recent: Cell<Option<Box<ThreadSlot<O, T>>>>,
+    /// The thread's other slots.
+    others: RefCell<Vec<Box<ThreadSlot<O, T>>>>,
 }
 
 impl<O: 'static, T: 'static> ThreadSlots<O, T> {
@@ -61,15 +61,16 @@ impl<O: 'static, T: 'static> ThreadSlots<O, T> {
     pub(crate) const fn new() -> ThreadSlots<O, T> {
         ThreadSlots {
             recent: Cell::new(None),
-            all: RefCell::new(Vec::new()),
+            others: RefCell::new(Vec::new()),
         }
     }
 
     /// Runs `f` on this thread's value for `owner`, created by `make` on first use.
     ///
     /// `None` (and `f` not run) only when the thread is exiting and its thread-locals are
-    /// gone, or if `f` re-entered `with` for the same owner (nothing in this crate does):
-    /// the caller then falls back to a throwaway state.
+    /// gone: the caller then falls back to a throwaway state. (Were `f` to re-enter `with`
+    /// for the same owner, which nothing in this crate does, the inner call would find the
+    /// slot taken and work on a second, fresh one: a duplicate cache, never a panic.)
     #[inline(always)]
     pub(crate) fn with<R>(
         key: &'static LocalKey<ThreadSlots<O, T>>,
@@ -77,52 +78,77 @@ impl<O: 'static, T: 'static> ThreadSlots<O, T> {
         make: impl FnOnce() -> T,
         f: impl FnOnce(&mut T) -> R,
     ) -> Option<R> {
-        let slot = key.try_with(|slots| slots.take(owner, make)).ok()?;
-        let result = match slot.value.try_borrow_mut() {
-            Ok(mut value) => Some(f(&mut value)),
-            Err(_) => None,
-        };
-        // Put back even if the borrow failed; if the thread-locals went away meanwhile, the
-        // slot is simply dropped (`all` held the other reference and is gone too).
-        let _ = key.try_with(|slots| slots.recent.set(Some(slot)));
-        result
+        let mut slot = key.try_with(|slots| slots.take(owner, make)).ok()?;
+        let result = f(&mut slot.value);
+        // If the thread-locals went away meanwhile, the slot is simply dropped.
+        let _ = key.try_with(|slots| slots.put_back(slot));
+        Some(result)
     }
 
-    /// Takes the slot for `owner` out of `recent`, or finds or makes it.
+    /// Takes the slot for `owner`: `recent` when it is that one (the hot path), else one
+    /// found in or added to `others`.
     #[inline(always)]
-    fn take(&self, owner: &Arc<O>, make: impl FnOnce() -> T) -> Rc<ThreadSlot<O, T>> {
+    fn take(&self, owner: &Arc<O>, make: impl FnOnce() -> T) -> Box<ThreadSlot<O, T>> {
         match self.recent.take() {
             Some(slot) if slot.owned_by(owner) => slot,
-            _ => self.find_or_add(owner, make),
+            other => self.take_other(other, owner, make),
         }
     }
 
-    /// The slot for `owner` from `all`, or a new one added to it (after forgetting the
-    /// slots of owners that were dropped).
+    /// Makes `slot` the recent one again.
+    #[inline(always)]
+    fn put_back(&self, slot: Box<ThreadSlot<O, T>>) {
+        if let Some(displaced) = self.recent.replace(Some(slot)) {
+            self.keep(displaced);
+        }
+    }
+
+    /// The slot for `owner` out of `others`, or a new one, after filing `previous` (the
+    /// slot that was recent) among the others and forgetting slots of dropped owners.
     #[cold]
     #[inline(never)]
-    fn find_or_add(&self, owner: &Arc<O>, make: impl FnOnce() -> T) -> Rc<ThreadSlot<O, T>> {
-        if let Ok(all) = self.all.try_borrow() {
-            if let Some(slot) = all.iter().find(|slot| slot.owned_by(owner)) {
-                return Rc::clone(slot);
+    fn take_other(
+        &self,
+        previous: Option<Box<ThreadSlot<O, T>>>,
+        owner: &Arc<O>,
+        make: impl FnOnce() -> T,
+    ) -> Box<ThreadSlot<O, T>> {
+        if let Some(previous) = previous {
+            self.keep(previous);
+        }
+        let found = self.others.try_borrow_mut().ok().and_then(|mut others| {
+            others.retain(|slot| slot.owner.strong_count() > 0);
+            let index = others.iter().position(|slot| slot.owned_by(owner))?;
+            Some(others.swap_remove(index))
+        });
+        found.unwrap_or_else(|| {
+            Box::new(ThreadSlot {
+                owner: Arc::downgrade(owner),
+                value: make(),
+            })
+        })
+    }
+
+    /// Files `slot` among the others (dropped instead if its owner is gone, or if the list
+    /// is in use, which only a re-entrant call could cause).
+    #[cold]
+    fn keep(&self, slot: Box<ThreadSlot<O, T>>) {
+        if slot.owner.strong_count() > 0 {
+            if let Ok(mut others) = self.others.try_borrow_mut() {
+                others.push(slot);
             }
         }
-        let slot = Rc::new(ThreadSlot {
-            owner: Arc::downgrade(owner),
-            value: RefCell::new(make()),
-        });
-        // `make` may have used other thread-locals, never this one: the borrow succeeds.
-        if let Ok(mut all) = self.all.try_borrow_mut() {
-            all.retain(|slot| slot.owner.strong_count() > 0);
-            all.push(Rc::clone(&slot));
-        }
-        slot
     }
 
     /// How many slots this thread holds (tests).
     #[cfg(test)]
     pub(crate) fn count(key: &'static LocalKey<ThreadSlots<O, T>>) -> usize {
-        key.with(|slots| slots.all.borrow().len())
+        key.with(|slots| {
+            let recent = slots.recent.take();
+            let count = usize::from(recent.is_some()) + slots.others.borrow().len();
+            slots.recent.set(recent);
+            count
+        })
     }
 }
 
@@ -175,13 +201,12 @@ mod tests {
     }
 
     #[test]
-    fn reentering_for_the_same_owner_is_refused_not_a_panic() {
+    fn reentering_for_the_same_owner_works_on_a_second_slot_not_a_panic() {
         let a = Arc::new("a".to_string());
         let nested = ThreadSlots::with(&SLOTS, &a, || 0, |_| bump(&a));
-        // The inner call found the slot taken (the outer holds it), looked it up in `all`,
-        // and could not borrow it: `None`, no panic.
-        assert_eq!(nested, Some(None));
-        assert_eq!(bump(&a), Some(1));
+        // The inner call found the slot taken (the outer holds it) and made another.
+        assert_eq!(nested, Some(Some(101)));
+        assert_eq!(ThreadSlots::count(&SLOTS), 2);
     }
 
     #[test]
