@@ -45,9 +45,9 @@ use crate::vmclock::{VMCLOCK_LEN, VMCLOCK_MAP_LEN, VmClockCells};
 /// each carries the segment's address inline, so the hot path reaches the generation
 /// counter with one load from the handle instead of going through the `Arc` first.
 ///
-/// Invariant: `cells` is the start of `raw`'s mapping, which is at least `SEGMENT_LEN`
-/// bytes long, starts at a page boundary, and stays mapped while any clone lives (they
-/// share `raw`).
+/// Invariant: `cells` is the start of `_mapping`'s mapping, which is at least
+/// `SEGMENT_LEN` bytes long, starts at a page boundary, and stays mapped while any clone
+/// lives (they share `_mapping`).
 #[derive(Clone, Debug)]
 pub(crate) struct SegmentMapping {
     cells: NonNull<SegmentCells>,

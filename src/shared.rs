@@ -322,9 +322,8 @@ impl SharedClockBound {
         strategy: Strategy,
         options: &ReaderOptions,
     ) -> Result<SharedClockBound, ShmError> {
-        let (segment, seed, _vmclock) = ReaderState::open(path.as_ref(), options)?;
-        let path = Arc::clone(segment.path());
-        let primary = segment;
+        let (primary, seed, _vmclock) = ReaderState::open(path.as_ref(), options)?;
+        let path = Arc::clone(primary.path());
         let mode = match strategy {
             Strategy::ThreadLocal => Mode::ThreadLocal,
             Strategy::ArcSwap => Mode::ArcSwap {
@@ -811,7 +810,6 @@ impl Inner {
                 let Ok((segment, _)) = MappedSegment::open(&self.path) else {
                     return false;
                 };
-
                 self.replacement.store(Some(Arc::new(Replacement {
                     epoch: newest + 1,
                     segment,

@@ -373,3 +373,70 @@ fn writer_creates_missing_directories() {
         &bound(1, 1)
     );
 }
+
+/// A thread's life: `SharedClockBound::now` called from a thread-local destructor, both
+/// before and after the crate's own per-thread slots are torn down, answers as usual (the
+/// second case takes the throwaway-state path) and never panics.
+#[test]
+fn shared_now_works_while_a_thread_exits() {
+    use std::cell::RefCell;
+    use std::sync::mpsc;
+
+    use clockbound_shm::{SharedClockBound, Strategy};
+
+    /// On drop (at thread exit), calls `now()` and reports what it got.
+    struct CallOnExit(RefCell<Option<(SharedClockBound, mpsc::Sender<Result<i128, String>>)>>);
+    impl Drop for CallOnExit {
+        fn drop(&mut self) {
+            if let Some((clock, report)) = self.0.borrow_mut().take() {
+                let answer = clock
+                    .now()
+                    .map(|w| w.latest.as_nanos() - w.earliest.as_nanos())
+                    .map_err(|e| e.to_string());
+                let _ = report.send(answer);
+            }
+        }
+    }
+    thread_local! {
+        static ON_EXIT: CallOnExit = const { CallOnExit(RefCell::new(None)) };
+    }
+
+    let (_dir, path) = temp_segment();
+    let mut writer = ShmWriter::new(&path).unwrap();
+    // Drift 0 ppb: whatever the snapshot's age, every window is exactly twice the bound.
+    writer.write(&ClockErrorBound::new(
+        ts(0, 0),
+        ts(1_000, 0),
+        10_000,
+        0,
+        0,
+        ClockStatus::Synchronized,
+        false,
+    ));
+    let options = ReaderOptions::new().disruption_check(DisruptionCheck::Off);
+    for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
+        let clock = SharedClockBound::with_options(&path, strategy, &options).unwrap();
+        for ours_registered_first in [false, true] {
+            let (report, answers) = mpsc::channel();
+            let clock = clock.clone();
+            std::thread::spawn(move || {
+                // Thread-local destructors run in the reverse order of first use: touching
+                // `ON_EXIT` first makes it run after the crate's slots are gone.
+                if ours_registered_first {
+                    clock.now().unwrap();
+                    ON_EXIT.with(|c| *c.0.borrow_mut() = Some((clock, report)));
+                } else {
+                    ON_EXIT.with(|c| *c.0.borrow_mut() = Some((clock.clone(), report)));
+                    clock.now().unwrap();
+                }
+            })
+            .join()
+            .unwrap();
+            assert_eq!(
+                answers.recv().unwrap(),
+                Ok(20_000),
+                "{strategy:?}, crate's slots registered first: {ours_registered_first}"
+            );
+        }
+    }
+}
