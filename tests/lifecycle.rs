@@ -384,8 +384,10 @@ fn shared_now_works_while_a_thread_exits() {
 
     use clockbound_shm::{SharedClockBound, Strategy};
 
+    /// Where a thread reports the width of the window it got (or the error).
+    type Report = mpsc::Sender<Result<i128, String>>;
     /// On drop (at thread exit), calls `now()` and reports what it got.
-    struct CallOnExit(RefCell<Option<(SharedClockBound, mpsc::Sender<Result<i128, String>>)>>);
+    struct CallOnExit(RefCell<Option<(SharedClockBound, Report)>>);
     impl Drop for CallOnExit {
         fn drop(&mut self) {
             if let Some((clock, report)) = self.0.borrow_mut().take() {
