@@ -123,6 +123,11 @@ impl MappedSegment {
         &self.path
     }
 
+    /// The mapping (a handle: clones share it).
+    pub(crate) fn mapping(&self) -> &SegmentMapping {
+        &self.mapping
+    }
+
     /// Whether `other` is a handle to the same mapping. (Two live mappings never share an
     /// address, and each handle keeps its mapping alive.)
     pub(crate) fn same_mapping(&self, other: &MappedSegment) -> bool {
@@ -184,7 +189,19 @@ impl ReaderState {
         segment: &MappedSegment,
         out: &mut TimeWindow,
     ) -> Result<(), ShmError> {
-        self.cache.now_into(segment.cells(), segment.path(), out)?;
+        self.now_into_cells(segment.cells(), segment.path(), out)
+    }
+
+    /// [`now_into`](Self::now_into) given the segment's cells and path apart (a caller
+    /// may hold the cells one pointer hop nearer than the segment).
+    #[inline(always)]
+    pub(crate) fn now_into_cells(
+        &mut self,
+        cells: &SegmentCells,
+        path: &Arc<Path>,
+        out: &mut TimeWindow,
+    ) -> Result<(), ShmError> {
+        self.cache.now_into(cells, path, out)?;
         if let Some(watch) = &mut self.vmclock {
             // Only while the snapshot itself says the daemon tracks disruptions: a daemon
             // restarted without that support stops updating its marker.

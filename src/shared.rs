@@ -54,9 +54,10 @@ use parking_lot::Mutex;
 use crate::bound::{ClockErrorBound, ClockStatus, TimeWindow};
 use crate::clock;
 use crate::error::ShmError;
+use crate::mapping::SegmentMapping;
 use crate::options::ReaderOptions;
 use crate::reader::{MappedSegment, ReaderState};
-use crate::seqlock::{ReaderStats, SnapshotCache};
+use crate::seqlock::{ReaderStats, SegmentCells, SnapshotCache};
 use crate::thread_slot::{self, ThreadSlots};
 use crate::timespec::Timespec;
 use crate::vmclock::MarkerWatch;
@@ -174,8 +175,8 @@ impl fmt::Debug for PublishedSnapshot {
 /// Error-bounded time for many threads: `Clone + Send + Sync`, one mapping of the segment
 /// shared by every clone, no lock on the hot path.
 ///
-/// Clones are cheap (an `Arc`) and share everything; open once and hand clones to workers.
-/// Answers, freshness, self-healing and errors are those of [`ShmReader`](crate::ShmReader):
+/// Clones are cheap (two reference counts) and share everything; open once and hand clones
+/// to workers. Answers, freshness, self-healing and errors are those of [`ShmReader`](crate::ShmReader):
 /// each call sees the last update completed before it started (or the previous one while an
 /// update is in progress), and passing states answer from the last good snapshot.
 ///
@@ -228,6 +229,9 @@ pub struct SharedClockBound {
     /// Turn an untrusted status into [`ShmError::ClockNotTrusted`] (this handle and its
     /// clones).
     require_trusted: bool,
+    /// `inner.primary`'s mapping again: the hot path reaches the segment from the handle
+    /// one pointer hop sooner than through `inner`.
+    primary: SegmentMapping,
 }
 
 struct Inner {
@@ -343,6 +347,7 @@ impl SharedClockBound {
             mode,
         };
         Ok(SharedClockBound {
+            primary: inner.primary.mapping().clone(),
             inner: Arc::new(inner),
             require_trusted: false,
         })
@@ -410,7 +415,14 @@ impl SharedClockBound {
         let done = match &inner.mode {
             Mode::ThreadLocal => self.try_with_thread_state(
                 #[inline(always)]
-                |reader| fail(inner.now_from(&mut reader.epoch, &mut reader.state, &mut window)),
+                |reader| {
+                    fail(inner.now_from(
+                        self.primary.cells(),
+                        &mut reader.epoch,
+                        &mut reader.state,
+                        &mut window,
+                    ));
+                },
             ),
             Mode::ArcSwap {
                 published,
@@ -450,9 +462,9 @@ impl SharedClockBound {
         let inner = &*self.inner;
         let mut window = TimeWindow::UNTRUSTED;
         match &inner.mode {
-            Mode::ThreadLocal => {
-                self.with_thread_state(|epoch, state| inner.now_from(epoch, state, &mut window))?
-            }
+            Mode::ThreadLocal => self.with_thread_state(|epoch, state| {
+                inner.now_from(self.primary.cells(), epoch, state, &mut window)
+            })?,
             Mode::ArcSwap {
                 published,
                 refresher,
@@ -677,12 +689,13 @@ impl Inner {
     #[inline(always)]
     fn now_from(
         &self,
+        primary: &SegmentCells,
         epoch: &mut u64,
         state: &mut ReaderState,
         out: &mut TimeWindow,
     ) -> Result<(), ShmError> {
         if *epoch == 0 {
-            state.now_into(&self.primary, out)?;
+            state.now_into_cells(primary, self.primary.path(), out)?;
             if !state.cache.take_looks_dead() || !self.follow_recreated_file(epoch, state) {
                 return Ok(());
             }

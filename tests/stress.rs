@@ -481,16 +481,18 @@ fn one_mapping_for_any_number_of_threads() {
         let all_read = Barrier::new(9);
         let counted = Barrier::new(9);
         thread::scope(|s| {
-            for _ in 0..8 {
-                s.spawn(|| {
-                    assert_eq!(clock.snapshot().unwrap(), payload(1));
-                    assert!(clock.now().is_ok());
-                    all_read.wait();
-                    // Stay alive, state and all, while the main thread counts.
-                    counted.wait();
-                    assert_eq!(clock.snapshot().unwrap(), payload(1));
-                });
-            }
+            let threads: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        assert_eq!(clock.snapshot().unwrap(), payload(1));
+                        assert!(clock.now().is_ok());
+                        all_read.wait();
+                        // Stay alive, state and all, while the main thread counts.
+                        counted.wait();
+                        assert_eq!(clock.snapshot().unwrap(), payload(1));
+                    })
+                })
+                .collect();
             all_read.wait();
             assert_eq!(
                 mappings_of(&path),
@@ -498,6 +500,12 @@ fn one_mapping_for_any_number_of_threads() {
                 "{strategy:?}: one mapping for 8 threads"
             );
             counted.wait();
+            // Joined explicitly: unlike the end of the scope, that also waits for each
+            // thread's thread-locals to be dropped (under `ArcSwap` a thread's cached view
+            // of the published snapshot holds the mapping until then).
+            for thread in threads {
+                thread.join().unwrap();
+            }
         });
         assert_eq!(mappings_of(&path), 1);
         drop(clock);
