@@ -99,6 +99,10 @@ pub struct PublishedSnapshot {
     vmclock_seq: u32,
     /// The VMClock marker differed from the snapshot's when this was published.
     disrupted: bool,
+    /// `segment` is the value's primary mapping: readers then check the generation through
+    /// their handle's copy of it, which is nearer than this snapshot's (the check can start
+    /// before the snapshot is reached).
+    on_primary: bool,
 }
 
 impl PublishedSnapshot {
@@ -114,8 +118,13 @@ impl PublishedSnapshot {
         &self.bound
     }
 
-    fn new(segment: MappedSegment, state: &ReaderState) -> PublishedSnapshot {
+    fn new(
+        segment: MappedSegment,
+        state: &ReaderState,
+        primary: &MappedSegment,
+    ) -> PublishedSnapshot {
         PublishedSnapshot {
+            on_primary: segment.same_mapping(primary),
             generation: state.cache.generation(),
             bound: *state.cache.cached(),
             segment,
@@ -334,6 +343,7 @@ impl SharedClockBound {
                 published: Arc::new(ArcSwap::from_pointee(PublishedSnapshot::new(
                     primary.clone(),
                     &seed,
+                    &primary,
                 ))),
                 refresher: Mutex::new((0, seed.clone())),
             },
@@ -431,7 +441,13 @@ impl SharedClockBound {
                 published,
                 #[inline(always)]
                 |cache| {
-                    fail(inner.now_from_published(cache.load(), published, refresher, &mut window));
+                    fail(inner.now_from_published(
+                        self.primary.cells(),
+                        cache.load(),
+                        published,
+                        refresher,
+                        &mut window,
+                    ));
                 },
             ),
         };
@@ -470,7 +486,13 @@ impl SharedClockBound {
                 refresher,
             } => {
                 let current = published.load();
-                inner.now_from_published(&current, published, refresher, &mut window)?;
+                inner.now_from_published(
+                    self.primary.cells(),
+                    &current,
+                    published,
+                    refresher,
+                    &mut window,
+                )?;
             }
         }
         self.trusted(window)
@@ -536,7 +558,11 @@ impl SharedClockBound {
             Mode::ThreadLocal => self.with_thread_state(|epoch, state| {
                 inner.with_segment(epoch, state, |segment, state| {
                     state.cache.snapshot(segment.cells(), segment.path())?;
-                    Ok(Arc::new(PublishedSnapshot::new(segment.clone(), state)))
+                    Ok(Arc::new(PublishedSnapshot::new(
+                        segment.clone(),
+                        state,
+                        &inner.primary,
+                    )))
                 })
             }),
             Mode::ArcSwap {
@@ -730,12 +756,18 @@ impl Inner {
     #[inline(always)]
     fn now_from_published(
         &self,
+        primary: &SegmentCells,
         current: &PublishedSnapshot,
         published: &ArcSwap<PublishedSnapshot>,
         refresher: &Refresher,
         out: &mut TimeWindow,
     ) -> Result<(), ShmError> {
-        let generation = current.segment.cells().load_generation();
+        let cells = if current.on_primary {
+            primary
+        } else {
+            current.segment.cells()
+        };
+        let generation = cells.load_generation();
         // Mid-update (odd) answers from the last snapshot, as every reader does.
         let segment_moved = generation != current.generation && generation % 2 == 0;
         let vmclock_moved = self
@@ -793,7 +825,7 @@ impl Inner {
             self.with_segment(epoch, state, |segment, state| state.refresh(segment, None))?;
         }
         let fresh = self.with_segment(epoch, state, |segment, state| {
-            PublishedSnapshot::new(segment.clone(), state)
+            PublishedSnapshot::new(segment.clone(), state, &self.primary)
         });
         let current = published.load_full();
         if current.same_as(&fresh) {
