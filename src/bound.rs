@@ -17,12 +17,20 @@
 use std::time::Duration;
 
 use crate::error::{Malformed, ShmError};
+use crate::status::ClockStatus;
 use crate::timespec::{NANOS_PER_SEC, Timespec};
 
-/// How long after `as_of` a Synchronized / FreeRunning snapshot keeps its status: past this
-/// the daemon has missed several updates (it writes about every second), so the clock is
-/// reported FreeRunning.
-pub const STALE_AFTER: Duration = Duration::from_secs(5);
+/// How long after `as_of` a Synchronized snapshot keeps its status by default: past this
+/// the daemon has stopped updating, and the window is reported FreeRunning (it still holds:
+/// the bound grows with the worst-case drift). 60 s, as in the ClockBound 3.x clients for
+/// both layouts: a 3.x daemon writes only when it has new parameters (every 16 s from
+/// ordinary NTP servers), so a shorter grace reports FreeRunning between normal updates.
+/// Set it with [`ReaderOptions::free_running_grace`](crate::ReaderOptions::free_running_grace).
+pub const FREE_RUNNING_GRACE: Duration = Duration::from_secs(60);
+
+/// The free-running grace of the released 2.0.3 client (5 s), for those who want its
+/// behaviour against a 2.x daemon, which writes about ten times a second.
+pub const FREE_RUNNING_GRACE_2_0_3: Duration = Duration::from_secs(5);
 
 /// Snapshots younger than this many seconds take `now()`'s short arithmetic path (see
 /// `ClockErrorBound::write_window_at`). The daemon writes about every second, so this is
@@ -33,55 +41,6 @@ const FAST_PATH_SECS: i64 = 16;
 /// How far the coarse monotonic clock may read *before* `as_of` and still count as equal to
 /// it: the coarse clock and the daemon's reading of it can disagree by a tick's rounding.
 pub const CAUSALITY_BLUR: Duration = Duration::from_micros(1);
-
-/// The clock's state as the daemon reports it, possibly degraded by the snapshot's age.
-///
-/// The discriminants are the wire values of the segment's `clock_status` field.
-#[repr(i32)]
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-pub enum ClockStatus {
-    /// Nothing is known about the clock: do not trust the window. Also what a snapshot
-    /// degrades to once its `void_after` has passed.
-    Unknown = 0,
-    /// The daemon is synchronised to a time source and the window is trustworthy.
-    Synchronized = 1,
-    /// The clock is running on its own (the daemon lost its time source, or stopped updating
-    /// for more than [`STALE_AFTER`]); the window still holds because it grows with the
-    /// worst-case drift.
-    FreeRunning = 2,
-    /// The clock was disrupted (live migration, snapshot restore): its error is not bounded,
-    /// do not trust the window.
-    Disrupted = 3,
-}
-
-impl ClockStatus {
-    /// The status for a wire value, `None` for anything but 0..=3.
-    #[must_use]
-    pub const fn from_wire(value: i32) -> Option<ClockStatus> {
-        match value {
-            0 => Some(ClockStatus::Unknown),
-            1 => Some(ClockStatus::Synchronized),
-            2 => Some(ClockStatus::FreeRunning),
-            3 => Some(ClockStatus::Disrupted),
-            _ => None,
-        }
-    }
-
-    /// Whether a window with this status can be relied on: `Synchronized` (the daemon
-    /// tracks a time source; the bound is as tight as it gets) and `FreeRunning` (no recent
-    /// synchronisation, but the bound has grown with the worst-case drift, so it still
-    /// holds). `Unknown` and `Disrupted` windows must not be relied on.
-    #[must_use]
-    pub const fn is_trusted(self) -> bool {
-        matches!(self, ClockStatus::Synchronized | ClockStatus::FreeRunning)
-    }
-
-    /// The wire value of this status.
-    #[must_use]
-    pub const fn to_wire(self) -> i32 {
-        self as i32
-    }
-}
 
 /// Where true time is: somewhere in `[earliest, latest]` on the `CLOCK_REALTIME` scale, with
 /// the status that says whether to believe it.
@@ -180,7 +139,7 @@ pub struct ClockErrorBound {
 // wire offsets minus the 16-byte header).
 const _: () = {
     use std::mem::{offset_of, size_of};
-    assert!(size_of::<ClockErrorBound>() == crate::layout::PAYLOAD_LEN);
+    assert!(size_of::<ClockErrorBound>() == 64);
     assert!(offset_of!(ClockErrorBound, void_after) == 32 - 16);
     assert!(offset_of!(ClockErrorBound, bound_nsec) == 48 - 16);
     assert!(offset_of!(ClockErrorBound, disruption_marker) == 56 - 16);
@@ -291,14 +250,29 @@ impl ClockErrorBound {
     ///
     /// The status: Unknown and Disrupted pass through. Synchronized and FreeRunning become
     /// Unknown once `mono` reaches `void_after`, and otherwise FreeRunning once `mono`
-    /// reaches `as_of + STALE_AFTER`.
+    /// reaches `as_of` + [`FREE_RUNNING_GRACE`].
     ///
     /// # Errors
     /// As [`now`](Self::now).
     #[inline(always)]
     pub fn compute_bound_at(&self, real: Timespec, mono: Timespec) -> Result<TimeWindow, ShmError> {
+        self.compute_bound_with_grace(real, mono, FREE_RUNNING_GRACE)
+    }
+
+    /// [`compute_bound_at`](Self::compute_bound_at) with another free-running grace (for
+    /// example [`FREE_RUNNING_GRACE_2_0_3`], the released 2.0.3 client's).
+    ///
+    /// # Errors
+    /// As [`now`](Self::now).
+    #[inline(always)]
+    pub fn compute_bound_with_grace(
+        &self,
+        real: Timespec,
+        mono: Timespec,
+        grace: Duration,
+    ) -> Result<TimeWindow, ShmError> {
         let mut window = TimeWindow::UNTRUSTED;
-        self.write_window_at(real, mono, &mut window)?;
+        self.write_window_at(real, mono, grace, &mut window)?;
         Ok(window)
     }
 
@@ -318,6 +292,7 @@ impl ClockErrorBound {
         &self,
         real: Timespec,
         mono: Timespec,
+        grace: Duration,
         out: &mut TimeWindow,
     ) -> Result<(), ShmError> {
         self.check_arithmetic_fields()
@@ -341,11 +316,11 @@ impl ClockErrorBound {
                 .wrapping_add(part);
             out.earliest = real.saturating_sub_nanos(bound);
             out.latest = real.saturating_add_nanos(bound);
-            out.clock_status = self.status_at_recent(mono, secs, nanos);
+            out.clock_status = self.status_at_recent(mono, secs, nanos, grace);
             return Ok(());
         }
         // Not inlined, and given no pointer to `out` (which would keep the window in memory).
-        *out = self.window_general(real, mono)?;
+        *out = self.window_general(real, mono, grace)?;
         Ok(())
     }
 
@@ -366,17 +341,23 @@ impl ClockErrorBound {
     /// [`status_at`](Self::status_at) for `mono` = `as_of` + `secs` s + `nanos` ns (as
     /// [`recent_elapsed`](Self::recent_elapsed) gives them).
     #[inline(always)]
-    fn status_at_recent(&self, mono: Timespec, secs: u64, nanos: i64) -> ClockStatus {
-        const STALE_SECS: u64 = STALE_AFTER.as_secs();
-        // The comparison below counts whole seconds.
-        const _: () = assert!(STALE_AFTER.subsec_nanos() == 0);
+    fn status_at_recent(
+        &self,
+        mono: Timespec,
+        secs: u64,
+        nanos: i64,
+        grace: Duration,
+    ) -> ClockStatus {
         match self.clock_status {
             ClockStatus::Unknown | ClockStatus::Disrupted => self.clock_status,
             ClockStatus::Synchronized | ClockStatus::FreeRunning => {
                 if mono >= self.void_after {
                     ClockStatus::Unknown
-                // secs * 1e9 + nanos >= STALE_AFTER (whole seconds).
-                } else if secs > STALE_SECS || (secs == STALE_SECS && nanos >= 0) {
+                // secs < FAST_PATH_SECS, so the elapsed nanoseconds fit an i64; a grace
+                // beyond i64 nanoseconds (292 years) is never reached.
+                } else if (secs as i64) * NANOS_PER_SEC + nanos
+                    >= i64::try_from(grace.as_nanos()).unwrap_or(i64::MAX)
+                {
                     ClockStatus::FreeRunning
                 } else {
                     self.clock_status
@@ -389,13 +370,18 @@ impl ClockErrorBound {
     /// within the blur) and any bound, saturating. Fields already checked.
     #[cold]
     #[inline(never)]
-    fn window_general(&self, real: Timespec, mono: Timespec) -> Result<TimeWindow, ShmError> {
+    fn window_general(
+        &self,
+        real: Timespec,
+        mono: Timespec,
+        grace: Duration,
+    ) -> Result<TimeWindow, ShmError> {
         let bound = self.bound_nsec as u64; // non-negative, checked by the caller
         let bound = bound.saturating_add(self.drift_since_as_of(mono)?);
         Ok(TimeWindow {
             earliest: real.saturating_sub_nanos(bound),
             latest: real.saturating_add_nanos(bound),
-            clock_status: self.status_at(mono),
+            clock_status: self.status_at(mono, grace),
         })
     }
 
@@ -452,17 +438,13 @@ impl ClockErrorBound {
         }
     }
 
-    fn status_at(&self, mono: Timespec) -> ClockStatus {
+    fn status_at(&self, mono: Timespec, grace: Duration) -> ClockStatus {
         match self.clock_status {
             ClockStatus::Unknown | ClockStatus::Disrupted => self.clock_status,
             ClockStatus::Synchronized | ClockStatus::FreeRunning => {
                 if mono >= self.void_after {
                     ClockStatus::Unknown
-                } else if mono
-                    >= self
-                        .as_of
-                        .saturating_add_nanos(STALE_AFTER.as_nanos() as u64)
-                {
+                } else if mono >= self.as_of.saturating_add(grace) {
                     ClockStatus::FreeRunning
                 } else {
                     self.clock_status
@@ -475,6 +457,10 @@ impl ClockErrorBound {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The grace the arithmetic tests use (the released client's, so that the status
+    /// steps fall inside the short path's 16 s).
+    const G: Duration = FREE_RUNNING_GRACE_2_0_3;
 
     fn ts(sec: i64, nsec: i64) -> Timespec {
         Timespec::new(sec, nsec)
@@ -507,7 +493,7 @@ mod tests {
             1_000,
             ClockStatus::Synchronized,
         );
-        let w = c.compute_bound_at(ts(2, 0), ts(2, 0)).unwrap();
+        let w = c.compute_bound_with_grace(ts(2, 0), ts(2, 0), G).unwrap();
         assert_eq!(
             w,
             window(ts(1, 999_988_000), ts(2, 12_000), ClockStatus::Synchronized)
@@ -520,10 +506,10 @@ mod tests {
     fn drift_rounds_up_never_down() {
         // 1 ns elapsed at 1 ppb is 1e-9 ns of drift: rounds up to a whole nanosecond.
         let c = ceb(ts(100, 0), ts(200, 0), 0, 1, ClockStatus::Synchronized);
-        let w = c.compute_bound_at(ts(5, 0), ts(100, 1)).unwrap();
+        let w = c.compute_bound_with_grace(ts(5, 0), ts(100, 1), G).unwrap();
         assert_eq!((w.earliest, w.latest), (ts(4, 999_999_999), ts(5, 1)));
         // No time elapsed: no drift at all.
-        let w = c.compute_bound_at(ts(5, 0), ts(100, 0)).unwrap();
+        let w = c.compute_bound_with_grace(ts(5, 0), ts(100, 0), G).unwrap();
         assert_eq!((w.earliest, w.latest), (ts(5, 0), ts(5, 0)));
         // 1.5 s at 999_999_999 ppb, across a nanosecond borrow.
         let c = ceb(
@@ -533,7 +519,9 @@ mod tests {
             999_999_999,
             ClockStatus::Synchronized,
         );
-        let w = c.compute_bound_at(ts(50, 0), ts(102, 100_000_000)).unwrap();
+        let w = c
+            .compute_bound_with_grace(ts(50, 0), ts(102, 100_000_000), G)
+            .unwrap();
         let exact: i128 = 7 + (1_500_000_000u128 * 999_999_999).div_ceil(1_000_000_000) as i128;
         assert_eq!(w.latest.as_nanos() - ts(50, 0).as_nanos(), exact);
     }
@@ -541,7 +529,11 @@ mod tests {
     #[test]
     fn status_boundaries() {
         let c = ceb(ts(100, 0), ts(110, 0), 0, 0, ClockStatus::Synchronized);
-        let at = |mono: Timespec| c.compute_bound_at(ts(0, 0), mono).unwrap().clock_status;
+        let at = |mono: Timespec| {
+            c.compute_bound_with_grace(ts(0, 0), mono, G)
+                .unwrap()
+                .clock_status
+        };
         assert_eq!(at(ts(104, 999_999_999)), ClockStatus::Synchronized);
         assert_eq!(at(ts(105, 0)), ClockStatus::FreeRunning);
         assert_eq!(at(ts(109, 999_999_999)), ClockStatus::FreeRunning);
@@ -550,14 +542,14 @@ mod tests {
         let early_void = ceb(ts(100, 0), ts(101, 0), 0, 0, ClockStatus::FreeRunning);
         assert_eq!(
             early_void
-                .compute_bound_at(ts(0, 0), ts(100, 999_999_999))
+                .compute_bound_with_grace(ts(0, 0), ts(100, 999_999_999), G)
                 .unwrap()
                 .clock_status,
             ClockStatus::FreeRunning
         );
         assert_eq!(
             early_void
-                .compute_bound_at(ts(0, 0), ts(101, 0))
+                .compute_bound_with_grace(ts(0, 0), ts(101, 0), G)
                 .unwrap()
                 .clock_status,
             ClockStatus::Unknown
@@ -566,7 +558,12 @@ mod tests {
         for s in [ClockStatus::Unknown, ClockStatus::Disrupted] {
             let c = ceb(ts(100, 0), ts(110, 0), 0, 0, s);
             for mono in [ts(100, 0), ts(106, 0), ts(500, 0)] {
-                assert_eq!(c.compute_bound_at(ts(0, 0), mono).unwrap().clock_status, s);
+                assert_eq!(
+                    c.compute_bound_with_grace(ts(0, 0), mono, G)
+                        .unwrap()
+                        .clock_status,
+                    s
+                );
             }
         }
     }
@@ -581,17 +578,19 @@ mod tests {
             ClockStatus::Synchronized,
         );
         // Up to 1 µs early counts as "no time elapsed".
-        let w = c.compute_bound_at(ts(7, 0), ts(99, 999_999_500)).unwrap();
+        let w = c
+            .compute_bound_with_grace(ts(7, 0), ts(99, 999_999_500), G)
+            .unwrap();
         assert_eq!((w.earliest, w.latest), (ts(6, 999_999_990), ts(7, 10)));
         // One nanosecond more is a breach, with both instants in the error.
-        match c.compute_bound_at(ts(7, 0), ts(99, 999_999_499)) {
+        match c.compute_bound_with_grace(ts(7, 0), ts(99, 999_999_499), G) {
             Err(ShmError::CausalityBreach { as_of, mono }) => {
                 assert_eq!((as_of, mono), (ts(100, 500), ts(99, 999_999_499)));
             }
             other => panic!("expected a causality breach, got {other:?}"),
         }
         assert!(matches!(
-            c.compute_bound_at(ts(7, 0), Timespec::MIN),
+            c.compute_bound_with_grace(ts(7, 0), Timespec::MIN, G),
             Err(ShmError::CausalityBreach { .. })
         ));
     }
@@ -606,7 +605,7 @@ mod tests {
             ClockStatus::Synchronized,
         );
         assert!(matches!(
-            drift.compute_bound_at(ts(0, 0), ts(0, 0)),
+            drift.compute_bound_with_grace(ts(0, 0), ts(0, 0), G),
             Err(ShmError::SegmentMalformed {
                 path: None,
                 problem: Malformed::DriftTooLarge {
@@ -616,7 +615,7 @@ mod tests {
         ));
         let negative = ceb(ts(0, 0), ts(10, 0), -1, 0, ClockStatus::Synchronized);
         assert!(matches!(
-            negative.compute_bound_at(ts(0, 0), ts(0, 0)),
+            negative.compute_bound_with_grace(ts(0, 0), ts(0, 0), G),
             Err(ShmError::SegmentMalformed {
                 problem: Malformed::NegativeBound { found: -1 },
                 ..
@@ -638,7 +637,9 @@ mod tests {
             max_drift,
             ClockStatus::Synchronized,
         );
-        let w = c.compute_bound_at(ts(0, 0), Timespec::MAX).unwrap();
+        let w = c
+            .compute_bound_with_grace(ts(0, 0), Timespec::MAX, G)
+            .unwrap();
         assert_eq!(
             (w.earliest, w.latest),
             (
@@ -649,9 +650,13 @@ mod tests {
         assert_eq!(w.clock_status, ClockStatus::Unknown);
         // Extremes of `real` saturate instead of wrapping.
         let c = ceb(ts(0, 0), ts(10, 0), i64::MAX, 0, ClockStatus::Synchronized);
-        let w = c.compute_bound_at(Timespec::MAX, ts(0, 0)).unwrap();
+        let w = c
+            .compute_bound_with_grace(Timespec::MAX, ts(0, 0), G)
+            .unwrap();
         assert_eq!(w.latest, Timespec::MAX);
-        let w = c.compute_bound_at(Timespec::MIN, ts(0, 0)).unwrap();
+        let w = c
+            .compute_bound_with_grace(Timespec::MIN, ts(0, 0), G)
+            .unwrap();
         assert_eq!(w.earliest, Timespec::MIN);
         assert!(w.earliest <= w.latest);
         // as_of near MAX: the grace period saturates rather than wrapping to the past.
@@ -663,14 +668,14 @@ mod tests {
             ClockStatus::Synchronized,
         );
         assert_eq!(
-            c.compute_bound_at(ts(0, 0), Timespec::MAX)
+            c.compute_bound_with_grace(ts(0, 0), Timespec::MAX, G)
                 .unwrap()
                 .clock_status,
             ClockStatus::Unknown
         );
         // Negative instants are ordinary instants.
         let c = ceb(ts(-10, 0), ts(-5, 0), 1, 0, ClockStatus::Synchronized);
-        let w = c.compute_bound_at(ts(-3, 0), ts(-9, 0)).unwrap();
+        let w = c.compute_bound_with_grace(ts(-3, 0), ts(-9, 0), G).unwrap();
         assert_eq!(
             (w.earliest, w.latest, w.clock_status),
             (ts(-4, 999_999_999), ts(-3, 1), ClockStatus::Synchronized)
@@ -771,7 +776,7 @@ mod tests {
             let void_after = Timespec::from_nanos(as_of.as_nanos() + i128::from(void_in_ns));
             let c = ClockErrorBound::new(as_of, void_after, bound, 0, ppb, status_from(status), false);
             let real = ts(real_sec, real_nsec);
-            let ours = c.compute_bound_at(real, mono);
+            let ours = c.compute_bound_with_grace(real, mono, G);
             let exact = reference_window(&c, real, mono);
             match (ours, exact) {
                 (Ok(a), Ok(b)) => proptest::prop_assert_eq!(a, b),
@@ -807,12 +812,31 @@ mod tests {
                 let mono = Timespec::from_nanos(as_of.as_nanos() + age);
                 let real = ts(1_700_000_000, 999_999_999);
                 assert_eq!(
-                    c.compute_bound_at(real, mono).unwrap(),
+                    c.compute_bound_with_grace(real, mono, G).unwrap(),
                     reference_window(&c, real, mono).unwrap(),
                     "age {age} bound {bound} ppb {ppb}"
                 );
             }
         }
+    }
+
+    #[test]
+    fn default_grace_is_sixty_seconds() {
+        let c = ceb(ts(100, 0), ts(1100, 0), 0, 0, ClockStatus::Synchronized);
+        let at = |mono: Timespec| c.compute_bound_at(ts(0, 0), mono).unwrap().clock_status;
+        assert_eq!(FREE_RUNNING_GRACE, Duration::from_secs(60));
+        assert_eq!(at(ts(116, 0)), ClockStatus::Synchronized); // a 3.x daemon's 16 s cadence
+        assert_eq!(at(ts(159, 999_999_999)), ClockStatus::Synchronized);
+        assert_eq!(at(ts(160, 0)), ClockStatus::FreeRunning);
+        let g = |mono| c.compute_bound_with_grace(ts(0, 0), mono, Duration::from_millis(1500));
+        assert_eq!(
+            g(ts(101, 499_999_999)).unwrap().clock_status,
+            ClockStatus::Synchronized
+        );
+        assert_eq!(
+            g(ts(101, 500_000_000)).unwrap().clock_status,
+            ClockStatus::FreeRunning
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::bound::ClockStatus;
+use crate::status::ClockStatus;
 use crate::timespec::Timespec;
 
 /// The error type of every fallible call in this crate.
@@ -63,6 +63,32 @@ pub enum ShmError {
         mono: Timespec,
     },
 
+    /// The CPU counter reads earlier than a layout-3 snapshot's `as_of_tsc` by more than the
+    /// blur allowed (the counter gap converted to time exceeds 1 µs): the snapshot comes from
+    /// another boot or another counter, the counter is not synchronised across CPUs, or the
+    /// writer is broken.
+    #[error(
+        "causality breach: the CPU counter reads {counter}, earlier than the snapshot's \
+         as_of_tsc {as_of_tsc} by more than the 1 µs blur allowed"
+    )]
+    CounterBehindSnapshot {
+        /// The snapshot's `as_of_tsc`.
+        as_of_tsc: u64,
+        /// The counter value read (or passed in).
+        counter: u64,
+    },
+
+    /// A layout-3 snapshot needs the CPU counter, and this crate reads it only on x86-64 and
+    /// aarch64.
+    #[error(
+        "layout 3 needs the CPU counter, which this crate reads on x86-64 and aarch64 only \
+         (this is {arch})"
+    )]
+    CounterUnavailable {
+        /// The target architecture this crate was built for.
+        arch: &'static str,
+    },
+
     /// The clock's status does not allow trusting the window (Unknown or Disrupted), where
     /// the call needs a trusted one: while commit-waiting, or on a
     /// [`SharedClockBound`](crate::SharedClockBound) set to
@@ -98,6 +124,19 @@ pub enum ShmError {
         found: u16,
         /// The version this crate reads.
         expected: u16,
+    },
+
+    /// The segment's layout cannot be read on this machine: layout 3 needs the CPU counter,
+    /// which this crate reads on x86-64 and aarch64 only. Read the layout 2 segment
+    /// ([`CLOCKBOUND_SHM_DEFAULT_PATH`](crate::CLOCKBOUND_SHM_DEFAULT_PATH)) instead.
+    #[error("cannot read ClockBound segment {} ({layout}) on this machine: {reason}", path.display())]
+    LayoutNotSupported {
+        /// The segment file.
+        path: Arc<Path>,
+        /// The layout that cannot be read.
+        layout: crate::layout::LayoutVersion,
+        /// Why.
+        reason: &'static str,
     },
 
     /// A system call on the VMClock device (or a file standing in for it) failed: open,
@@ -186,6 +225,12 @@ impl ShmError {
         }
     }
 
+    /// The error for an untrusted status (out of line: hot paths only test for it).
+    #[cold]
+    pub(crate) fn not_trusted(status: ClockStatus) -> ShmError {
+        ShmError::ClockNotTrusted { status }
+    }
+
     pub(crate) fn malformed(path: Option<&Arc<Path>>, problem: Malformed) -> ShmError {
         ShmError::SegmentMalformed {
             path: path.cloned(),
@@ -200,6 +245,11 @@ impl ShmError {
 pub enum NotInitialized {
     /// The file is empty: the daemon created it and has not written the header yet.
     EmptyFile,
+    /// The file is shorter than the 16-byte header: the daemon is writing it.
+    ShortFile {
+        /// The file's length in bytes.
+        len: u64,
+    },
     /// The version field is 0: the daemon wiped the segment and has not set it up again.
     Wiped,
     /// The generation is 0: nothing was ever written to the payload.
@@ -220,6 +270,10 @@ impl fmt::Display for NotInitialized {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NotInitialized::EmptyFile => f.write_str("the file is empty (is the daemon starting?)"),
+            NotInitialized::ShortFile { len } => write!(
+                f,
+                "the file holds {len} bytes, less than a header (is the daemon starting?)"
+            ),
             NotInitialized::Wiped => f.write_str(
                 "layout version is 0 (the daemon wiped it and has not written it again)",
             ),
@@ -298,6 +352,20 @@ pub enum Malformed {
         /// The raw value.
         found: i64,
     },
+    /// A layout-3 scale (`period_shift` or `period_err_shift`) is above 63: a writer picks
+    /// floor(log2(1 / value)) of a 64-bit integer, which is at most 63.
+    ShiftTooLarge {
+        /// `"period_shift"` or `"period_err_shift"`.
+        field: &'static str,
+        /// The raw value.
+        found: u8,
+    },
+    /// A layout-3 snapshot claims a trusted status (Synchronized or FreeRunning) with a
+    /// counter period of 0: time would stand still.
+    ZeroPeriod {
+        /// The raw `clock_status`.
+        clock_status: i32,
+    },
 }
 
 impl fmt::Display for Malformed {
@@ -347,6 +415,14 @@ impl fmt::Display for Malformed {
             Malformed::NegativeBound { found } => {
                 write!(f, "bound_nsec is {found}, expected 0 or more")
             }
+            Malformed::ShiftTooLarge { field, found } => {
+                write!(f, "{field} is {found}, expected 0 to 63")
+            }
+            Malformed::ZeroPeriod { clock_status } => write!(
+                f,
+                "period_frac is 0 with clock_status {clock_status} (Synchronized or \
+                 FreeRunning need a counter period)"
+            ),
         }
     }
 }

@@ -103,11 +103,20 @@
 // Under `--cfg loom` only the protocol modules are built, and much of them goes unused.
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
+// The layers, bottom up: time and status values; the wire formats; the seqlock over
+// atomic cells; the mapping (the only `unsafe` besides the counter read and the SIGBUS
+// guard); the validated, mapped segment; the snapshot cache; the readers and the shared
+// handle; VMClock; the writer.
 mod bound;
+mod bound_v3;
+mod cache;
 mod clock;
+#[cfg(not(loom))]
+mod counter;
 mod error;
 pub mod layout;
 mod seqlock;
+mod status;
 mod sync;
 mod timespec;
 #[cfg(not(loom))]
@@ -120,6 +129,8 @@ mod options;
 #[cfg(not(loom))]
 mod reader;
 #[cfg(not(loom))]
+mod segment;
+#[cfg(not(loom))]
 mod shared;
 #[cfg(not(loom))]
 mod thread_slot;
@@ -128,22 +139,29 @@ mod vmclock;
 #[cfg(all(feature = "writer", not(loom)))]
 mod writer;
 
-pub use bound::{CAUSALITY_BLUR, ClockErrorBound, ClockStatus, STALE_AFTER, TimeWindow};
+pub use bound::{
+    CAUSALITY_BLUR, ClockErrorBound, FREE_RUNNING_GRACE, FREE_RUNNING_GRACE_2_0_3, TimeWindow,
+};
+pub use bound_v3::{ClockErrorBoundV3, ClockErrorBoundV3Builder};
+pub use cache::{DEFAULT_RECHECK_INTERVAL, ReaderStats};
 pub use error::{Malformed, NotInitialized, ShmError, VmClockMalformed};
-pub use layout::SegmentHeader;
-pub use seqlock::{DEFAULT_RECHECK_INTERVAL, ReaderStats};
+pub use layout::{Layout, Layout2, Layout3, LayoutVersion, SegmentHeader};
+pub use status::ClockStatus;
 pub use timespec::{NegativeTimespec, Timespec};
 
 #[cfg(not(loom))]
 pub use options::{DisruptionCheck, ReaderOptions};
 #[cfg(not(loom))]
-pub use reader::{CLOCKBOUND_SHM_DEFAULT_PATH, ShmReader};
+pub use reader::{
+    CLOCKBOUND_SHM_DEFAULT_PATH, CLOCKBOUND_SHM1_DEFAULT_PATH, SegmentReader, ShmReader,
+    ShmReaderV3,
+};
 #[cfg(not(loom))]
-pub use shared::{PublishedSnapshot, SharedClockBound, Strategy};
+pub use shared::{AnySnapshot, SharedClockBound, Strategy};
 #[cfg(not(loom))]
 pub use vmclock::{VMCLOCK_DEFAULT_PATH, VmClockReader, VmClockSnapshot, VmClockStatus};
 #[cfg(all(feature = "writer", not(loom)))]
-pub use writer::ShmWriter;
+pub use writer::{SegmentWriter, ShmWriter, ShmWriterV3};
 
 #[cfg(loom)]
 #[doc(hidden)]

@@ -35,24 +35,33 @@ use std::sync::Arc;
 
 use memmap2::{MmapOptions, MmapRaw};
 
-use crate::layout::SEGMENT_LEN;
 use crate::seqlock::SegmentCells;
 use crate::vmclock::{VMCLOCK_LEN, VMCLOCK_MAP_LEN, VmClockCells};
 
-/// A shared mapping of the first [`SEGMENT_LEN`] bytes of a segment file.
+/// A shared mapping of the first `size_of::<SegmentCells<P>>()` bytes of a segment file
+/// (80 for layout 2, 104 for layout 3).
 ///
 /// Clones are handles to the same mapping (one `mmap` however many readers share it), and
 /// each carries the segment's address inline, so the hot path reaches the generation
 /// counter with one load from the handle instead of going through the `Arc` first.
 ///
 /// Invariant: `cells` is the start of `_mapping`'s mapping, which is at least
-/// `SEGMENT_LEN` bytes long, starts at a page boundary, and stays mapped while any clone
-/// lives (they share `_mapping`).
-#[derive(Clone, Debug)]
-pub(crate) struct SegmentMapping {
-    cells: NonNull<SegmentCells>,
+/// `size_of::<SegmentCells<P>>()` bytes long, starts at a page boundary, and stays mapped
+/// while any clone lives (they share `_mapping`).
+#[derive(Debug)]
+pub(crate) struct SegmentMapping<P> {
+    cells: NonNull<SegmentCells<P>>,
     /// Owns the mapping `cells` points into: it is unmapped when the last handle drops.
     _mapping: Arc<MmapRaw>,
+}
+
+impl<P> Clone for SegmentMapping<P> {
+    fn clone(&self) -> Self {
+        SegmentMapping {
+            cells: self.cells,
+            _mapping: Arc::clone(&self._mapping),
+        }
+    }
 }
 
 // SAFETY: a `SegmentMapping` is an `Arc<MmapRaw>` (`Send + Sync`) plus the address of the
@@ -60,23 +69,34 @@ pub(crate) struct SegmentMapping {
 // `&SegmentCells` tied to the handle; `SegmentCells` is made of atomics and is `Sync`. So
 // sending or sharing a handle between threads gives them exactly what sending the `Arc` and
 // sharing a `&SegmentCells` would: nothing that is not thread-safe.
-unsafe impl Send for SegmentMapping {}
+unsafe impl<P: Sync> Send for SegmentMapping<P> {}
 // SAFETY: as for `Send` above.
-unsafe impl Sync for SegmentMapping {}
+unsafe impl<P: Sync> Sync for SegmentMapping<P> {}
 
-impl SegmentMapping {
-    /// Maps `file` read-only. `file_len` is the size `fstat` reported for it.
+impl<P: crate::seqlock::AtomicWords> SegmentMapping<P> {
+    /// Bytes mapped: the header and the payload `P`.
+    const LEN: usize = std::mem::size_of::<SegmentCells<P>>();
+
+    /// Maps `file` read-only. `file_len` is the size `fstat` reported for it. With
+    /// `guard`, the mapping is registered with the `SIGBUS` guard.
     ///
     /// # Errors
     /// `InvalidInput` when the file is shorter than a segment (mapping it would expose
     /// `SIGBUS`-raising bytes), or the OS error of `mmap`.
-    pub(crate) fn read_only(file: &File, file_len: u64) -> io::Result<SegmentMapping> {
-        check_len(file_len)?;
-        SegmentMapping::checked(
-            MmapOptions::new()
-                .len(SEGMENT_LEN)
-                .map_raw_read_only(file)?,
-        )
+    pub(crate) fn read_only(
+        file: &File,
+        file_len: u64,
+        guard: bool,
+    ) -> io::Result<SegmentMapping<P>> {
+        let _ = guard;
+        check_len(file_len, Self::LEN)?;
+        SegmentMapping::checked(MmapOptions::new().len(Self::LEN).map_raw_read_only(file)?)
+    }
+
+    /// Whether the `SIGBUS` guard replaced this mapping's page (the file was truncated
+    /// under it): it will never show the daemon's updates again.
+    pub(crate) fn faulted(&self) -> bool {
+        false
     }
 
     /// Maps `file` read-write, for the writer.
@@ -84,25 +104,26 @@ impl SegmentMapping {
     /// # Errors
     /// As [`read_only`](Self::read_only); `file` must be open for reading and writing.
     #[cfg(feature = "writer")]
-    pub(crate) fn read_write(file: &File, file_len: u64) -> io::Result<SegmentMapping> {
-        check_len(file_len)?;
-        SegmentMapping::checked(MmapOptions::new().len(SEGMENT_LEN).map_raw(file)?)
+    pub(crate) fn read_write(file: &File, file_len: u64) -> io::Result<SegmentMapping<P>> {
+        check_len(file_len, Self::LEN)?;
+        SegmentMapping::checked(MmapOptions::new().len(Self::LEN).map_raw(file)?)
     }
 
     /// memmap2 maps exactly the length asked for (or fails), and `mmap` returns page-aligned
     /// addresses. These are the facts the cast in `cells` relies on; re-checking them once per
     /// open costs nothing and turns a broken assumption into an error instead of UB.
-    fn checked(raw: MmapRaw) -> io::Result<SegmentMapping> {
-        if raw.len() < SEGMENT_LEN || !raw.as_ptr().cast::<SegmentCells>().is_aligned() {
+    fn checked(raw: MmapRaw) -> io::Result<SegmentMapping<P>> {
+        if raw.len() < Self::LEN || !raw.as_ptr().cast::<SegmentCells<P>>().is_aligned() {
             return Err(io::Error::other(format!(
-                "mapping of {} bytes at {:p} cannot hold an aligned {SEGMENT_LEN}-byte segment",
+                "mapping of {} bytes at {:p} cannot hold an aligned {}-byte segment",
                 raw.len(),
-                raw.as_ptr()
+                raw.as_ptr(),
+                Self::LEN
             )));
         }
         let cells = NonNull::new(raw.as_mut_ptr())
             .ok_or_else(|| io::Error::other("mapping at address 0"))?
-            .cast::<SegmentCells>();
+            .cast::<SegmentCells<P>>();
         Ok(SegmentMapping {
             cells,
             _mapping: Arc::new(raw),
@@ -113,16 +134,17 @@ impl SegmentMapping {
     ///
     /// A read-only mapping must only be loaded from; the reader types only call loads.
     #[inline(always)]
-    pub(crate) fn cells(&self) -> &SegmentCells {
+    pub(crate) fn cells(&self) -> &SegmentCells<P> {
         // SAFETY:
         // - Derived from the mapping: `cells` is the mapping's base address, set once in
         //   `checked` and never changed, and `_mapping` is this handle's own `Arc` to that
         //   mapping, so what it points into is alive.
-        // - In bounds and aligned: the mapping is at least `SEGMENT_LEN` bytes
-        //   (`size_of::<SegmentCells>()`, asserted at compile time in `seqlock`) and starts at
-        //   a page boundary, beyond `SegmentCells`' 8-byte alignment (both checked in `checked`).
-        // - Initialised: every bit pattern is a valid `SegmentCells` (integers only), and the
-        //   file backed all of these bytes when we mapped them (`check_len`).
+        // - In bounds and aligned: the mapping is at least `size_of::<SegmentCells<P>>()`
+        //   bytes (`LEN`) and starts at a page boundary, beyond `SegmentCells`' 8-byte
+        //   alignment (both checked in `checked`).
+        // - Initialised: `P` is always an array of `AtomicU64` (the layouts' payloads), so
+        //   every bit pattern is a valid `SegmentCells<P>`, and the file backed all of these
+        //   bytes when we mapped them (`check_len`).
         // - Aliasing: `SegmentCells` consists solely of atomics, i.e. `UnsafeCell`s, so a
         //   shared reference does not assert that the bytes are immutable; other processes
         //   (and our own writer through another mapping) may change them concurrently, and
@@ -138,11 +160,11 @@ impl SegmentMapping {
     }
 }
 
-fn check_len(file_len: u64) -> io::Result<()> {
-    if file_len < SEGMENT_LEN as u64 {
+fn check_len(file_len: u64, needed: usize) -> io::Result<()> {
+    if file_len < needed as u64 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("file holds {file_len} bytes, a segment mapping needs {SEGMENT_LEN}"),
+            format!("file holds {file_len} bytes, a segment mapping needs {needed}"),
         ));
     }
     Ok(())

@@ -1,11 +1,12 @@
 //! [`ReaderOptions`]: how a reader is opened (the VMClock disruption check, the recheck
-//! interval), for [`ShmReader`](crate::ShmReader) and
-//! [`SharedClockBound`](crate::SharedClockBound) alike.
+//! interval, the free-running grace, the `SIGBUS` guard, trusted windows only), for
+//! [`ShmReader`](crate::ShmReader) and [`SharedClockBound`](crate::SharedClockBound) alike.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::seqlock::DEFAULT_RECHECK_INTERVAL;
+use crate::bound::FREE_RUNNING_GRACE;
+use crate::cache::DEFAULT_RECHECK_INTERVAL;
 use crate::vmclock::VMCLOCK_DEFAULT_PATH;
 
 /// Whether `now()` also checks the VMClock page for a clock disruption (live migration,
@@ -52,6 +53,10 @@ impl Default for DisruptionCheck {
 pub struct ReaderOptions {
     pub(crate) disruption_check: DisruptionCheck,
     pub(crate) recheck_interval: Duration,
+    pub(crate) free_running_grace: Duration,
+    pub(crate) sigbus_guard: bool,
+    pub(crate) require_trusted: bool,
+    pub(crate) strategy: crate::shared::Strategy,
 }
 
 impl Default for ReaderOptions {
@@ -59,13 +64,18 @@ impl Default for ReaderOptions {
         ReaderOptions {
             disruption_check: DisruptionCheck::default(),
             recheck_interval: DEFAULT_RECHECK_INTERVAL,
+            free_running_grace: FREE_RUNNING_GRACE,
+            sigbus_guard: true,
+            require_trusted: false,
+            strategy: crate::shared::Strategy::ThreadLocal,
         }
     }
 }
 
 impl ReaderOptions {
-    /// The defaults: [`DisruptionCheck::WhenEnabled`] at [`VMCLOCK_DEFAULT_PATH`], and
-    /// [`DEFAULT_RECHECK_INTERVAL`].
+    /// The defaults: [`DisruptionCheck::WhenEnabled`] at [`VMCLOCK_DEFAULT_PATH`],
+    /// [`DEFAULT_RECHECK_INTERVAL`], [`FREE_RUNNING_GRACE`], the `SIGBUS` guard on, windows
+    /// of any status returned.
     #[must_use]
     pub fn new() -> ReaderOptions {
         ReaderOptions::default()
@@ -84,6 +94,48 @@ impl ReaderOptions {
     #[must_use]
     pub fn recheck_interval(mut self, interval: Duration) -> ReaderOptions {
         self.recheck_interval = interval;
+        self
+    }
+
+    /// Sets how long after a snapshot's `as_of` its Synchronized status holds before the
+    /// window is reported FreeRunning (the daemon has stopped updating). Default
+    /// [`FREE_RUNNING_GRACE`] (60 s, as the ClockBound 3.x clients); the released 2.0.3
+    /// client used [`FREE_RUNNING_GRACE_2_0_3`](crate::FREE_RUNNING_GRACE_2_0_3) (5 s).
+    /// Only the status depends on it: the window grows with the drift either way.
+    #[must_use]
+    pub fn free_running_grace(mut self, grace: Duration) -> ReaderOptions {
+        self.free_running_grace = grace;
+        self
+    }
+
+    /// Turns the process-wide `SIGBUS` guard on (the default) or off for this reader's
+    /// mapping. With it on, a daemon that truncates the segment while this process reads
+    /// it (every ClockBound 3.x start does that to `shm0`) cannot kill the process: the
+    /// reader answers from its last snapshot and maps the file again. With it off, such a
+    /// restart can end the process with `SIGBUS`, as it does for the released clients.
+    /// How it works and what it does to other `SIGBUS` handlers:
+    /// [`docs::hazards`](crate::docs::hazards).
+    #[must_use]
+    pub fn sigbus_guard(mut self, on: bool) -> ReaderOptions {
+        self.sigbus_guard = on;
+        self
+    }
+
+    /// With `true`, `now()` (and the queries built on it) return
+    /// [`ShmError::ClockNotTrusted`](crate::ShmError::ClockNotTrusted) instead of a window
+    /// whose status is Unknown or Disrupted.
+    #[must_use]
+    pub fn require_trusted(mut self, on: bool) -> ReaderOptions {
+        self.require_trusted = on;
+        self
+    }
+
+    /// Sets how a [`SharedClockBound`](crate::SharedClockBound) keeps snapshots for its
+    /// threads (default [`Strategy::ThreadLocal`](crate::Strategy::ThreadLocal)); an
+    /// [`ShmReader`](crate::ShmReader) has no threads to serve and ignores it.
+    #[must_use]
+    pub fn strategy(mut self, strategy: crate::shared::Strategy) -> ReaderOptions {
+        self.strategy = strategy;
         self
     }
 }

@@ -1,245 +1,144 @@
-//! [`ShmReader`]: one process's zero-copy view of the segment, for one thread at a time.
+//! [`ShmReader`]: one process's zero-copy view of a segment, for one thread at a time, and
+//! the per-reader state it shares with each thread of a
+//! [`SharedClockBound`](crate::SharedClockBound).
 
 use std::ffi::{CStr, OsStr};
-use std::fs::File;
-use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::bound::{ClockErrorBound, ClockStatus, TimeWindow};
-use crate::error::{Malformed, NotInitialized, ShmError};
-use crate::layout::{self, LAYOUT_VERSION, SEGMENT_LEN, SegmentHeader};
-use crate::mapping::SegmentMapping;
+use crate::bound::TimeWindow;
+use crate::cache::{ReaderStats, SnapshotCache};
+use crate::error::ShmError;
+use crate::layout::{Layout, Layout2, LayoutVersion, SegmentHeader};
 use crate::options::{DisruptionCheck, ReaderOptions};
-use crate::seqlock::{ReaderStats, SegmentCells, SnapshotCache};
+use crate::segment::MappedSegment;
+use crate::seqlock::SegmentCells;
+use crate::status::ClockStatus;
 use crate::timespec::Timespec;
-use crate::vmclock::{MarkerWatch, VmClockReader};
+use crate::vmclock::{MarkerWatch, VmClockSource};
 use crate::wait;
 
-/// The default path of the ClockBound daemon's segment (layout version 2).
+/// The default path of the ClockBound daemon's layout 2 segment (`shm0`: ClockBound 2.x,
+/// and 3.x for older clients).
 pub const CLOCKBOUND_SHM_DEFAULT_PATH: &str = "/var/run/clockbound/shm0";
 
-/// An opened, validated segment: the file's mapping and its path. Clones share the one
-/// mapping ([`ShmReader`] owns one; a `SharedClockBound` shares it between all its threads
-/// and published snapshots).
+/// The default path of the ClockBound 3.x daemon's layout 3 segment (`shm1`).
+pub const CLOCKBOUND_SHM1_DEFAULT_PATH: &str = "/var/run/clockbound/shm1";
+
+/// Everything one reader keeps besides the mapping: the snapshot cache and the disruption
+/// check's state. One per [`ShmReader`], one per thread of a
+/// [`SharedClockBound`](crate::SharedClockBound) under `ThreadLocal`.
 #[derive(Clone, Debug)]
-pub(crate) struct MappedSegment {
-    path: Arc<Path>,
-    mapping: SegmentMapping,
-    /// `(st_dev, st_ino)` of the mapped file: a daemon that recreates the segment makes the
-    /// path name another file, and this mapping would never see an update again.
-    identity: (u64, u64),
-}
-
-impl MappedSegment {
-    /// Opens, checks and maps the segment at `path`, and takes a first snapshot.
-    ///
-    /// # Errors
-    /// See [`ShmReader::open`].
-    pub(crate) fn open(path: &Path) -> Result<(MappedSegment, SnapshotCache), ShmError> {
-        let path: Arc<Path> = Arc::from(path);
-        let io_error = |operation: &'static str| {
-            let path = Arc::clone(&path);
-            move |source: io::Error| ShmError::Io {
-                operation,
-                path,
-                source,
-            }
-        };
-        // Look before opening: opening a FIFO for reading would block until a writer came.
-        if !std::fs::metadata(&path)
-            .map_err(io_error("open"))?
-            .is_file()
-        {
-            let source = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
-            return Err(io_error("open")(source));
-        }
-        let file = File::open(&path).map_err(io_error("open"))?;
-        let metadata = file.metadata().map_err(io_error("stat"))?;
-        // Checked again on the opened file, which may not be the one looked at.
-        if !metadata.is_file() {
-            let source = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
-            return Err(io_error("map")(source));
-        }
-        let file_len = metadata.len();
-        let identity = (metadata.dev(), metadata.ino());
-        if file_len == 0 {
-            return Err(ShmError::SegmentNotInitialized {
-                path,
-                reason: NotInitialized::EmptyFile,
-            });
-        }
-        if file_len < SEGMENT_LEN as u64 {
-            let problem = Malformed::FileTooShort {
-                len: file_len,
-                needed: SEGMENT_LEN as u64,
-            };
-            return Err(ShmError::malformed(Some(&path), problem));
-        }
-        let mapping = SegmentMapping::read_only(&file, file_len).map_err(io_error("map"))?;
-        // The mapping outlives the descriptor: close it now rather than hold it for years.
-        drop(file);
-
-        let cells = mapping.cells();
-        let (magic, segsize, version) = cells.header();
-        layout::check_header(magic, segsize, file_len)
-            .map_err(|p| ShmError::malformed(Some(&path), p))?;
-        match version {
-            LAYOUT_VERSION => {}
-            0 => {
-                return Err(ShmError::SegmentNotInitialized {
-                    path,
-                    reason: NotInitialized::Wiped,
-                });
-            }
-            found => {
-                return Err(ShmError::SegmentVersionNotSupported {
-                    path,
-                    found,
-                    expected: LAYOUT_VERSION,
-                });
-            }
-        }
-        let cache = SnapshotCache::load(cells, &path)?;
-        Ok((
-            MappedSegment {
-                path,
-                mapping,
-                identity,
-            },
-            cache,
-        ))
-    }
-
-    #[inline(always)]
-    pub(crate) fn cells(&self) -> &SegmentCells {
-        self.mapping.cells()
-    }
-
-    pub(crate) fn path(&self) -> &Arc<Path> {
-        &self.path
-    }
-
-    /// The mapping (a handle: clones share it).
-    pub(crate) fn mapping(&self) -> &SegmentMapping {
-        &self.mapping
-    }
-
-    /// Whether `other` is a handle to the same mapping. (Two live mappings never share an
-    /// address, and each handle keeps its mapping alive.)
-    pub(crate) fn same_mapping(&self, other: &MappedSegment) -> bool {
-        std::ptr::eq(self.cells(), other.cells())
-    }
-
-    /// Whether the path now names another file than the one mapped (one `stat`). A missing
-    /// file is not "another file": the daemon may be gone, and the old snapshot, ageing, is
-    /// the best answer until a new file appears.
-    pub(crate) fn replaced_on_disk(&self) -> bool {
-        std::fs::metadata(&*self.path).is_ok_and(|m| (m.dev(), m.ino()) != self.identity)
-    }
-}
-
-/// Everything one reader keeps besides the mapping: the snapshot cache and, when the
-/// disruption check is on, its watch on the VMClock marker. One per [`ShmReader`], one per
-/// thread of a [`SharedClockBound`](crate::SharedClockBound) under `ThreadLocal`.
-#[derive(Clone, Debug)]
-pub(crate) struct ReaderState {
-    pub(crate) cache: SnapshotCache,
+pub(crate) struct ReaderState<L: Layout> {
+    pub(crate) cache: SnapshotCache<L>,
+    /// Where the VMClock page comes from; `None` with the check off.
+    vmclock_source: Option<Arc<VmClockSource>>,
+    /// The watch on the page, once a snapshot asked for the check.
     pub(crate) vmclock: Option<MarkerWatch>,
 }
 
-impl ReaderState {
+impl<L: Layout> ReaderState<L> {
     /// Opens the segment at `path` as `options` say: the mapping, a first snapshot, and the
-    /// VMClock page when the disruption check applies (returned whole, so that a shared
-    /// owner can hand out more watches).
+    /// VMClock page when that snapshot asks for the disruption check.
     ///
     /// # Errors
     /// As [`ShmReader::open_with`].
     pub(crate) fn open(
         path: &Path,
         options: &ReaderOptions,
-    ) -> Result<(MappedSegment, ReaderState, Option<VmClockReader>), ShmError> {
-        let (segment, mut cache) = MappedSegment::open(path)?;
-        cache.set_recheck_interval(options.recheck_interval);
-        let vmclock = match &options.disruption_check {
-            DisruptionCheck::WhenEnabled { vmclock_path }
-                if cache.cached().clock_disruption_support_enabled() =>
-            {
-                Some(VmClockReader::open(vmclock_path)?)
+    ) -> Result<(MappedSegment<L>, ReaderState<L>), ShmError> {
+        let segment = MappedSegment::<L>::open(path, options.sigbus_guard)?;
+        let cache = SnapshotCache::load(
+            segment.cells(),
+            segment.path(),
+            options.recheck_interval,
+            options.free_running_grace,
+        )?;
+        let vmclock_source = match &options.disruption_check {
+            DisruptionCheck::WhenEnabled { vmclock_path } => {
+                Some(Arc::new(VmClockSource::new(vmclock_path)))
             }
-            _ => None,
+            DisruptionCheck::Off => None,
         };
-        let state = ReaderState {
+        let mut state = ReaderState {
             cache,
-            vmclock: vmclock.as_ref().map(VmClockReader::watch),
+            vmclock_source,
+            vmclock: None,
         };
-        Ok((segment, state, vmclock))
+        if let Some(source) = &state.vmclock_source {
+            if L::disruption_support(state.cache.cached()) {
+                attach_vmclock(&mut state.vmclock, source)?;
+            }
+        }
+        Ok((segment, state))
+    }
+
+    /// A state for another thread: the same source, a watch of its own.
+    pub(crate) fn vmclock_source(&self) -> Option<&Arc<VmClockSource>> {
+        self.vmclock_source.as_ref()
     }
 
     /// The window for the current instant with the self-healing recheck (see
-    /// [`ShmReader::now`]) and the disruption check: when the VMClock marker differs from
-    /// the snapshot's, the status is Disrupted. With the check off that is one branch on an
-    /// `Option`; with it on, one more atomic load and compare while nothing changed.
+    /// [`ShmReader::now`]) and the disruption check: while the snapshot says the daemon
+    /// tracks disruptions, a VMClock marker that differs from the snapshot's makes the status
+    /// Disrupted. With the check off or the flag clear that is one branch.
     #[inline(always)]
     pub(crate) fn now_into(
         &mut self,
-        segment: &MappedSegment,
-        out: &mut TimeWindow,
-    ) -> Result<(), ShmError> {
-        self.now_into_cells(segment.cells(), segment.path(), out)
-    }
-
-    /// [`now_into`](Self::now_into) given the segment's cells and path apart (a caller
-    /// may hold the cells one pointer hop nearer than the segment).
-    #[inline(always)]
-    pub(crate) fn now_into_cells(
-        &mut self,
-        cells: &SegmentCells,
+        cells: &SegmentCells<L::Payload>,
         path: &Arc<Path>,
         out: &mut TimeWindow,
     ) -> Result<(), ShmError> {
         self.cache.now_into(cells, path, out)?;
-        if let Some(watch) = &mut self.vmclock {
-            // Only while the snapshot itself says the daemon tracks disruptions: a daemon
-            // restarted without that support stops updating its marker.
-            let snapshot = self.cache.cached();
-            if snapshot.clock_disruption_support_enabled()
-                && watch.marker()? != snapshot.disruption_marker()
-            {
-                out.clock_status = ClockStatus::Disrupted;
+        let snapshot = self.cache.cached();
+        if let Some(source) = &self.vmclock_source {
+            if L::disruption_support(snapshot) {
+                let marker = L::disruption_marker(snapshot);
+                let watch = match &mut self.vmclock {
+                    Some(watch) => watch,
+                    None => attach_vmclock(&mut self.vmclock, source)?,
+                };
+                if watch.marker()? != marker {
+                    out.clock_status = ClockStatus::Disrupted;
+                }
             }
         }
         Ok(())
     }
 
     /// [`now_into`](Self::now_into) returning the window (off the hot path).
-    pub(crate) fn now(&mut self, segment: &MappedSegment) -> Result<TimeWindow, ShmError> {
+    pub(crate) fn now(&mut self, segment: &MappedSegment<L>) -> Result<TimeWindow, ShmError> {
         let mut window = TimeWindow::UNTRUSTED;
-        self.now_into(segment, &mut window)?;
+        self.now_into(segment.cells(), segment.path(), &mut window)?;
         Ok(window)
     }
 
     /// Brings the state up to date without computing a window (for a publisher): the
-    /// generation check, the full re-read once `mono` has reached the recheck instant, the
-    /// VMClock marker. Returns whether the snapshot looks dead, which only a re-read tells.
+    /// generation check, the full re-read once `now` has reached the recheck instant, the
+    /// VMClock marker. Returns whether the owner should look at the file.
     ///
     /// # Errors
     /// As [`ShmReader::snapshot`], and VMClock errors.
     pub(crate) fn refresh(
         &mut self,
-        segment: &MappedSegment,
-        mono: Option<Timespec>,
+        segment: &MappedSegment<L>,
+        now: Option<L::Instant>,
     ) -> Result<bool, ShmError> {
         self.cache.snapshot(segment.cells(), segment.path())?;
         let mut looks_dead = false;
-        if let Some(mono) = mono.filter(|m| *m >= self.cache.recheck_at()) {
-            looks_dead = self.cache.recheck(segment.cells(), segment.path(), mono)?;
+        if let Some(now) = now.filter(|n| *n >= self.cache.recheck_at()) {
+            looks_dead = self.cache.recheck(segment.cells(), segment.path(), now)?;
         }
-        if let Some(watch) = &mut self.vmclock {
-            watch.marker()?;
+        if let Some(source) = &self.vmclock_source {
+            if L::disruption_support(self.cache.cached()) {
+                let watch = match &mut self.vmclock {
+                    Some(watch) => watch,
+                    None => attach_vmclock(&mut self.vmclock, source)?,
+                };
+                watch.marker()?;
+            }
         }
         Ok(looks_dead)
     }
@@ -247,45 +146,72 @@ impl ReaderState {
     /// Whether the VMClock marker (as last read) says the snapshot's clock was disrupted.
     pub(crate) fn disrupted(&self) -> bool {
         let snapshot = self.cache.cached();
-        snapshot.clock_disruption_support_enabled()
+        L::disruption_support(snapshot)
             && self
                 .vmclock
                 .as_ref()
-                .is_some_and(|w| w.cached_marker() != snapshot.disruption_marker())
+                .is_some_and(|w| w.cached_marker() != L::disruption_marker(snapshot))
     }
 
-    /// The snapshot looked dead and the path names another file: map the new one. `None`
-    /// while the new file is not readable yet (the daemon is still writing it).
+    /// The snapshot looked dead and the file needs reopening: map it again. `None` while
+    /// the file is not readable yet (the daemon is still writing it).
     #[cold]
-    pub(crate) fn reopen(&self, path: &Path) -> Option<(MappedSegment, ReaderState)> {
-        // `open` already took the new file's first snapshot: keep it rather than read again.
-        let (segment, cache) = MappedSegment::open(path).ok()?;
-        Some((segment, self.carried_over_to(cache)))
+    pub(crate) fn reopen(
+        &self,
+        old: &MappedSegment<L>,
+        guard: bool,
+    ) -> Option<(MappedSegment<L>, ReaderState<L>)> {
+        let segment = MappedSegment::<L>::open(old.path(), guard).ok()?;
+        let state = self.rebase(&segment, old.faulted())?;
+        Some((segment, state))
     }
 
-    /// A state for `segment` (another file than this state read), keeping the counters (one
-    /// more reopen), the recheck interval and the VMClock watch.
+    /// A state for `segment` (a new mapping of the file), keeping the counters (one more
+    /// reopen, and one more truncation survived when the old mapping had faulted), the
+    /// settings and the VMClock watch.
     #[cold]
-    pub(crate) fn rebase(&self, segment: &MappedSegment) -> Option<ReaderState> {
-        let cache = SnapshotCache::load(segment.cells(), segment.path()).ok()?;
-        Some(self.carried_over_to(cache))
-    }
-
-    /// This state's settings and counters, moved onto `cache` (a first read of a new file).
-    fn carried_over_to(&self, mut cache: SnapshotCache) -> ReaderState {
-        cache.set_recheck_interval(self.cache.recheck_interval());
+    pub(crate) fn rebase(
+        &self,
+        segment: &MappedSegment<L>,
+        faulted: bool,
+    ) -> Option<ReaderState<L>> {
+        let (interval, grace) = self.cache.settings();
+        let mut cache =
+            SnapshotCache::load(segment.cells(), segment.path(), interval, grace).ok()?;
         let mut stats = self.cache.stats();
         stats.reopens += 1;
+        stats.truncations_survived += u64::from(faulted);
         stats.full_reads += cache.stats().full_reads;
         *cache.stats_mut() = stats;
-        ReaderState {
-            cache,
-            vmclock: self.vmclock.clone(),
+        if let Some(newest) = self.cache.newest() {
+            cache.share_into(newest);
         }
+        Some(ReaderState {
+            cache,
+            vmclock_source: self.vmclock_source.clone(),
+            vmclock: self.vmclock.clone(),
+        })
     }
 }
 
-/// Reads the ClockBound segment: the fastest way to error-bounded time, for one thread.
+/// A snapshot asked for the disruption check and the reader has no watch yet: open the page
+/// (the same rules as at open: an error while it cannot be read).
+#[cold]
+#[inline(never)]
+fn attach_vmclock<'a>(
+    watch: &'a mut Option<MarkerWatch>,
+    source: &VmClockSource,
+) -> Result<&'a mut MarkerWatch, ShmError> {
+    Ok(watch.insert(source.watch()?))
+}
+
+/// Reads a ClockBound segment: the fastest way to error-bounded time, for one thread.
+///
+/// Generic over the segment's [`Layout`]: [`ShmReader`] (= `SegmentReader<Layout2>`) reads
+/// `shm0` and hands out [`ClockErrorBound`](crate::ClockErrorBound)s, exactly the shape of the released 2.0.3
+/// reader; [`ShmReaderV3`] (= `SegmentReader<Layout3>`) reads the 3.x daemon's `shm1` and
+/// hands out [`ClockErrorBoundV3`](crate::ClockErrorBoundV3)s. To pick the segment at run time, use
+/// [`SharedClockBound::open_default`](crate::SharedClockBound::open_default).
 ///
 /// `snapshot()` hands out a reference to the reader's last consistent snapshot and refreshes
 /// it only when the segment's generation has moved, so the common call is one atomic load
@@ -349,56 +275,84 @@ impl ReaderState {
 ///     reader.snapshot().is_ok() // error: `reader` is a `&` reference
 /// }
 /// ```
-pub struct ShmReader {
-    state: ReaderState,
-    segment: MappedSegment,
+pub struct SegmentReader<L: Layout> {
+    state: ReaderState<L>,
+    segment: MappedSegment<L>,
+    require_trusted: bool,
+    sigbus_guard: bool,
 }
 
-impl ShmReader {
-    /// Opens the segment at `path`, given as a C string the way the released client takes
-    /// it. Equivalent to [`open`](Self::open).
-    ///
-    /// # Errors
-    /// As [`open`](Self::open).
-    pub fn new(path: &CStr) -> Result<ShmReader, ShmError> {
-        ShmReader::open(Path::new(OsStr::from_bytes(path.to_bytes())))
-    }
+/// The layout 2 reader (`shm0`), with the released 2.0.3 reader's shape:
+/// [`new`](SegmentReader::new)`(&CStr)` and [`snapshot`](SegmentReader::snapshot)` ->
+/// &ClockErrorBound`.
+pub type ShmReader = SegmentReader<Layout2>;
 
-    /// Opens the segment at `path`, checks its header and takes a first snapshot.
+/// The layout 3 reader (`shm1`, ClockBound 3.x): snapshots are
+/// [`ClockErrorBoundV3`](crate::ClockErrorBoundV3).
+pub type ShmReaderV3 = SegmentReader<crate::layout::Layout3>;
+
+impl SegmentReader<Layout2> {
+    /// Opens the layout 2 segment at `path`, given as a C string, the way the released
+    /// `clock-bound-shm` 2.0.3 reader does: the segment alone, without the VMClock
+    /// disruption check (code moving from that crate keeps working where no VMClock device
+    /// is readable, as in most containers). [`open`](Self::open) adds the check.
     ///
     /// # Errors
-    /// - [`ShmError::Io`]: the file cannot be opened, stat'ed or mapped (errno kept;
-    ///   `ENOENT` usually means the daemon is not running, `EACCES` a permissions problem),
-    ///   or it is not a regular file.
-    /// - [`ShmError::SegmentNotInitialized`]: the file is empty, wiped (version 0), never
-    ///   written (generation 0), or stuck mid-update with no earlier snapshot. The daemon
-    ///   is starting or restarting: retry later.
-    /// - [`ShmError::SegmentMalformed`]: shorter than 80 bytes, bad magic, `segsize` below
-    ///   80 or beyond the file, or a payload with invalid fields.
-    /// - [`ShmError::SegmentVersionNotSupported`]: a layout version other than 2.
+    /// As [`open`](Self::open), without the VMClock errors.
+    pub fn new(path: &CStr) -> Result<ShmReader, ShmError> {
+        SegmentReader::open_with(
+            Path::new(OsStr::from_bytes(path.to_bytes())),
+            &ReaderOptions::new().disruption_check(DisruptionCheck::Off),
+        )
+    }
+}
+
+impl<L: Layout> SegmentReader<L> {
+    /// Opens the segment at `path` with the default [`ReaderOptions`], checks it and takes a
+    /// first snapshot.
+    ///
+    /// # Errors
+    /// - [`ShmError::Io`]: the file cannot be opened, read or mapped (errno kept;
+    ///   `ENOENT` usually means the daemon is not running, `EACCES` a permissions problem,
+    ///   `EISDIR`/`EINVAL`/`ENODEV` that it is not a regular file).
+    /// - [`ShmError::SegmentNotInitialized`]: the file is empty or shorter than a header,
+    ///   wiped (version 0), never written (generation 0), or kept mid-update through
+    ///   every retry. The daemon is starting or restarting: retry later
+    ///   ([`ShmError::is_transient`]).
+    /// - [`ShmError::SegmentMalformed`]: bad magic, a `segsize` or file length that
+    ///   cannot hold the layout, or a payload with invalid fields.
+    /// - [`ShmError::SegmentVersionNotSupported`]: another layout version than `L`'s.
+    /// - [`ShmError::LayoutNotSupported`]: layout 3 on a CPU whose counter this crate
+    ///   cannot read (only x86-64 and aarch64 are supported).
     /// - [`ShmError::VmClockIo`] / [`ShmError::VmClockMalformed`]: the segment says the
     ///   daemon runs with clock-disruption support, but the VMClock page
     ///   ([`VMCLOCK_DEFAULT_PATH`](crate::VMCLOCK_DEFAULT_PATH)) cannot be read; see
     ///   [`open_with`](Self::open_with) to point elsewhere or turn the check off.
-    pub fn open(path: impl AsRef<Path>) -> Result<ShmReader, ShmError> {
-        ShmReader::open_with(path, &ReaderOptions::default())
+    pub fn open(path: impl AsRef<Path>) -> Result<SegmentReader<L>, ShmError> {
+        SegmentReader::open_with(path, &ReaderOptions::default())
     }
 
-    /// Opens the segment at `path` with `options` (VMClock disruption check, recheck
-    /// interval).
+    /// Opens the segment at `path` with `options`.
     ///
     /// # Errors
     /// As [`open`](Self::open); the VMClock errors only when the check applies.
     pub fn open_with(
         path: impl AsRef<Path>,
         options: &ReaderOptions,
-    ) -> Result<ShmReader, ShmError> {
-        let (segment, state, _) = ReaderState::open(path.as_ref(), options)?;
-        Ok(ShmReader { state, segment })
+    ) -> Result<SegmentReader<L>, ShmError> {
+        let (segment, state) = ReaderState::open(path.as_ref(), options)?;
+        Ok(SegmentReader {
+            state,
+            segment,
+            require_trusted: options.require_trusted,
+            sigbus_guard: options.sigbus_guard,
+        })
     }
 
     /// The current snapshot: the cached one while the segment's generation is unchanged,
-    /// otherwise a fresh, validated, consistent copy.
+    /// otherwise a fresh, validated, consistent copy. For layout 2 a [`ClockErrorBound`],
+    /// for layout 3 a [`ClockErrorBoundV3`](crate::ClockErrorBoundV3), both borrowed from
+    /// the reader (no copy).
     ///
     /// # Errors
     /// - [`ShmError::SegmentMalformed`]: the writer published invalid fields.
@@ -407,55 +361,64 @@ impl ShmReader {
     /// Passing states (update in progress, wiped, contended) are not errors: the previous
     /// snapshot is returned.
     #[inline]
-    pub fn snapshot(&mut self) -> Result<&ClockErrorBound, ShmError> {
+    pub fn snapshot(&mut self) -> Result<&L::Snapshot, ShmError> {
         self.state
             .cache
             .snapshot(self.segment.cells(), self.segment.path())
     }
 
-    /// The window for the current instant: [`snapshot`](Self::snapshot) and
-    /// [`ClockErrorBound::now`], plus the disruption check (when the segment asks for it:
-    /// a VMClock marker that differs from the snapshot's makes the status Disrupted; see
-    /// [`DisruptionCheck`]) and two self-healing checks that cost the hot path one
-    /// comparison:
+    /// The window for the current instant: [`snapshot`](Self::snapshot) and the layout's
+    /// arithmetic, plus the disruption check (while the snapshot says the daemon tracks
+    /// disruptions, a VMClock marker that differs from the snapshot's makes the status
+    /// Disrupted; see [`DisruptionCheck`]) and the self-healing checks that cost the hot path
+    /// one comparison:
     ///
-    /// - once the cached snapshot's `as_of` is older than the recheck interval
+    /// - once the cached snapshot is older than the recheck interval
     ///   ([`DEFAULT_RECHECK_INTERVAL`](crate::DEFAULT_RECHECK_INTERVAL), 1 s), the payload
     ///   is re-read in full even if the generation looks unchanged, so a 16-bit generation
     ///   that wrapped round to the cached value cannot serve a stale snapshot for long;
-    /// - if the snapshot is still older than [`STALE_AFTER`](crate::STALE_AFTER) after that
-    ///   re-read, the reader checks (at most once per recheck interval, one `stat`) whether
-    ///   the path now names another file, as when the daemon recreated the segment, and if
-    ///   so maps the new file and continues from it.
+    /// - if that re-read finds the segment silent for several seconds or wiped, the reader
+    ///   checks (at most once per recheck interval) whether the file was recreated (the
+    ///   path names another file) or truncated under the mapping, and if so maps it again
+    ///   and continues from it.
     ///
-    /// `reader.snapshot()?.now()` skips all three checks; prefer this call.
+    /// The rules are gathered in [`docs::hazards`](crate::docs::hazards).
     ///
     /// # Errors
-    /// As [`snapshot`](Self::snapshot) and [`ClockErrorBound::now`].
+    /// As [`snapshot`](Self::snapshot); [`ShmError::CausalityBreach`] (layout 2) or
+    /// [`ShmError::CounterBehindSnapshot`] (layout 3) when the clock reads before the
+    /// snapshot by more than [`CAUSALITY_BLUR`](crate::CAUSALITY_BLUR); VMClock errors
+    /// when the check applies; [`ShmError::ClockNotTrusted`] with
+    /// [`ReaderOptions::require_trusted`] and a window that is not trusted.
     #[inline]
     pub fn now(&mut self) -> Result<TimeWindow, ShmError> {
         let mut window = TimeWindow::UNTRUSTED;
-        self.state.now_into(&self.segment, &mut window)?;
+        self.state
+            .now_into(self.segment.cells(), self.segment.path(), &mut window)?;
         if self.state.cache.take_looks_dead() {
-            return self.follow_recreated_file(window);
+            window = self.follow_reopened_file(window)?;
+        }
+        if self.require_trusted && !window.clock_status.is_trusted() {
+            return Err(ShmError::not_trusted(window.clock_status));
         }
         Ok(window)
     }
 
-    /// The snapshot looks dead: if the daemon recreated the file, switch to the new one.
+    /// The snapshot looks dead: if the file was recreated or truncated under the mapping,
+    /// map it again.
     #[cold]
     #[inline(never)]
-    fn follow_recreated_file(&mut self, window: TimeWindow) -> Result<TimeWindow, ShmError> {
-        if !self.segment.replaced_on_disk() {
+    fn follow_reopened_file(&mut self, window: TimeWindow) -> Result<TimeWindow, ShmError> {
+        if !self.segment.needs_reopen() {
             return Ok(window);
         }
-        match self.state.reopen(self.segment.path()) {
+        match self.state.reopen(&self.segment, self.sigbus_guard) {
             Some((segment, state)) => {
                 self.segment = segment;
                 self.state = state;
                 self.state.now(&self.segment)
             }
-            // The new file is not ready yet (the daemon is writing it): keep answering from
+            // The file is not ready yet (the daemon is writing it): keep answering from
             // the old snapshot, whose status keeps degrading, and look again later.
             None => Ok(window),
         }
@@ -486,7 +449,7 @@ impl ShmReader {
     /// ```no_run
     /// # use clockbound_shm::{ShmReader, Timespec};
     /// # use std::time::Duration;
-    /// let mut clock = ShmReader::open(clockbound_shm::CLOCKBOUND_SHM_DEFAULT_PATH)?;
+    /// let mut clock: ShmReader = ShmReader::open(clockbound_shm::CLOCKBOUND_SHM_DEFAULT_PATH)?;
     /// let commit_ts = clock.now()?.latest; // a timestamp no other node can have passed yet
     /// clock.wait_until_after(commit_ts, Duration::from_millis(100))?;
     /// // Now every node's clock is past `commit_ts`: safe to acknowledge the commit.
@@ -507,32 +470,41 @@ impl ShmReader {
 
     /// Waits for the segment at `path` to appear, become valid and report Synchronized,
     /// then returns the opened reader: what a service calls at start-up instead of failing
-    /// while the daemon boots.
+    /// while the daemon boots. Errors that cannot go away by waiting (a malformed segment,
+    /// no permission, no VMClock device) are returned at once.
     ///
     /// # Errors
     /// [`ShmError::Timeout`] after `timeout`, carrying the last attempt's error if it
-    /// failed (e.g. the file is still missing).
-    pub fn wait_for_sync(path: impl AsRef<Path>, timeout: Duration) -> Result<ShmReader, ShmError> {
+    /// failed (e.g. the file is still missing); a non-transient error at once.
+    pub fn wait_for_sync(
+        path: impl AsRef<Path>,
+        timeout: Duration,
+    ) -> Result<SegmentReader<L>, ShmError> {
+        SegmentReader::wait_for_sync_with(path, &ReaderOptions::default(), timeout)
+    }
+
+    /// [`wait_for_sync`](Self::wait_for_sync) with `options`.
+    ///
+    /// # Errors
+    /// As [`wait_for_sync`](Self::wait_for_sync).
+    pub fn wait_for_sync_with(
+        path: impl AsRef<Path>,
+        options: &ReaderOptions,
+        timeout: Duration,
+    ) -> Result<SegmentReader<L>, ShmError> {
         let path = path.as_ref();
+        let options = options.clone().require_trusted(false);
         wait::for_sync(
             timeout,
-            || ShmReader::open(path),
+            || SegmentReader::open_with(path, &options),
             |reader| Ok(reader.now()?.clock_status),
         )
     }
 
-    /// What this reader has done so far (reads, cache answers, retries, ...).
+    /// What this reader has done so far (reads, cache answers, retries, reopens, ...).
     #[must_use]
     pub fn stats(&self) -> ReaderStats {
         self.state.cache.stats()
-    }
-
-    /// Sets how old the cached snapshot's `as_of` may get before [`now`](Self::now)
-    /// re-reads it in full (default [`DEFAULT_RECHECK_INTERVAL`](crate::DEFAULT_RECHECK_INTERVAL)).
-    /// Shorter heals faster and costs a 64-byte copy per interval while the daemon is
-    /// silent.
-    pub fn set_recheck_interval(&mut self, interval: Duration) {
-        self.state.cache.set_recheck_interval(interval);
     }
 
     /// The segment file this reader maps.
@@ -541,20 +513,18 @@ impl ShmReader {
         self.segment.path()
     }
 
+    /// The layout this reader reads.
+    #[must_use]
+    pub fn layout(&self) -> LayoutVersion {
+        L::TAG
+    }
+
     /// The segment's header as it is in the mapping right now: magic, `segsize`, version
     /// and the *current* generation (which may differ from [`generation`](Self::generation),
-    /// the one of the snapshot held). For diagnostics such as the `clockbound-shm status`
-    /// command; four atomic loads, no validation (the header was validated at open).
+    /// the one of the snapshot held). For diagnostics; four atomic loads, no validation.
     #[must_use]
     pub fn header(&self) -> SegmentHeader {
-        let cells = self.segment.cells();
-        let (magic, segsize, version) = cells.header();
-        SegmentHeader {
-            magic,
-            segsize,
-            version,
-            generation: cells.load_generation(),
-        }
+        self.segment.header()
     }
 
     /// The generation of the snapshot the reader holds; 0 once it has seen the segment
@@ -566,10 +536,11 @@ impl ShmReader {
     }
 }
 
-impl std::fmt::Debug for ShmReader {
+impl<L: Layout> std::fmt::Debug for SegmentReader<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShmReader")
             .field("path", self.segment.path())
+            .field("layout", &L::TAG)
             .field("generation", &self.state.cache.generation())
             .field("snapshot", self.state.cache.cached())
             .finish()

@@ -1,188 +1,106 @@
-//! [`SharedClockBound`]: one handle to the segment for any number of threads.
+//! [`SharedClockBound`]: one handle to a segment for any number of threads, with two
+//! strategies for keeping snapshots ([`Strategy`]); how they work, what they cost and when
+//! to pick which is in [`docs::strategies`](crate::docs::strategies).
 //!
-//! Both strategies keep the hot path free of locks and of writes to memory another thread
-//! reads: a thread that calls [`now`](SharedClockBound::now) while the segment is unchanged
-//! only *reads* shared memory (the segment's generation, and for `ArcSwap` the published
-//! snapshot), so threads do not slow each other down. Both keep a small per-thread slot for
-//! each value a thread uses (see `thread_slot`): the usual case, one value per thread, finds
-//! it with a thread-local access and one pointer compare.
-//!
-//! - [`Strategy::ThreadLocal`] gives each thread its own reader state (the snapshot cache
-//!   and VMClock watch an [`ShmReader`](crate::ShmReader) keeps) in that slot, reading the
-//!   value's one shared mapping. Cost over a plain reader: the slot lookup.
-//! - [`Strategy::ArcSwap`] publishes one snapshot in an [`ArcSwap`], tagged with the
-//!   generation it was read at, the mapping it came from, when it must be re-read, and the
-//!   VMClock state. Each thread's slot holds an arc-swap [`Cache`](arc_swap::Cache)
-//!   of it: one relaxed load of the `ArcSwap`'s pointer per call, where `ArcSwap::load`
-//!   would take and release a debt slot with two read-modify-write instructions (about 13
-//!   ns on the machine in `BENCHMARKS.md`, half the cost of the whole call). Readers
-//!   compare the tags with the segment and answer from the published snapshot while they
-//!   match (or while an update is in progress). On a change, callers refresh it one at a
-//!   time under a mutex: the first reads the segment and publishes, the ones queued behind
-//!   it find the new snapshot already published. The mutex is only taken when something
-//!   moved (about once per daemon update), and held for one 64-byte copy.
-//!
-//! What the per-thread slots cost in memory: under `ThreadLocal`, 192 bytes per thread
-//! and value (compile-time assertions hold both figures); under `ArcSwap`, 64 bytes, plus
-//! the published snapshot the thread saw last, which its cache keeps alive (with the
-//! mapping it was read from) until the thread calls again, opens another value, or exits.
-//! A slot never keeps the value itself alive: slots of dropped values are pruned the next
-//! time the thread adds one, and all of a thread's slots go when it exits.
-//!
-//! Why `ArcSwap` refreshes under a lock rather than letting a caller that finds the lock
-//! taken read the segment for itself: such a private answer can be newer than the published
-//! snapshot, and the same thread's next call, landing mid-update, would answer from the
-//! published one, going back in time. `tests/stress.rs` catches exactly that. Serialising
-//! refreshes keeps every answer at or behind the published snapshot, so each thread's
-//! answers only move forward, as a [`ShmReader`](crate::ShmReader)'s do. The price is that a
-//! caller can wait for another's 64-byte copy once per update (longer only if the holder is
-//! descheduled inside that copy).
-//!
-//! Both strategies heal like a [`ShmReader`](crate::ShmReader) (a full re-read once the
-//! snapshot is older than the recheck interval; following a recreated file, with one new
-//! mapping for the whole value) and apply the same VMClock disruption check.
+//! The handle chooses its layout at open ([`SharedClockBound::open_default`] prefers the 3.x
+//! daemon's `shm1`) and dispatches on it once per call; everything below is generic over
+//! the layout.
 
 use std::fmt;
-use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
+use std::thread::LocalKey;
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 
-use crate::bound::{ClockErrorBound, ClockStatus, TimeWindow};
-use crate::clock;
+use crate::bound::{ClockErrorBound, TimeWindow};
+use crate::bound_v3::ClockErrorBoundV3;
+use crate::cache::{NewestSnapshot, ReaderStats, SnapshotCache};
 use crate::error::ShmError;
+use crate::layout::{Layout, Layout2, Layout3, LayoutVersion};
 use crate::mapping::SegmentMapping;
 use crate::options::ReaderOptions;
-use crate::reader::{MappedSegment, ReaderState};
-use crate::seqlock::{ReaderStats, SegmentCells, SnapshotCache};
+use crate::reader::{CLOCKBOUND_SHM_DEFAULT_PATH, CLOCKBOUND_SHM1_DEFAULT_PATH, ReaderState};
+use crate::segment::MappedSegment;
+use crate::seqlock::SegmentCells;
+use crate::status::ClockStatus;
 use crate::thread_slot::{self, ThreadSlots};
 use crate::timespec::Timespec;
-use crate::vmclock::MarkerWatch;
 use crate::wait;
 
-/// How a [`SharedClockBound`] keeps snapshots for its threads.
-///
-/// Both give the same answers, freshness and errors; they differ in cost. `ThreadLocal` is
-/// the default: it is the cheaper of the two per call in `BENCHMARKS.md` (a plain reader
-/// behind a thread-local lookup), it never makes one thread wait for another, and it
-/// scales the same. `ArcSwap` suits programs with very many short-lived threads (a new
-/// thread under `ThreadLocal` pays one fresh segment read and keeps 192 bytes until it
-/// exits; under `ArcSwap` it picks up the published snapshot and keeps 64 bytes) and
-/// callers that want to hold the shared snapshot itself
-/// ([`SharedClockBound::snapshot_arc`]).
+/// How a [`SharedClockBound`] keeps snapshots for its threads. Both give the same answers,
+/// freshness and errors; they differ in cost and memory
+/// ([`docs::strategies`](crate::docs::strategies)).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Strategy {
     /// One reader state per thread, created on the thread's first call, dropped when the
-    /// thread exits.
+    /// thread exits. The cheaper per call; the default.
     #[default]
     ThreadLocal,
-    /// One snapshot for all threads, published through an [`ArcSwap`].
+    /// One snapshot for all threads, published through an [`ArcSwap`]: less memory per
+    /// thread, suits very many short-lived threads.
     ArcSwap,
 }
 
-/// A snapshot as published by the [`Strategy::ArcSwap`] strategy: the payload and the
-/// generation it was read at. Dereferences to the [`ClockErrorBound`].
-///
-/// Holding one keeps the mapping it was read from alive (80 bytes of address space), not
-/// the value that published it.
-pub struct PublishedSnapshot {
-    generation: u16,
-    bound: ClockErrorBound,
-    /// The mapping this snapshot was read from: the one readers check the generation of.
-    segment: MappedSegment,
-    /// When `now()` must re-read in full although the generation looks unchanged.
-    recheck_at: Timespec,
-    /// The VMClock `seq_count` the disruption verdict below answers for.
-    vmclock_seq: u32,
-    /// The VMClock marker differed from the snapshot's when this was published.
-    disrupted: bool,
-    /// `segment` is the value's primary mapping: readers then check the generation through
-    /// their handle's copy of it, which is nearer than this snapshot's (the check can start
-    /// before the snapshot is reached).
-    on_primary: bool,
+/// A snapshot of either layout, as [`SharedClockBound::snapshot`] returns it.
+#[derive(Copy, Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum AnySnapshot {
+    /// A layout 2 (`shm0`) snapshot.
+    V2(ClockErrorBound),
+    /// A layout 3 (`shm1`) snapshot.
+    V3(ClockErrorBoundV3),
 }
 
-impl PublishedSnapshot {
-    /// The segment generation this snapshot was read at.
+impl AnySnapshot {
+    /// The status the daemon wrote (before any degradation for age).
     #[must_use]
-    pub fn generation(&self) -> u16 {
-        self.generation
-    }
-
-    /// The snapshot.
-    #[must_use]
-    pub fn bound(&self) -> &ClockErrorBound {
-        &self.bound
-    }
-
-    fn new(
-        segment: MappedSegment,
-        state: &ReaderState,
-        primary: &MappedSegment,
-    ) -> PublishedSnapshot {
-        PublishedSnapshot {
-            on_primary: segment.same_mapping(primary),
-            generation: state.cache.generation(),
-            bound: *state.cache.cached(),
-            segment,
-            recheck_at: state.cache.recheck_at(),
-            vmclock_seq: state
-                .vmclock
-                .as_ref()
-                .map_or(0, MarkerWatch::seen_seq_count),
-            disrupted: state.disrupted(),
+    pub fn clock_status(&self) -> ClockStatus {
+        match self {
+            AnySnapshot::V2(s) => s.clock_status(),
+            AnySnapshot::V3(s) => s.clock_status(),
         }
     }
 
-    /// The window this snapshot gives at (`real`, `mono`), with its disruption verdict,
-    /// into `out`.
-    #[inline(always)]
-    fn write_window_at(
-        &self,
-        real: Timespec,
-        mono: Timespec,
-        out: &mut TimeWindow,
-    ) -> Result<(), ShmError> {
-        self.bound.write_window_at(real, mono, out)?;
-        if self.disrupted {
-            out.clock_status = ClockStatus::Disrupted;
+    /// The layout the snapshot was read from.
+    #[must_use]
+    pub fn layout(&self) -> LayoutVersion {
+        match self {
+            AnySnapshot::V2(_) => LayoutVersion::V2,
+            AnySnapshot::V3(_) => LayoutVersion::V3,
         }
-        Ok(())
     }
 
-    /// Whether `other` would answer exactly as this one does.
-    fn same_as(&self, other: &PublishedSnapshot) -> bool {
-        self.generation == other.generation
-            && self.bound == other.bound
-            && self.segment.same_mapping(&other.segment)
-            && self.recheck_at == other.recheck_at
-            && self.vmclock_seq == other.vmclock_seq
-            && self.disrupted == other.disrupted
+    /// The bound at `as_of`, in nanoseconds.
+    #[must_use]
+    pub fn bound_nsec(&self) -> i64 {
+        match self {
+            AnySnapshot::V2(s) => s.bound_nsec(),
+            AnySnapshot::V3(s) => s.bound_nsec(),
+        }
     }
 }
 
-impl Deref for PublishedSnapshot {
-    type Target = ClockErrorBound;
-
-    fn deref(&self) -> &ClockErrorBound {
-        &self.bound
+impl PartialEq<ClockErrorBound> for AnySnapshot {
+    fn eq(&self, other: &ClockErrorBound) -> bool {
+        matches!(self, AnySnapshot::V2(s) if s == other)
     }
 }
 
-impl fmt::Debug for PublishedSnapshot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PublishedSnapshot")
-            .field("generation", &self.generation)
-            .field("bound", &self.bound)
-            .finish_non_exhaustive()
+impl PartialEq<ClockErrorBoundV3> for AnySnapshot {
+    fn eq(&self, other: &ClockErrorBoundV3) -> bool {
+        matches!(self, AnySnapshot::V3(s) if s == other)
     }
 }
 
 /// Error-bounded time for many threads: `Clone + Send + Sync`, one mapping of the segment
-/// shared by every clone, no lock on the hot path.
+/// shared by every clone, no lock on the hot path, either layout.
+///
+/// [`open_default`](Self::open_default) reads the 3.x daemon's layout 3 segment when there
+/// is one, else the layout 2 segment; [`open`](Self::open) reads the layout 2 segment at a
+/// path, [`open_v3_with`](Self::open_v3_with) a layout 3 one.
 ///
 /// Clones are cheap (two reference counts) and share everything; open once and hand clones
 /// to workers. Answers, freshness, self-healing and errors are those of [`ShmReader`](crate::ShmReader):
@@ -234,87 +152,229 @@ impl fmt::Debug for PublishedSnapshot {
 /// ```
 #[derive(Clone)]
 pub struct SharedClockBound {
-    inner: Arc<Inner>,
-    /// Turn an untrusted status into [`ShmError::ClockNotTrusted`] (this handle and its
-    /// clones).
+    handle: AnyHandle,
+    /// Turn an untrusted status into [`ShmError::ClockNotTrusted`].
     require_trusted: bool,
+}
+
+/// The value behind a handle, for the layout it reads.
+#[derive(Clone)]
+enum AnyHandle {
+    V2(Handle<Layout2>),
+    V3(Handle<Layout3>),
+}
+
+/// A handle to one layout's shared value.
+struct Handle<L: SharedLayout> {
+    inner: Arc<Inner<L>>,
     /// `inner.primary`'s mapping again: the hot path reaches the segment from the handle
     /// one pointer hop sooner than through `inner`.
-    primary: SegmentMapping,
+    primary: SegmentMapping<L::Payload>,
 }
 
-struct Inner {
+impl<L: SharedLayout> Clone for Handle<L> {
+    fn clone(&self) -> Self {
+        Handle {
+            inner: Arc::clone(&self.inner),
+            primary: self.primary.clone(),
+        }
+    }
+}
+
+struct Inner<L: Layout> {
     path: Arc<Path>,
-    /// The file opened first: what every reader uses until the daemon recreates the file.
-    primary: MappedSegment,
-    /// The newest file mapped since, once the daemon has recreated the segment. Readers
-    /// note which mapping they read by its epoch (0 for `primary`), so that per-thread
-    /// state never holds a mapping alive after the value is dropped.
-    replacement: ArcSwapOption<Replacement>,
-    /// Held while mapping a replacement, so two threads noticing the new file map it once.
+    /// The file opened first: what every reader uses until the file must be reopened.
+    primary: MappedSegment<L>,
+    /// The newest mapping since, once the daemon recreated the file or truncated it under
+    /// the mapping. Readers note which mapping they read by its epoch (0 for `primary`), so
+    /// that per-thread state never holds a mapping alive after the value is dropped.
+    replacement: ArcSwapOption<Replacement<L>>,
+    /// Held while mapping a replacement, so two threads noticing it map it once.
     reopening: Mutex<()>,
-    /// The state a new thread starts from when the segment cannot be read at that moment,
-    /// and the source of its VMClock watch.
-    seed: ReaderState,
-    mode: Mode,
+    /// The state new threads start from: settings, the VMClock source, and a first
+    /// snapshot.
+    seed: ReaderState<L>,
+    /// The newest snapshot any reader of this value has read: a new thread that cannot read
+    /// the segment at that moment starts from it.
+    newest: Arc<NewestSnapshot<L>>,
+    sigbus_guard: bool,
+    mode: Mode<L>,
 }
 
-/// A file mapped after the daemon recreated the segment.
-struct Replacement {
+/// A mapping made after the first one.
+struct Replacement<L: Layout> {
     /// 1 for the first replacement, then counting up.
     epoch: u64,
-    segment: MappedSegment,
+    segment: MappedSegment<L>,
+    /// The mapping it replaced had been truncated under it (the `SIGBUS` guard tripped).
+    after_fault: bool,
 }
 
 // One per opened value, inside its `Arc` and never moved: the size difference is moot.
 #[allow(clippy::large_enum_variant)]
-enum Mode {
+enum Mode<L: Layout> {
     ThreadLocal,
     ArcSwap {
-        published: Arc<ArcSwap<PublishedSnapshot>>,
+        published: Arc<ArcSwap<PublishedSnapshot<L>>>,
         /// The refresher's state: what `published` holds, with the state to refresh it. Only
         /// its holder stores into `published`, so published snapshots only move forward.
-        refresher: Refresher,
+        refresher: Refresher<L>,
     },
 }
 
 /// The `ArcSwap` strategy's refresher: the reader state behind the published snapshot, and
 /// the epoch of the mapping it reads.
-type Refresher = Mutex<(u64, ReaderState)>;
+type Refresher<L> = Mutex<(u64, ReaderState<L>)>;
+
+/// A snapshot as the `ArcSwap` strategy publishes it: the payload, the generation it was
+/// read at and what readers compare to decide it is still current.
+struct PublishedSnapshot<L: Layout> {
+    generation: u16,
+    snapshot: L::Snapshot,
+    /// The mapping this snapshot was read from: the one readers check the generation of.
+    segment: MappedSegment<L>,
+    /// When `now()` must re-read in full although the generation looks unchanged.
+    recheck_at: L::Instant,
+    grace: Duration,
+    /// The VMClock `seq_count` the disruption verdict answers for; `None` while the
+    /// snapshot does not ask for the check.
+    vmclock_seq: Option<u32>,
+    /// The VMClock marker differed from the snapshot's when this was published.
+    disrupted: bool,
+    /// `segment` is the value's primary mapping: readers then check the generation through
+    /// their handle's copy of it, which is nearer.
+    on_primary: bool,
+}
+
+impl<L: Layout> PublishedSnapshot<L> {
+    fn new(
+        segment: MappedSegment<L>,
+        state: &ReaderState<L>,
+        primary: &MappedSegment<L>,
+    ) -> PublishedSnapshot<L> {
+        let snapshot = *state.cache.cached();
+        PublishedSnapshot {
+            on_primary: segment.same_mapping(primary),
+            generation: state.cache.generation(),
+            snapshot,
+            segment,
+            recheck_at: state.cache.recheck_at(),
+            grace: state.cache.grace(),
+            vmclock_seq: if L::disruption_support(&snapshot) {
+                state.vmclock.as_ref().map(|w| w.seen_seq_count())
+            } else {
+                None
+            },
+            disrupted: state.disrupted(),
+        }
+    }
+
+    /// The window this snapshot gives at `reading`, with its disruption verdict, into `out`.
+    #[inline(always)]
+    fn write_window(&self, reading: L::Reading, out: &mut TimeWindow) -> Result<(), ShmError> {
+        L::write_window(&self.snapshot, reading, self.grace, out)?;
+        if self.disrupted {
+            out.clock_status = ClockStatus::Disrupted;
+        }
+        Ok(())
+    }
+
+    /// Whether `other` would answer exactly as this one does.
+    fn same_as(&self, other: &PublishedSnapshot<L>) -> bool {
+        self.generation == other.generation
+            && self.snapshot == other.snapshot
+            && self.segment.same_mapping(&other.segment)
+            && self.recheck_at == other.recheck_at
+            && self.vmclock_seq == other.vmclock_seq
+            && self.disrupted == other.disrupted
+    }
+}
 
 /// A thread's reader under [`Strategy::ThreadLocal`]: the reader state, and which mapping
 /// it reads (0 for the value's primary one).
-struct ThreadReader {
+struct ThreadReader<L: Layout> {
     epoch: u64,
-    state: ReaderState,
+    state: ReaderState<L>,
 }
 
 /// A thread's view of the published snapshot under [`Strategy::ArcSwap`]: the snapshot it
 /// last answered from, revalidated on each call by one relaxed load of the `ArcSwap`'s
 /// pointer (arc-swap's [`Cache`](arc_swap::Cache)).
-type PublishedCache = arc_swap::Cache<Arc<ArcSwap<PublishedSnapshot>>, Arc<PublishedSnapshot>>;
+type PublishedCache<L> =
+    arc_swap::Cache<Arc<ArcSwap<PublishedSnapshot<L>>>, Arc<PublishedSnapshot<L>>>;
+
+type ReaderSlots<L> = ThreadSlots<Inner<L>, ThreadReader<L>>;
+type CacheSlots<L> = ThreadSlots<Inner<L>, PublishedCache<L>>;
 
 thread_local! {
-    static THREAD_READERS: ThreadSlots<Inner, ThreadReader> = const { ThreadSlots::new() };
-    static PUBLISHED_CACHES: ThreadSlots<Inner, PublishedCache> = const { ThreadSlots::new() };
+    static THREAD_READERS_V2: ReaderSlots<Layout2> = const { ThreadSlots::new() };
+    static PUBLISHED_CACHES_V2: CacheSlots<Layout2> = const { ThreadSlots::new() };
+    static THREAD_READERS_V3: ReaderSlots<Layout3> = const { ThreadSlots::new() };
+    static PUBLISHED_CACHES_V3: CacheSlots<Layout3> = const { ThreadSlots::new() };
 }
 
-/// Per-thread state: within the 256-byte budget in `BENCHMARKS.md`, and the figures the
-/// module docs give.
-const _: () = assert!(thread_slot::slot_bytes::<Inner, ThreadReader>() <= 192);
-const _: () = assert!(thread_slot::slot_bytes::<Inner, PublishedCache>() <= 64);
+/// A layout a [`SharedClockBound`] can read: the per-thread slots of that layout.
+trait SharedLayout: Layout {
+    fn thread_readers() -> &'static LocalKey<ReaderSlots<Self>>;
+    fn published_caches() -> &'static LocalKey<CacheSlots<Self>>;
+}
+
+impl SharedLayout for Layout2 {
+    fn thread_readers() -> &'static LocalKey<ReaderSlots<Self>> {
+        &THREAD_READERS_V2
+    }
+    fn published_caches() -> &'static LocalKey<CacheSlots<Self>> {
+        &PUBLISHED_CACHES_V2
+    }
+}
+
+impl SharedLayout for Layout3 {
+    fn thread_readers() -> &'static LocalKey<ReaderSlots<Self>> {
+        &THREAD_READERS_V3
+    }
+    fn published_caches() -> &'static LocalKey<CacheSlots<Self>> {
+        &PUBLISHED_CACHES_V3
+    }
+}
+
+/// Per-thread state: within the 256-byte budget in `BENCHMARKS.md`.
+const _: () = assert!(thread_slot::slot_bytes::<Inner<Layout2>, ThreadReader<Layout2>>() <= 256);
+const _: () = assert!(thread_slot::slot_bytes::<Inner<Layout3>, ThreadReader<Layout3>>() <= 256);
+const _: () = assert!(thread_slot::slot_bytes::<Inner<Layout2>, PublishedCache<Layout2>>() <= 64);
+const _: () = assert!(thread_slot::slot_bytes::<Inner<Layout3>, PublishedCache<Layout3>>() <= 64);
+
+/// Runs `$body` with `$h` bound to the layout's handle.
+macro_rules! on_handle {
+    ($self:expr, $h:ident => $body:expr) => {
+        match &$self.handle {
+            AnyHandle::V2($h) => $body,
+            AnyHandle::V3($h) => $body,
+        }
+    };
+}
 
 impl SharedClockBound {
-    /// Opens the segment at `path` with the default [`Strategy`] (`ThreadLocal`) and
-    /// default [`ReaderOptions`].
+    /// Opens the layout 2 segment at `path` with the default [`ReaderOptions`] (strategy
+    /// `ThreadLocal`).
     ///
     /// # Errors
     /// As [`ShmReader::open`](crate::ShmReader::open).
     pub fn open(path: impl AsRef<Path>) -> Result<SharedClockBound, ShmError> {
-        SharedClockBound::with_options(path, Strategy::default(), &ReaderOptions::default())
+        SharedClockBound::open_with(path, &ReaderOptions::default())
     }
 
-    /// Opens the segment at `path` with the given strategy.
+    /// Opens the layout 2 segment at `path` with `options`.
+    ///
+    /// # Errors
+    /// As [`ShmReader::open_with`](crate::ShmReader::open_with).
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: &ReaderOptions,
+    ) -> Result<SharedClockBound, ShmError> {
+        SharedClockBound::open_layout::<Layout2>(path.as_ref(), options)
+    }
+
+    /// Opens the layout 2 segment at `path` with the given strategy.
     ///
     /// # Errors
     /// As [`ShmReader::open`](crate::ShmReader::open).
@@ -322,11 +382,10 @@ impl SharedClockBound {
         path: impl AsRef<Path>,
         strategy: Strategy,
     ) -> Result<SharedClockBound, ShmError> {
-        SharedClockBound::with_options(path, strategy, &ReaderOptions::default())
+        SharedClockBound::open_with(path, &ReaderOptions::new().strategy(strategy))
     }
 
-    /// Opens the segment at `path` with the given strategy and options (VMClock disruption
-    /// check, recheck interval).
+    /// Opens the layout 2 segment at `path` with the given strategy and options.
     ///
     /// # Errors
     /// As [`ShmReader::open_with`](crate::ShmReader::open_with).
@@ -335,9 +394,125 @@ impl SharedClockBound {
         strategy: Strategy,
         options: &ReaderOptions,
     ) -> Result<SharedClockBound, ShmError> {
-        let (primary, seed, _vmclock) = ReaderState::open(path.as_ref(), options)?;
+        SharedClockBound::open_with(path, &options.clone().strategy(strategy))
+    }
+
+    /// Opens the segment at `path` as layout 3 (`shm1`, ClockBound 3.x) with `options`.
+    ///
+    /// # Errors
+    /// As [`ShmReaderV3::open_with`](crate::ShmReaderV3).
+    pub fn open_v3_with(
+        path: impl AsRef<Path>,
+        options: &ReaderOptions,
+    ) -> Result<SharedClockBound, ShmError> {
+        SharedClockBound::open_layout::<Layout3>(path.as_ref(), options)
+    }
+
+    /// Opens the daemon's segment without knowing its version: the layout 3 segment
+    /// [`CLOCKBOUND_SHM1_DEFAULT_PATH`] when it exists and holds a valid layout 3 segment
+    /// (ClockBound 3.x, and this machine's CPU counter can be read), else the layout 2
+    /// segment [`CLOCKBOUND_SHM_DEFAULT_PATH`]. [`layout`](Self::layout) and
+    /// [`path`](Self::path) say which it reads. Default [`ReaderOptions`].
+    ///
+    /// # Errors
+    /// The error of opening `shm0` when neither can be opened.
+    pub fn open_default() -> Result<SharedClockBound, ShmError> {
+        SharedClockBound::open_default_with(&ReaderOptions::default())
+    }
+
+    /// [`open_default`](Self::open_default) with `options`.
+    ///
+    /// # Errors
+    /// As [`open_default`](Self::open_default).
+    pub fn open_default_with(options: &ReaderOptions) -> Result<SharedClockBound, ShmError> {
+        SharedClockBound::open_preferring(
+            CLOCKBOUND_SHM1_DEFAULT_PATH,
+            CLOCKBOUND_SHM_DEFAULT_PATH,
+            options,
+        )
+    }
+
+    /// [`open_default_with`](Self::open_default_with) for segments at other paths: the
+    /// layout 3 segment at `shm1` if it can be opened, else the layout 2 one at `shm0`.
+    ///
+    /// # Errors
+    /// The error of opening `shm0` when neither can be opened.
+    pub fn open_preferring(
+        shm1: impl AsRef<Path>,
+        shm0: impl AsRef<Path>,
+        options: &ReaderOptions,
+    ) -> Result<SharedClockBound, ShmError> {
+        match SharedClockBound::open_layout::<Layout3>(shm1.as_ref(), options) {
+            Ok(clock) => Ok(clock),
+            Err(_) => SharedClockBound::open_layout::<Layout2>(shm0.as_ref(), options),
+        }
+    }
+
+    /// Waits for the layout 2 segment at `path` to appear, become valid and report
+    /// Synchronized, then returns it opened with the default options (see
+    /// [`ShmReader::wait_for_sync`](crate::ShmReader::wait_for_sync)).
+    ///
+    /// # Errors
+    /// [`ShmError::Timeout`] after `timeout`, carrying the last attempt's error if it
+    /// failed; a non-transient error at once.
+    pub fn wait_for_sync(
+        path: impl AsRef<Path>,
+        timeout: Duration,
+    ) -> Result<SharedClockBound, ShmError> {
+        SharedClockBound::wait_for_sync_with(path, &ReaderOptions::default(), timeout)
+    }
+
+    /// [`wait_for_sync`](Self::wait_for_sync) with `options`.
+    ///
+    /// # Errors
+    /// As [`wait_for_sync`](Self::wait_for_sync).
+    pub fn wait_for_sync_with(
+        path: impl AsRef<Path>,
+        options: &ReaderOptions,
+        timeout: Duration,
+    ) -> Result<SharedClockBound, ShmError> {
+        let path = path.as_ref();
+        let require_trusted = options.require_trusted;
+        let probing = options.clone().require_trusted(false);
+        let clock = wait::for_sync(
+            timeout,
+            || SharedClockBound::open_with(path, &probing),
+            |clock| Ok(clock.now()?.clock_status),
+        )?;
+        Ok(clock.require_trusted(require_trusted))
+    }
+
+    /// Waits for the daemon's segment, chosen as [`open_default`](Self::open_default)
+    /// does (at each attempt), to report Synchronized.
+    ///
+    /// # Errors
+    /// As [`wait_for_sync`](Self::wait_for_sync).
+    pub fn wait_for_sync_default(
+        options: &ReaderOptions,
+        timeout: Duration,
+    ) -> Result<SharedClockBound, ShmError> {
+        let require_trusted = options.require_trusted;
+        let probing = options.clone().require_trusted(false);
+        let clock = wait::for_sync(
+            timeout,
+            || SharedClockBound::open_default_with(&probing),
+            |clock| Ok(clock.now()?.clock_status),
+        )?;
+        Ok(clock.require_trusted(require_trusted))
+    }
+
+    fn open_layout<L: SharedLayout>(
+        path: &Path,
+        options: &ReaderOptions,
+    ) -> Result<SharedClockBound, ShmError>
+    where
+        Handle<L>: Into<AnyHandle>,
+    {
+        let (primary, mut seed) = ReaderState::<L>::open(path, options)?;
+        let newest = Arc::new(NewestSnapshot::new(&seed.cache));
+        seed.cache.share_into(Arc::clone(&newest));
         let path = Arc::clone(primary.path());
-        let mode = match strategy {
+        let mode = match options.strategy {
             Strategy::ThreadLocal => Mode::ThreadLocal,
             Strategy::ArcSwap => Mode::ArcSwap {
                 published: Arc::new(ArcSwap::from_pointee(PublishedSnapshot::new(
@@ -354,45 +529,25 @@ impl SharedClockBound {
             replacement: ArcSwapOption::empty(),
             reopening: Mutex::new(()),
             seed,
+            newest,
+            sigbus_guard: options.sigbus_guard,
             mode,
         };
-        Ok(SharedClockBound {
+        let handle = Handle {
             primary: inner.primary.mapping().clone(),
             inner: Arc::new(inner),
-            require_trusted: false,
+        };
+        Ok(SharedClockBound {
+            handle: handle.into(),
+            require_trusted: options.require_trusted,
         })
-    }
-
-    /// Waits for the segment at `path` to appear, become valid and report Synchronized,
-    /// then returns it opened with the default strategy and options (see
-    /// [`ShmReader::wait_for_sync`](crate::ShmReader::wait_for_sync)).
-    ///
-    /// # Errors
-    /// [`ShmError::Timeout`] after `timeout`, carrying the last attempt's error if it failed.
-    pub fn wait_for_sync(
-        path: impl AsRef<Path>,
-        timeout: Duration,
-    ) -> Result<SharedClockBound, ShmError> {
-        let path = path.as_ref();
-        wait::for_sync(
-            timeout,
-            || SharedClockBound::open(path),
-            |clock| Ok(clock.now()?.clock_status),
-        )
     }
 
     /// This handle, set to refuse untrusted windows: with `true`, [`now`](Self::now) (and the
     /// queries built on it) return [`ShmError::ClockNotTrusted`] instead of a window whose
     /// status is Unknown or Disrupted. Clones made afterwards inherit the setting; other
-    /// handles to the same value keep theirs.
-    ///
-    /// ```no_run
-    /// # use clockbound_shm::SharedClockBound;
-    /// let strict = SharedClockBound::open("/var/run/clockbound/shm0")?.require_trusted(true);
-    /// let w = strict.now()?; // Err(ClockNotTrusted { .. }) rather than an Unknown window
-    /// assert!(w.clock_status.is_trusted());
-    /// # Ok::<(), clockbound_shm::ShmError>(())
-    /// ```
+    /// handles to the same value keep theirs. (The same as
+    /// [`ReaderOptions::require_trusted`] at open.)
     #[must_use]
     pub fn require_trusted(mut self, on: bool) -> SharedClockBound {
         self.require_trusted = on;
@@ -408,94 +563,11 @@ impl SharedClockBound {
     /// Unknown or Disrupted.
     #[inline(always)]
     pub fn now(&self) -> Result<TimeWindow, ShmError> {
-        // Inlined whole into the caller, with the window built in place and only cold
-        // paths out of line (taking and returning values, never the window's address), so
-        // that the window stays in registers, as in `ShmReader::now` (see
-        // `ClockErrorBound::write_window_at` for what a copy through memory costs).
-        let inner = &*self.inner;
-        let mut window = TimeWindow::UNTRUSTED;
-        // The closures below return nothing: an error is parked here instead, so that no
-        // `Result` has to be kept (in memory) while the thread-local slot is put back.
-        let mut failed = None;
-        let mut fail = |result: Result<(), ShmError>| {
-            if let Err(e) = result {
-                failed = Some(e);
-            }
-        };
-        let done = match &inner.mode {
-            Mode::ThreadLocal => self.try_with_thread_state(
-                #[inline(always)]
-                |reader| {
-                    fail(inner.now_from(
-                        self.primary.cells(),
-                        &mut reader.epoch,
-                        &mut reader.state,
-                        &mut window,
-                    ));
-                },
-            ),
-            Mode::ArcSwap {
-                published,
-                refresher,
-            } => self.try_with_published_cache(
-                published,
-                #[inline(always)]
-                |cache| {
-                    fail(inner.now_from_published(
-                        self.primary.cells(),
-                        cache.load(),
-                        published,
-                        refresher,
-                        &mut window,
-                    ));
-                },
-            ),
-        };
-        if done.is_none() {
-            return self.now_without_thread_state();
-        }
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        self.trusted(window)
-    }
-
-    /// `window`, or [`ShmError::ClockNotTrusted`] if this handle requires a trusted clock
-    /// and the window's status is not.
-    #[inline(always)]
-    fn trusted(&self, window: TimeWindow) -> Result<TimeWindow, ShmError> {
+        let window = on_handle!(self, h => h.now())?;
         if self.require_trusted && !window.clock_status.is_trusted() {
-            return Err(not_trusted(window.clock_status));
+            return Err(ShmError::not_trusted(window.clock_status));
         }
         Ok(window)
-    }
-
-    /// [`now`](Self::now) for a thread whose thread-locals are gone (it is exiting): on a
-    /// throwaway reader state, or from the published snapshot directly.
-    #[cold]
-    #[inline(never)]
-    fn now_without_thread_state(&self) -> Result<TimeWindow, ShmError> {
-        let inner = &*self.inner;
-        let mut window = TimeWindow::UNTRUSTED;
-        match &inner.mode {
-            Mode::ThreadLocal => self.with_thread_state(|epoch, state| {
-                inner.now_from(self.primary.cells(), epoch, state, &mut window)
-            })?,
-            Mode::ArcSwap {
-                published,
-                refresher,
-            } => {
-                let current = published.load();
-                inner.now_from_published(
-                    self.primary.cells(),
-                    &current,
-                    published,
-                    refresher,
-                    &mut window,
-                )?;
-            }
-        }
-        self.trusted(window)
     }
 
     /// True only when `t` has certainly passed (`t < earliest` of [`now`](Self::now)).
@@ -528,7 +600,146 @@ impl SharedClockBound {
     ///
     /// # Errors
     /// As [`ShmReader::snapshot`](crate::ShmReader::snapshot).
-    pub fn snapshot(&self) -> Result<ClockErrorBound, ShmError> {
+    pub fn snapshot(&self) -> Result<AnySnapshot, ShmError> {
+        match &self.handle {
+            AnyHandle::V2(h) => h.snapshot().map(AnySnapshot::V2),
+            AnyHandle::V3(h) => h.snapshot().map(AnySnapshot::V3),
+        }
+    }
+
+    /// What the reading has done so far: under `ThreadLocal`, the calling thread's counters
+    /// for this value; under `ArcSwap`, the refresher's (reads, retries, rechecks, reopens;
+    /// answers from the published snapshot are not counted, to keep the hot path free of
+    /// shared writes).
+    #[must_use]
+    pub fn stats(&self) -> ReaderStats {
+        on_handle!(self, h => h.stats())
+    }
+
+    /// The strategy this value was opened with.
+    #[must_use]
+    pub fn strategy(&self) -> Strategy {
+        on_handle!(self, h => match h.inner.mode {
+            Mode::ThreadLocal => Strategy::ThreadLocal,
+            Mode::ArcSwap { .. } => Strategy::ArcSwap,
+        })
+    }
+
+    /// The segment file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        on_handle!(self, h => &h.inner.path)
+    }
+
+    /// The layout of the segment this value reads.
+    #[must_use]
+    pub fn layout(&self) -> LayoutVersion {
+        match &self.handle {
+            AnyHandle::V2(_) => LayoutVersion::V2,
+            AnyHandle::V3(_) => LayoutVersion::V3,
+        }
+    }
+}
+
+impl From<Handle<Layout2>> for AnyHandle {
+    fn from(h: Handle<Layout2>) -> AnyHandle {
+        AnyHandle::V2(h)
+    }
+}
+
+impl From<Handle<Layout3>> for AnyHandle {
+    fn from(h: Handle<Layout3>) -> AnyHandle {
+        AnyHandle::V3(h)
+    }
+}
+
+impl<L: SharedLayout> Handle<L> {
+    /// One layout's `now()`: inlined whole into the caller, with the window built in place
+    /// and only cold paths out of line (see [`docs::performance`](crate::docs::performance)).
+    #[inline(always)]
+    fn now(&self) -> Result<TimeWindow, ShmError> {
+        let inner = &*self.inner;
+        let mut window = TimeWindow::UNTRUSTED;
+        // The closures below return nothing: an error is parked here instead, so that no
+        // `Result` has to be kept while the thread-local slot is put back.
+        let mut failed = None;
+        let mut fail = |result: Result<(), ShmError>| {
+            if let Err(e) = result {
+                failed = Some(e);
+            }
+        };
+        let done = match &inner.mode {
+            Mode::ThreadLocal => ThreadSlots::with(
+                L::thread_readers(),
+                &self.inner,
+                || inner.new_thread_reader(),
+                #[inline(always)]
+                |reader| {
+                    fail(inner.now_from(
+                        self.primary.cells(),
+                        &mut reader.epoch,
+                        &mut reader.state,
+                        &mut window,
+                    ));
+                },
+            ),
+            Mode::ArcSwap {
+                published,
+                refresher,
+            } => ThreadSlots::with(
+                L::published_caches(),
+                &self.inner,
+                || arc_swap::Cache::new(Arc::clone(published)),
+                #[inline(always)]
+                |cache| {
+                    fail(inner.now_from_published(
+                        self.primary.cells(),
+                        cache.load(),
+                        published,
+                        refresher,
+                        &mut window,
+                    ));
+                },
+            ),
+        };
+        if done.is_none() {
+            return self.now_without_thread_state();
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(window),
+        }
+    }
+
+    /// [`now`](Self::now) for a thread whose thread-locals are gone (it is exiting): on a
+    /// throwaway reader state, or from the published snapshot directly.
+    #[cold]
+    #[inline(never)]
+    fn now_without_thread_state(&self) -> Result<TimeWindow, ShmError> {
+        let inner = &*self.inner;
+        let mut window = TimeWindow::UNTRUSTED;
+        match &inner.mode {
+            Mode::ThreadLocal => self.with_thread_state(|epoch, state| {
+                inner.now_from(self.primary.cells(), epoch, state, &mut window)
+            })?,
+            Mode::ArcSwap {
+                published,
+                refresher,
+            } => {
+                let current = published.load();
+                inner.now_from_published(
+                    self.primary.cells(),
+                    &current,
+                    published,
+                    refresher,
+                    &mut window,
+                )?;
+            }
+        }
+        Ok(window)
+    }
+
+    fn snapshot(&self) -> Result<L::Snapshot, ShmError> {
         let inner = &*self.inner;
         match &inner.mode {
             Mode::ThreadLocal => self.with_thread_state(|epoch, state| {
@@ -542,121 +753,61 @@ impl SharedClockBound {
             Mode::ArcSwap {
                 published,
                 refresher,
-            } => inner.with_published_snapshot(published, refresher, |snapshot| snapshot.bound),
+            } => inner.with_published_snapshot(published, refresher, |snapshot| snapshot.snapshot),
         }
     }
 
-    /// The current snapshot as a shared `Arc`, to hold without copying. Under
-    /// [`Strategy::ArcSwap`] this is the published snapshot itself; under `ThreadLocal` it
-    /// is a new `Arc` holding a copy.
-    ///
-    /// # Errors
-    /// As [`ShmReader::snapshot`](crate::ShmReader::snapshot).
-    pub fn snapshot_arc(&self) -> Result<Arc<PublishedSnapshot>, ShmError> {
-        let inner = &*self.inner;
-        match &inner.mode {
-            Mode::ThreadLocal => self.with_thread_state(|epoch, state| {
-                inner.with_segment(epoch, state, |segment, state| {
-                    state.cache.snapshot(segment.cells(), segment.path())?;
-                    Ok(Arc::new(PublishedSnapshot::new(
-                        segment.clone(),
-                        state,
-                        &inner.primary,
-                    )))
-                })
-            }),
-            Mode::ArcSwap {
-                published,
-                refresher,
-            } => inner.with_published_snapshot(published, refresher, Arc::clone),
-        }
-    }
-
-    /// What the reading has done so far: under `ThreadLocal`, the calling thread's counters
-    /// for this value; under `ArcSwap`, the refresher's (reads, retries, rechecks, reopens;
-    /// answers from the published snapshot are not counted, to keep the hot path free of
-    /// shared writes).
-    #[must_use]
-    pub fn stats(&self) -> ReaderStats {
+    fn stats(&self) -> ReaderStats {
         match &self.inner.mode {
             Mode::ThreadLocal => self.with_thread_state(|_, state| state.cache.stats()),
             Mode::ArcSwap { refresher, .. } => refresher.lock().1.cache.stats(),
         }
     }
 
-    /// The strategy this value was opened with.
-    #[must_use]
-    pub fn strategy(&self) -> Strategy {
-        match self.inner.mode {
-            Mode::ThreadLocal => Strategy::ThreadLocal,
-            Mode::ArcSwap { .. } => Strategy::ArcSwap,
-        }
-    }
-
-    /// The segment file.
-    #[must_use]
-    pub fn path(&self) -> &Path {
-        &self.inner.path
-    }
-
     /// Runs `f` on this thread's reader for this value (the epoch of the mapping it reads,
     /// and the reader state), creating it on first use; a throwaway one when the thread is
     /// exiting and its thread-locals are gone.
-    fn with_thread_state<R>(&self, f: impl FnOnce(&mut u64, &mut ReaderState) -> R) -> R {
+    fn with_thread_state<R>(&self, f: impl FnOnce(&mut u64, &mut ReaderState<L>) -> R) -> R {
         let mut f = Some(f);
-        let run = |reader: &mut ThreadReader| {
-            (f.take().expect("called once"))(&mut reader.epoch, &mut reader.state)
+        let run = |reader: &mut ThreadReader<L>| {
+            f.take().map(|f| f(&mut reader.epoch, &mut reader.state))
         };
-        if let Some(result) = self.try_with_thread_state(run) {
+        if let Some(Some(result)) = ThreadSlots::with(
+            L::thread_readers(),
+            &self.inner,
+            || self.inner.new_thread_reader(),
+            run,
+        ) {
             return result;
         }
         let mut reader = self.inner.new_thread_reader();
-        (f.take().expect("not called when thread-locals are gone"))(
-            &mut reader.epoch,
-            &mut reader.state,
-        )
-    }
-
-    /// Runs `f` on this thread's reader for this value, creating it on first use; `None`
-    /// (and `f` not run) when the thread is exiting and its thread-locals are gone.
-    #[inline(always)]
-    fn try_with_thread_state<R>(&self, f: impl FnOnce(&mut ThreadReader) -> R) -> Option<R> {
-        ThreadSlots::with(
-            &THREAD_READERS,
-            &self.inner,
-            || self.inner.new_thread_reader(),
-            f,
-        )
-    }
-
-    /// Runs `f` on this thread's cache of the published snapshot, creating it on first use;
-    /// `None` (and `f` not run) when the thread is exiting and its thread-locals are gone.
-    #[inline(always)]
-    fn try_with_published_cache<R>(
-        &self,
-        published: &Arc<ArcSwap<PublishedSnapshot>>,
-        f: impl FnOnce(&mut PublishedCache) -> R,
-    ) -> Option<R> {
-        ThreadSlots::with(
-            &PUBLISHED_CACHES,
-            &self.inner,
-            || arc_swap::Cache::new(Arc::clone(published)),
-            f,
-        )
+        match f.take() {
+            Some(f) => f(&mut reader.epoch, &mut reader.state),
+            // `run` took `f` and returned its result above; it cannot be here without it.
+            None => unreachable!("the closure runs once"),
+        }
     }
 }
 
-impl Inner {
+impl<L: Layout> Inner<L> {
     /// A reader for a new thread, on the newest mapping: a fresh read if the segment is
-    /// readable now, else the seed (which the next call refreshes).
+    /// readable now, else the newest snapshot any reader of this value has seen (which the
+    /// next call refreshes).
     #[cold]
-    fn new_thread_reader(&self) -> ThreadReader {
+    fn new_thread_reader(&self) -> ThreadReader<L> {
         let mut state = self.seed.clone();
         let mut epoch = 0;
         self.with_replacement(&mut epoch, &mut state, |segment, state| {
-            if let Ok(mut cache) = SnapshotCache::load(segment.cells(), segment.path()) {
-                cache.set_recheck_interval(state.cache.recheck_interval());
-                state.cache = cache;
+            let (interval, grace) = state.cache.settings();
+            match SnapshotCache::load(segment.cells(), segment.path(), interval, grace) {
+                Ok(mut cache) => {
+                    cache.share_into(Arc::clone(&self.newest));
+                    state.cache = cache;
+                }
+                Err(_) => {
+                    let (generation, snapshot) = self.newest.get();
+                    state.cache.adopt(generation, snapshot);
+                }
             }
         });
         ThreadReader { epoch, state }
@@ -665,14 +816,12 @@ impl Inner {
     /// Runs `f` with the mapping the reader at `epoch` reads: the primary one (no
     /// synchronisation at all: the hot path) until the reader has moved to a replacement,
     /// then the newest replacement (moving the reader onto it when it was on an older one).
-    /// A reader on the primary mapping moves in `follow_recreated_file`, once its snapshot
-    /// looks dead.
     #[inline(always)]
     fn with_segment<R>(
         &self,
         epoch: &mut u64,
-        state: &mut ReaderState,
-        f: impl FnOnce(&MappedSegment, &mut ReaderState) -> R,
+        state: &mut ReaderState<L>,
+        f: impl FnOnce(&MappedSegment<L>, &mut ReaderState<L>) -> R,
     ) -> R {
         if *epoch == 0 {
             return f(&self.primary, state);
@@ -687,15 +836,15 @@ impl Inner {
     fn with_replacement<R>(
         &self,
         epoch: &mut u64,
-        state: &mut ReaderState,
-        f: impl FnOnce(&MappedSegment, &mut ReaderState) -> R,
+        state: &mut ReaderState<L>,
+        f: impl FnOnce(&MappedSegment<L>, &mut ReaderState<L>) -> R,
     ) -> R {
         let replacement = self.replacement.load();
         let Some(newest) = replacement.as_ref() else {
             return f(&self.primary, state);
         };
         if newest.epoch != *epoch {
-            match state.rebase(&newest.segment) {
+            match state.rebase(&newest.segment, newest.after_fault) {
                 Some(rebased) => *state = rebased,
                 // The new file cannot be read right now: keep the old snapshot, but forget
                 // its generation, which means nothing in the new file, so the next call
@@ -707,22 +856,19 @@ impl Inner {
         f(&newest.segment, state)
     }
 
-    /// One reader's `now()`, into `out`: its state on its mapping, following a recreated
+    /// One reader's `now()`, into `out`: its state on its mapping, following a reopened
     /// file when the snapshot looks dead.
-    ///
-    /// The reader on the primary mapping is the hot path, inlined; everything else is out of
-    /// line and never sees `out`'s address (which would keep the window in memory).
     #[inline(always)]
     fn now_from(
         &self,
-        primary: &SegmentCells,
+        primary: &SegmentCells<L::Payload>,
         epoch: &mut u64,
-        state: &mut ReaderState,
+        state: &mut ReaderState<L>,
         out: &mut TimeWindow,
     ) -> Result<(), ShmError> {
         if *epoch == 0 {
-            state.now_into_cells(primary, self.primary.path(), out)?;
-            if !state.cache.take_looks_dead() || !self.follow_recreated_file(epoch, state) {
+            state.now_into(primary, self.primary.path(), out)?;
+            if !state.cache.take_looks_dead() || !self.follow_reopened_file(epoch, state) {
                 return Ok(());
             }
         }
@@ -737,29 +883,25 @@ impl Inner {
     fn now_on_replacement(
         &self,
         epoch: &mut u64,
-        state: &mut ReaderState,
+        state: &mut ReaderState<L>,
     ) -> Result<TimeWindow, ShmError> {
-        let mut window = TimeWindow::UNTRUSTED;
-        self.with_replacement(epoch, state, |segment, state| {
-            state.now_into(segment, &mut window)
-        })?;
-        if state.cache.take_looks_dead() && self.follow_recreated_file(epoch, state) {
-            self.with_replacement(epoch, state, |segment, state| {
-                state.now_into(segment, &mut window)
-            })?;
+        let mut window =
+            self.with_replacement(epoch, state, |segment, state| state.now(segment))?;
+        if state.cache.take_looks_dead() && self.follow_reopened_file(epoch, state) {
+            window = self.with_replacement(epoch, state, |segment, state| state.now(segment))?;
         }
         Ok(window)
     }
 
     /// `ArcSwap`'s `now()` from `current` (the published snapshot as this caller last saw
-    /// it), into `out`: `current` while its tags match, else a refresh.
+    /// it), into `out`: `current` while it is current, else a refresh.
     #[inline(always)]
     fn now_from_published(
         &self,
-        primary: &SegmentCells,
-        current: &PublishedSnapshot,
-        published: &ArcSwap<PublishedSnapshot>,
-        refresher: &Refresher,
+        primary: &SegmentCells<L::Payload>,
+        current: &PublishedSnapshot<L>,
+        published: &ArcSwap<PublishedSnapshot<L>>,
+        refresher: &Refresher<L>,
         out: &mut TimeWindow,
     ) -> Result<(), ShmError> {
         let cells = if current.on_primary {
@@ -770,29 +912,29 @@ impl Inner {
         let generation = cells.load_generation();
         // Mid-update (odd) answers from the last snapshot, as every reader does.
         let segment_moved = generation != current.generation && generation % 2 == 0;
-        let vmclock_moved = self
-            .seed
-            .vmclock
-            .as_ref()
-            .is_some_and(|w| w.current_seq_count() != current.vmclock_seq);
+        let vmclock_moved = current.vmclock_seq.is_some_and(|seen| {
+            self.seed
+                .vmclock_source()
+                .and_then(|source| source.current_seq_count())
+                != Some(seen)
+        });
         // The clocks are read after the snapshot is chosen, never before: a snapshot written
-        // after our monotonic reading could have an `as_of` past it.
-        let real = clock::realtime();
-        let mono = clock::monotonic_coarse();
-        if !segment_moved && !vmclock_moved && mono < current.recheck_at {
-            return current.write_window_at(real, mono, out);
+        // after our reading could have an `as_of` past it.
+        let reading = L::read_clocks();
+        if !segment_moved && !vmclock_moved && L::instant(reading) < current.recheck_at {
+            return current.write_window(reading, out);
         }
-        let fresh = self.refresh_published(published, refresher, Some(mono))?;
-        fresh.write_window_at(clock::realtime(), clock::monotonic_coarse(), out)
+        let fresh = self.refresh_published(published, refresher, Some(L::instant(reading)))?;
+        fresh.write_window(L::read_clocks(), out)
     }
 
     /// `ArcSwap`'s `snapshot()`: `f` of the published snapshot while its generation
     /// matches, else of a refreshed one.
     fn with_published_snapshot<R>(
         &self,
-        published: &ArcSwap<PublishedSnapshot>,
-        refresher: &Refresher,
-        f: impl FnOnce(&Arc<PublishedSnapshot>) -> R,
+        published: &ArcSwap<PublishedSnapshot<L>>,
+        refresher: &Refresher<L>,
+        f: impl FnOnce(&Arc<PublishedSnapshot<L>>) -> R,
     ) -> Result<R, ShmError> {
         let current = published.load();
         let generation = current.segment.cells().load_generation();
@@ -805,23 +947,22 @@ impl Inner {
     }
 
     /// Something moved since the published snapshot: refresh it, one caller at a time (see
-    /// the module docs for why), and return what is published afterwards. With `mono`, also
-    /// run the recheck (and follow a recreated file) when that instant has reached the
-    /// recheck time. A caller queued behind another refresher usually finds the update
-    /// already published, and its refresh reads nothing but the generation.
+    /// [`docs::strategies`](crate::docs::strategies) for why), and return what is published
+    /// afterwards. With `now`, also run the recheck (and follow a reopened file) when that
+    /// instant has reached the recheck time.
     #[cold]
     #[inline(never)]
     fn refresh_published(
         &self,
-        published: &ArcSwap<PublishedSnapshot>,
-        refresher: &Refresher,
-        mono: Option<Timespec>,
-    ) -> Result<Arc<PublishedSnapshot>, ShmError> {
+        published: &ArcSwap<PublishedSnapshot<L>>,
+        refresher: &Refresher<L>,
+        now: Option<L::Instant>,
+    ) -> Result<Arc<PublishedSnapshot<L>>, ShmError> {
         let mut guard = refresher.lock();
         let (epoch, state) = &mut *guard;
         let looks_dead =
-            self.with_segment(epoch, state, |segment, state| state.refresh(segment, mono))?;
-        if looks_dead && self.follow_recreated_file(epoch, state) {
+            self.with_segment(epoch, state, |segment, state| state.refresh(segment, now))?;
+        if looks_dead && self.follow_reopened_file(epoch, state) {
             self.with_segment(epoch, state, |segment, state| state.refresh(segment, None))?;
         }
         let fresh = self.with_segment(epoch, state, |segment, state| {
@@ -836,28 +977,31 @@ impl Inner {
         Ok(fresh)
     }
 
-    /// A reader's snapshot looked dead: if the path now names another file, map it (once
-    /// for the whole value, whoever notices first) and move the reader onto it. Returns
-    /// whether the reader moved.
+    /// A reader's snapshot looked dead: if the file was recreated or truncated under the
+    /// mapping, map it again (once for the whole value, whoever notices first) and move the
+    /// reader onto it. Returns whether the reader moved.
     #[cold]
     #[inline(never)]
-    fn follow_recreated_file(&self, epoch: &mut u64, state: &mut ReaderState) -> bool {
+    fn follow_reopened_file(&self, epoch: &mut u64, state: &mut ReaderState<L>) -> bool {
         let newest_epoch = || self.replacement.load().as_ref().map_or(0, |r| r.epoch);
         if newest_epoch() == *epoch {
-            if !self.with_segment(epoch, state, |segment, _| segment.replaced_on_disk()) {
+            let Some(faulted) = self.with_segment(epoch, state, |segment, _| {
+                segment.needs_reopen().then(|| segment.faulted())
+            }) else {
                 return false;
-            }
+            };
             let _reopening = self.reopening.lock();
             let newest = newest_epoch();
             if newest == *epoch {
-                // Still ours to do. The new file may not be readable yet (the daemon is
+                // Still ours to do. The file may not be readable yet (the daemon is
                 // writing it): keep answering from the old snapshot and look again later.
-                let Ok((segment, _)) = MappedSegment::open(&self.path) else {
+                let Ok(segment) = MappedSegment::open(&self.path, self.sigbus_guard) else {
                     return false;
                 };
                 self.replacement.store(Some(Arc::new(Replacement {
                     epoch: newest + 1,
                     segment,
+                    after_fault: faulted,
                 })));
             }
         }
@@ -867,16 +1011,11 @@ impl Inner {
     }
 }
 
-/// The error for an untrusted status (out of line: the hot path only tests for it).
-#[cold]
-fn not_trusted(status: ClockStatus) -> ShmError {
-    ShmError::ClockNotTrusted { status }
-}
-
 impl fmt::Debug for SharedClockBound {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SharedClockBound")
             .field("path", &self.path())
+            .field("layout", &self.layout())
             .field("strategy", &self.strategy())
             .field("require_trusted", &self.require_trusted)
             .finish_non_exhaustive()

@@ -564,6 +564,53 @@ impl VmClockReader {
     }
 }
 
+/// The VMClock page of one reader or shared value, for its disruption check: opened the
+/// first time a snapshot says the daemon tracks disruptions (at open, or later when a
+/// restarted daemon turns the support on), then shared by every watch the value hands out.
+#[derive(Debug)]
+pub(crate) struct VmClockSource {
+    path: Arc<Path>,
+    opened: std::sync::OnceLock<VmClockReader>,
+    opening: parking_lot::Mutex<()>,
+}
+
+impl VmClockSource {
+    /// A source for the page at `path`, not opened yet.
+    pub(crate) fn new(path: &Path) -> VmClockSource {
+        VmClockSource {
+            path: Arc::from(path),
+            opened: std::sync::OnceLock::new(),
+            opening: parking_lot::Mutex::new(()),
+        }
+    }
+
+    /// A watch on the page, opening it first if no one has.
+    ///
+    /// # Errors
+    /// As [`VmClockReader::open`].
+    #[cold]
+    pub(crate) fn watch(&self) -> Result<MarkerWatch, ShmError> {
+        if let Some(reader) = self.opened.get() {
+            return Ok(reader.watch());
+        }
+        let _opening = self.opening.lock();
+        if let Some(reader) = self.opened.get() {
+            return Ok(reader.watch());
+        }
+        let reader = VmClockReader::open(&self.path)?;
+        let watch = reader.watch();
+        // Under `opening`, so nobody else can have set it meanwhile.
+        let _ = self.opened.set(reader);
+        Ok(watch)
+    }
+
+    /// The page's `seq_count` now (one atomic load), once it is open.
+    #[inline]
+    pub(crate) fn current_seq_count(&self) -> Option<u32> {
+        self.opened.get().map(|r| r.watch.current_seq_count())
+    }
+}
+
 fn not_mappable() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,

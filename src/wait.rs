@@ -4,8 +4,9 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::bound::{ClockStatus, TimeWindow};
+use crate::bound::TimeWindow;
 use crate::error::ShmError;
+use crate::status::ClockStatus;
 use crate::timespec::Timespec;
 
 /// Below this much remaining uncertainty a commit-wait stops sleeping and spins: a sleep

@@ -1,30 +1,35 @@
-//! [`ShmWriter`]: publishes snapshots into a segment the way the ClockBound daemon does.
+//! [`SegmentWriter`]: publishes snapshots into a segment the way the ClockBound daemon does.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::bound::ClockErrorBound;
 use crate::error::ShmError;
-use crate::layout::{self, LAYOUT_VERSION, SEGMENT_LEN};
+use crate::layout::{self, HEADER_LEN, Layout, Layout2, Layout3, SegmentHeader};
 use crate::mapping::SegmentMapping;
-use crate::options::{DisruptionCheck, ReaderOptions};
-use crate::reader::ShmReader;
 
-/// Writes a ClockBound segment (layout version 2) with the daemon's protocol.
+/// The layout 2 writer (`shm0`), as a ClockBound 2.x daemon writes it.
+pub type ShmWriter = SegmentWriter<Layout2>;
+
+/// The layout 3 writer (`shm1`), as a ClockBound 3.x daemon writes it.
+pub type ShmWriterV3 = SegmentWriter<Layout3>;
+
+/// Writes a ClockBound segment of layout `L` with the daemon's protocol.
 ///
 /// For tests, simulators, examples, and machines without a daemon. There must be one writer
 /// per segment at a time (the daemon, or one `ShmWriter`); readers in any process see its
 /// updates through the seqlock.
 ///
-/// [`new`](Self::new) creates or reuses a segment as the daemon does on start: a valid
-/// segment is kept as it is (warm restart: its snapshot and generation stay, so readers keep
-/// going), anything else is wiped (version 0, generation 0) before the version is set to 2.
-/// Unlike the daemon, which recreates the file with `File::create` (truncating it to zero
-/// bytes while readers may still have it mapped), the wipe is done in place and never
-/// shrinks the file below 80 bytes, so readers of the old contents cannot hit `SIGBUS`.
+/// [`new`](Self::new) creates or reuses a segment as the daemon does on start: a segment of
+/// this layout that was written before is kept as it is (warm restart: its snapshot and
+/// generation stay, so readers keep going; an odd generation left by a writer that died
+/// mid-update is completed by the next write), anything else is wiped (version 0,
+/// generation 0) before the version is set. Unlike the daemon, which recreates the file
+/// with `File::create` (truncating it to zero bytes while readers may still have it
+/// mapped), the wipe is done in place and never shrinks the file below one segment, so
+/// readers of the old contents cannot hit `SIGBUS`.
 ///
 /// ```
 /// use clockbound_shm::{ClockErrorBound, ClockStatus, ShmReader, ShmWriter, Timespec};
@@ -41,21 +46,21 @@ use crate::reader::ShmReader;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
-pub struct ShmWriter {
+pub struct SegmentWriter<L: Layout> {
     path: Arc<Path>,
-    mapping: SegmentMapping,
+    mapping: SegmentMapping<L::Payload>,
     wiped: bool,
 }
 
-impl ShmWriter {
+impl<L: Layout> SegmentWriter<L> {
     /// Creates the segment at `path` (and missing parent directories, mode 0644), or reuses
     /// it when it already holds a valid segment, and maps it read-write.
     ///
     /// # Errors
     /// [`ShmError::Io`] when the directory or file cannot be created, opened, resized or
     /// mapped.
-    pub fn new(path: &Path) -> Result<ShmWriter, ShmError> {
-        let path: Arc<Path> = Arc::from(path);
+    pub fn new(path: impl AsRef<Path>) -> Result<SegmentWriter<L>, ShmError> {
+        let path: Arc<Path> = Arc::from(path.as_ref());
         let io_error = |operation: &'static str| {
             let path = Arc::clone(&path);
             move |source: io::Error| ShmError::Io {
@@ -67,10 +72,6 @@ impl ShmWriter {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).map_err(io_error("create the directory of"))?;
         }
-        // Reusable means readable as a segment; whether this machine has a VMClock device
-        // does not matter to the writer.
-        let probe = ReaderOptions::new().disruption_check(DisruptionCheck::Off);
-        let reusable = ShmReader::open_with(&path, &probe).is_ok();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -80,14 +81,15 @@ impl ShmWriter {
             .open(&path)
             .map_err(io_error("create"))?;
         let mut file_len = file.metadata().map_err(io_error("stat"))?.len();
-        if !reusable && file_len != SEGMENT_LEN as u64 {
+        let reusable = reusable::<L>(&file, file_len);
+        if !reusable && file_len != L::SEGMENT_LEN as u64 {
             // Grow a short file, or cut a long one down to one segment; never below it.
-            file.set_len(SEGMENT_LEN as u64)
+            file.set_len(L::SEGMENT_LEN as u64)
                 .map_err(io_error("resize"))?;
-            file_len = SEGMENT_LEN as u64;
+            file_len = L::SEGMENT_LEN as u64;
         }
         let mapping = SegmentMapping::read_write(&file, file_len).map_err(io_error("map"))?;
-        let mut writer = ShmWriter {
+        let mut writer = SegmentWriter {
             path,
             mapping,
             wiped: false,
@@ -101,19 +103,23 @@ impl ShmWriter {
 
     /// Publishes `bound`: generation made odd, payload written, generation made even (0 is
     /// skipped on wrap-around).
-    pub fn write(&mut self, bound: &ClockErrorBound) {
+    pub fn write(&mut self, snapshot: &L::Snapshot) {
         if self.wiped {
             self.declare_version();
         }
-        self.mapping.cells().publish(&layout::encode_payload(bound));
+        self.mapping.cells().publish(&L::encode(snapshot));
     }
 
     /// Wipes the segment as the daemon does before recreating it: generation 0, version 0,
     /// zero payload. Readers keep answering from their last snapshot (which ages), new
     /// readers get [`ShmError::SegmentNotInitialized`]. The next [`write`](Self::write)
-    /// sets the version back to 2 and publishes again.
+    /// sets the version back and publishes again.
     pub fn wipe(&mut self) {
-        self.mapping.cells().wipe(SEGMENT_LEN as u32);
+        self.mapping.cells().wipe(
+            layout::MAGIC,
+            L::SEGMENT_LEN as u32,
+            &L::encode(&L::PLACEHOLDER),
+        );
         self.wiped = true;
     }
 
@@ -137,7 +143,21 @@ impl ShmWriter {
     }
 
     fn declare_version(&mut self) {
-        self.mapping.cells().set_version(LAYOUT_VERSION);
+        self.mapping.cells().set_version(L::VERSION);
         self.wiped = false;
     }
+}
+
+/// Whether `file` holds a segment of layout `L` a daemon would reuse on a warm restart:
+/// the right magic, size and version, and written at least once (generation not 0; an odd
+/// generation is a writer that died mid-update, which the next write completes).
+fn reusable<L: Layout>(file: &File, file_len: u64) -> bool {
+    let mut bytes = [0u8; HEADER_LEN];
+    if file_len < L::SEGMENT_LEN as u64 || file.read_exact_at(&mut bytes, 0).is_err() {
+        return false;
+    }
+    let header = SegmentHeader::from_bytes(&bytes);
+    layout::check_header(header.magic, header.segsize, L::SEGMENT_LEN, file_len).is_ok()
+        && header.version == L::VERSION
+        && header.generation != 0
 }

@@ -87,8 +87,8 @@ fn the_recheck_interval_is_configurable() {
     let path = dir.path().join("shm0");
     let mut writer = ShmWriter::new(&path).unwrap();
     writer.write(&bound(1, Duration::ZERO));
-    let mut reader = ShmReader::open(&path).unwrap();
-    reader.set_recheck_interval(Duration::from_millis(20));
+    let options = ReaderOptions::new().recheck_interval(Duration::from_millis(20));
+    let mut reader = ShmReader::open_with(&path, &options).unwrap();
     for _ in 0..32_767 {
         writer.write(&bound(2, Duration::ZERO));
     }
@@ -108,8 +108,8 @@ fn the_reader_follows_a_recreated_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shm0");
     let mut old_writer = ShmWriter::new(&path).unwrap();
-    // The last snapshot the old daemon wrote is already past the 5 s grace.
-    old_writer.write(&bound(1_111, Duration::from_secs(10)));
+    // The last snapshot the old daemon wrote is already past the 60 s grace.
+    old_writer.write(&bound(1_111, Duration::from_secs(70)));
     let mut reader = ShmReader::open(&path).unwrap();
     assert_eq!(reader.now().unwrap().clock_status, ClockStatus::FreeRunning);
     drop(old_writer);
@@ -156,7 +156,7 @@ fn a_deleted_segment_keeps_answering_and_degrades() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shm0");
     let mut writer = ShmWriter::new(&path).unwrap();
-    writer.write(&bound(1_111, Duration::from_secs(6)));
+    writer.write(&bound(1_111, Duration::from_secs(65)));
     let mut reader = ShmReader::open(&path).unwrap();
     drop(writer);
     std::fs::remove_file(&path).unwrap();

@@ -8,8 +8,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use clockbound_shm::{
-    ClockErrorBound, ClockStatus, DisruptionCheck, NotInitialized, ReaderOptions, ShmError,
-    ShmReader, ShmWriter, Timespec,
+    ClockErrorBound, ClockStatus, DisruptionCheck, FREE_RUNNING_GRACE_2_0_3, NotInitialized,
+    ReaderOptions, ShmError, ShmReader, ShmWriter, Timespec,
 };
 
 /// Our reader, on the segment alone: some snapshots here set the disruption-support flag,
@@ -197,7 +197,11 @@ fn writer_dies_mid_update() {
     // As the monotonic clock moves on, the snapshot ages: Synchronized, then FreeRunning
     // 5 s after as_of, then Unknown at void_after; the window widens all along.
     let snapshot = *reader.snapshot().unwrap();
-    let at = |mono: Timespec| snapshot.compute_bound_at(ts(50_000, 0), mono).unwrap();
+    let at = |mono: Timespec| {
+        snapshot
+            .compute_bound_with_grace(ts(50_000, 0), mono, FREE_RUNNING_GRACE_2_0_3)
+            .unwrap()
+    };
     let expectations = [
         (ts(1_000, 0), ClockStatus::Synchronized),
         (ts(1_004, 999_999_999), ClockStatus::Synchronized),

@@ -243,18 +243,32 @@ fn empty_file_is_not_initialized() {
 }
 
 #[test]
-fn short_files_are_malformed() {
+fn short_files() {
     let valid = Segment::valid().bytes();
-    for len in [1, 15, 16, 64, 79] {
-        // Both garbage and the start of a good segment.
-        assert_eq!(
-            malformed(&vec![0xA5; len]),
-            Malformed::FileTooShort {
-                len: len as u64,
-                needed: 80
-            },
+    // Shorter than the header: a daemon creating the file, transient whatever it holds.
+    for len in [1, 4, 15] {
+        for bytes in [vec![0xA5; len], valid[..len].to_vec()] {
+            let err = open_error(&bytes);
+            assert!(err.is_transient(), "len {len}: {err:?}");
+            assert!(
+                matches!(
+                    err,
+                    ShmError::SegmentNotInitialized {
+                        reason: NotInitialized::ShortFile { len: l },
+                        ..
+                    } if l == len as u64
+                ),
+                "len {len}: {err:?}"
+            );
+        }
+    }
+    for len in [16, 64, 79] {
+        // A whole header of garbage is not a segment at all.
+        assert!(
+            matches!(malformed(&vec![0xA5; len]), Malformed::BadMagic { .. }),
             "len {len}"
         );
+        // A valid layout 2 header on a file too short for its payload.
         assert_eq!(
             malformed(&valid[..len]),
             Malformed::FileTooShort {

@@ -20,8 +20,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clockbound_shm::{
-    ClockErrorBound, ClockStatus, DisruptionCheck, ReaderOptions, SharedClockBound, ShmReader,
-    ShmWriter, Strategy, Timespec,
+    AnySnapshot, ClockErrorBound, ClockStatus, DisruptionCheck, ReaderOptions, SharedClockBound,
+    ShmReader, ShmWriter, Strategy, Timespec,
 };
 
 /// How long the writer keeps updating.
@@ -131,16 +131,15 @@ fn run_readers(
                     None => Some(ShmReader::open_with(path, &no_vmclock()).expect("open reader")),
                 };
                 s.spawn(move || -> Result<ThreadReport, String> {
-                    let mut read = |n: u64| -> Result<(u64, Option<u16>), String> {
+                    let mut read = |_n: u64| -> Result<(u64, Option<u16>), String> {
                         match (&shared, &mut reader) {
-                            // Every 64th call also takes the shared `Arc` and checks that
-                            // its generation belongs to its payload.
-                            (Some(clock), _) if n % 64 == 0 => {
-                                let arc = clock.snapshot_arc().map_err(|e| e.to_string())?;
-                                Ok((check(&arc)?, Some(arc.generation())))
-                            }
                             (Some(clock), _) => {
-                                Ok((check(&clock.snapshot().map_err(|e| e.to_string())?)?, None))
+                                match clock.snapshot().map_err(|e| e.to_string())? {
+                                    AnySnapshot::V2(snapshot) => Ok((check(&snapshot)?, None)),
+                                    other => {
+                                        Err(format!("expected a layout 2 snapshot, got {other:?}"))
+                                    }
+                                }
                             }
                             (None, Some(reader)) => {
                                 let snapshot = *reader.snapshot().map_err(|e| e.to_string())?;
