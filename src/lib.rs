@@ -127,6 +127,7 @@ mod thread_slot;
 mod vmclock;
 #[cfg(all(feature = "writer", not(loom)))]
 mod writer;
+pub mod docs;
 
 pub use bound::{CAUSALITY_BLUR, ClockErrorBound, ClockStatus, STALE_AFTER, TimeWindow};
 pub use error::{Malformed, NotInitialized, ShmError, VmClockMalformed};
@@ -148,3 +149,7 @@ pub use writer::ShmWriter;
 #[cfg(loom)]
 #[doc(hidden)]
 pub use seqlock::loom_hooks;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
