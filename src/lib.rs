@@ -113,6 +113,7 @@ mod timespec;
 #[cfg(not(loom))]
 mod wait;
 
+pub mod docs;
 #[cfg(not(loom))]
 mod mapping;
 #[cfg(not(loom))]
@@ -127,7 +128,6 @@ mod thread_slot;
 mod vmclock;
 #[cfg(all(feature = "writer", not(loom)))]
 mod writer;
-pub mod docs;
 
 pub use bound::{CAUSALITY_BLUR, ClockErrorBound, ClockStatus, STALE_AFTER, TimeWindow};
 pub use error::{Malformed, NotInitialized, ShmError, VmClockMalformed};
