@@ -63,10 +63,13 @@
 //! let U be the update whose W3 stored it (the initial zero payload counts as an update
 //! that came before everything).
 //!
-//! **Case 1: R1 read U's W4, or a later value.** U's W4 is a release store; R1 read it (or a
-//! later store in the generation's modification order, all made by the same writer after
-//! it), and R1's acquire fence follows R1. So U's W3 stores *happen before* R2. By
-//! coherence, R2 reads U's words or newer ones. Newer ones are Case 2 for that newer update.
+//! **Case 1: R1 read U's W4, or the W4 of a later update.** (Those are the only even,
+//! non-zero values R1 can read from U on: every W1 stores an odd value, and the reader does
+//! not copy after reading one.) A W4 is a release store, and R1 is followed by an acquire
+//! fence, so that W4 *synchronises with* the fence. U's W3 stores come before U's W4 (and
+//! before any later update's W4) in the writer's program order, so they *happen before*
+//! R2, and by coherence R2 reads U's words or newer ones. Newer ones are Case 2 for the
+//! update that wrote them.
 //!
 //! **Case 2: R1 read a value from before U's W1.** (R1 cannot have read U's W1 itself: that
 //! value is odd, and the reader would not have copied.) R2 read a store that is sequenced

@@ -27,7 +27,7 @@
 //! | `/var/run/clockbound/shm0` | 2, 80 bytes | ClockBound 2.x daemons (`clock-bound-d`); ClockBound 3.x daemons too, for 2.x clients (deprecated there) | 2.x clients |
 //! | `/var/run/clockbound/shm1` | 3, 104 bytes | ClockBound 3.x daemons only (`clock-bound` 3.0.0-rc.0 and later) | 3.x clients |
 //!
-//! Both files are ordinary files on a tmpfs, mapped with `mmap(MAP_SHARED)`. There is one
+//! Both are ordinary files (usually on a tmpfs), mapped with `mmap(MAP_SHARED)`. There is one
 //! writer per file (the daemon) and any number of readers, in any process, none of which
 //! ever writes.
 //!
