@@ -59,29 +59,28 @@
 //!
 //! # The proof, with this crate's writer
 //!
-//! Suppose the reader accepts: `g1 == g2`, even and not 0. Take any word that R2 read, and
-//! let U be the update whose W3 stored it (the initial zero payload counts as an update
-//! that came before everything).
+//! Suppose the reader accepts: `g1 == g2`, even and not 0. An even, non-zero value is
+//! stored only by a W4 (every W1 stores an odd value, and a wipe stores 0), so R1 read the
+//! W4 of some update V. The claim is that every word R2 read was stored by V.
 //!
-//! **Case 1: R1 read U's W4, or the W4 of a later update.** (Those are the only even,
-//! non-zero values R1 can read from U on: every W1 stores an odd value, and the reader does
-//! not copy after reading one.) A W4 is a release store, and R1 is followed by an acquire
-//! fence, so that W4 *synchronises with* the fence. U's W3 stores come before U's W4 (and
-//! before any later update's W4) in the writer's program order, so they *happen before*
-//! R2, and by coherence R2 reads U's words or newer ones. Newer ones are Case 2 for the
-//! update that wrote them.
+//! **No word is older than V's.** V's W4 is a release store and R1, which read it, is
+//! followed by an acquire fence, so W4 *synchronises with* that fence. V's W3 stores come
+//! before its W4 in the writer's program order, so they *happen before* R2, and by
+//! coherence each R2 load reads V's store to that word or a later one.
 //!
-//! **Case 2: R1 read a value from before U's W1.** (R1 cannot have read U's W1 itself: that
-//! value is odd, and the reader would not have copied.) R2 read a store that is sequenced
-//! after U's release fence W2, and R2 is sequenced before the reader's acquire fence R3. By
-//! fence-to-fence synchronisation, W2 *synchronises with* R3, so U's W1 happens before R4,
-//! and R4 reads W1's value or a later one. Every value stored from W1 on differs from
-//! `g1`: `g1` was stored before W1, and the counter only comes back to the same value after
-//! 32 767 more updates, or, across a wipe (which restarts the count at 0), after `g1 / 2` of
-//! them. So `g2 != g1`, and the reader did not accept. Contradiction.
+//! **No word is newer than V's.** Suppose some R2 load read a word stored by a later update
+//! U. That store is sequenced after U's release fence W2, and the R2 load is sequenced
+//! before the reader's acquire fence R3, so by fence-to-fence synchronisation W2
+//! *synchronises with* R3. U's W1 is sequenced before its W2, so it happens before R4, and
+//! R4 reads W1's value or a later one in the generation's modification order. Every value
+//! stored from U's W1 on differs from `g1`: `g1` was stored by V's W4, before U's W1, and
+//! the counter only comes back to the same value after 32 767 more updates, or, across a
+//! wipe (which restarts the count at 0), after `g1 / 2` of them. So `g2 != g1`, and the
+//! reader did not accept. Contradiction.
 //!
-//! So every word of an accepted copy comes from the one update whose W4 R1 read: the copy
-//! is whole, and it carries its own generation.
+//! So every word of an accepted copy comes from V, the update whose generation it carries:
+//! the copy is whole. The second half is where the release fence W2 is needed; the first
+//! half needs only the release store W4.
 //!
 //! The two ABA cases (a full wrap, or a wipe followed by `g1 / 2` updates, all between one
 //! reader's R1 and R4) cannot happen to a copy in flight: the daemon writes at most about
@@ -90,9 +89,8 @@
 //! fooled the same way; that is handled separately, see
 //! [`hazards`](super::hazards#generation-wrap-and-aba-after-a-wipe).
 //!
-//! Conversely, a reader that sees a new generation at R1 (the final W4 of an update) sees
-//! that update's words or newer ones (Case 1), so a reader that notices a change reads the
-//! change.
+//! The first half also means that a reader that sees a new generation at R1 reads that
+//! update or a newer one: a reader that notices a change reads the change.
 //!
 //! # What else a reader relies on
 //!
@@ -123,8 +121,8 @@
 //! ```
 //!
 //! A release store orders what came *before* it, not what comes after. Nothing orders the
-//! payload stores after W1, and Case 2 of the proof fails: R2 can read a word of update U
-//! while R4 still reads the generation from before U's W1. Both generation loads then agree,
+//! payload stores after W1, and the second half of the proof fails: R2 can read a word of
+//! update U while R4 still reads the generation from before U's W1. Both generation loads then agree,
 //! and a copy that mixes U's words with older ones is accepted. Whether that can happen
 //! depends on the CPU.
 //!
