@@ -76,7 +76,9 @@
 //! stored from U's W1 on differs from `g1`: `g1` was stored by V's W4, before U's W1, and
 //! the counter only comes back to the same value after 32 767 more updates, or, across a
 //! wipe (which restarts the count at 0), after `g1 / 2` of them. So `g2 != g1`, and the
-//! reader did not accept. Contradiction.
+//! reader did not accept. Contradiction. (A wipe by this crate's writer counts as an update
+//! here: it stores generation 0, then a release fence, then the zeroed payload, and the same
+//! argument applies with 0 in place of W1's value.)
 //!
 //! So every word of an accepted copy comes from V, the update whose generation it carries:
 //! the copy is whole. The second half is where the release fence W2 is needed; the first
