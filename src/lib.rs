@@ -122,6 +122,7 @@ mod timespec;
 #[cfg(not(loom))]
 mod wait;
 
+pub mod docs;
 #[cfg(not(loom))]
 mod mapping;
 #[cfg(not(loom))]
@@ -166,3 +167,7 @@ pub use writer::{SegmentWriter, ShmWriter, ShmWriterV3};
 #[cfg(loom)]
 #[doc(hidden)]
 pub use seqlock::loom_hooks;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
