@@ -6,7 +6,8 @@
 //! one value per thread, costs a thread-local access and one pointer compare. Every other
 //! slot is filed in a table under its owner's [`SlotKey`], a small integer the owner holds
 //! for life, so finding it is one index whatever the number of owners: a thread that uses
-//! ten thousand values in turn pays the same per call as one that alternates between two.
+//! ten thousand values in turn takes as few steps per call as one that alternates between
+//! two.
 //!
 //! Keys are handed out by a process-wide allocator, lowest free index first, and given back
 //! when their owner is dropped, so they stay below the largest number of owners ever alive
@@ -25,6 +26,7 @@
 //!
 //! A slot holds a [`Weak`] to its owner: dropping the owner is never delayed by threads.
 //! A thread releases the slot of a dropped owner
+//! - if it is the recent slot, the next time the thread looks past it;
 //! - when it next uses that owner's key for a new owner (the index is reused: the dead slot
 //!   found there is replaced);
 //! - through a sweep that examines one table entry each time the thread looks past its
