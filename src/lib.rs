@@ -1,22 +1,26 @@
-//! Error-bounded time from the AWS ClockBound daemon, read from its shared-memory segment.
+//! Error-bounded time from the AWS ClockBound daemon, read from its shared-memory segments.
 //!
-//! The ClockBound daemon keeps an 80-byte segment (`/var/run/clockbound/shm0`) up to date
-//! with how far `CLOCK_REALTIME` may be from true time. This crate reads it, byte-compatible
-//! with ClockBound 2.x, and turns each snapshot into a window `[earliest, latest]` that
-//! contains true time: what commit-wait, lease checks and snapshot reads across machines need.
+//! The ClockBound daemon keeps segments up to date with how far the clock may be from true
+//! time: `/var/run/clockbound/shm0` (layout 2, ClockBound 2.x, and 3.x for older clients)
+//! and `/var/run/clockbound/shm1` (layout 3, ClockBound 3.x, time from the CPU counter).
+//! This crate reads either and turns each snapshot into a window `[earliest, latest]` that
+//! contains true time: what commit-wait, lease checks and snapshot reads across machines
+//! need.
 //!
 //! # Which type to pick
 //!
-//! | You have | Use | Cost per call |
-//! |---|---|---|
-//! | one thread, or a reader per thread | [`ShmReader`]: `snapshot(&mut self)` returns `&ClockErrorBound` | one atomic load + compare, then `now()` = two vDSO clock reads |
-//! | many threads sharing one handle | [`SharedClockBound`]: `Clone + Send + Sync`, `now(&self)` | [`Strategy::ThreadLocal`] (default) or [`Strategy::ArcSwap`]; no lock, no shared write |
-//! | no daemon (tests, simulators) | [`ShmWriter`] (feature `writer`, on by default) | |
+//! | You have | Use |
+//! |---|---|
+//! | many threads, any daemon version | [`SharedClockBound::open_default`]: `Clone + Send + Sync`, `now(&self)`, prefers `shm1`, else `shm0`; [`Strategy::ThreadLocal`] (default) or [`Strategy::ArcSwap`] |
+//! | one thread, layout 2 (`shm0`) | [`ShmReader`]: `new(&CStr)` / `snapshot(&mut self) -> &ClockErrorBound`, the released 2.0.3 reader's shape |
+//! | one thread, layout 3 (`shm1`) | [`ShmReaderV3`]: `snapshot(&mut self) -> &ClockErrorBoundV3` |
+//! | no daemon (tests, simulators) | [`ShmWriter`] / [`ShmWriterV3`] (feature `writer`, on by default) |
 //!
 //! ```no_run
-//! use clockbound_shm::{ClockStatus, SharedClockBound, CLOCKBOUND_SHM_DEFAULT_PATH};
+//! use clockbound_shm::{ClockStatus, SharedClockBound};
 //!
-//! let clock = SharedClockBound::open(CLOCKBOUND_SHM_DEFAULT_PATH)?;
+//! let clock = SharedClockBound::open_default()?; // shm1 if the 3.x daemon writes it, else shm0
+//! println!("reading {} ({})", clock.path().display(), clock.layout());
 //! let handles: Vec<_> = (0..4).map(|_| {
 //!     let clock = clock.clone();
 //!     std::thread::spawn(move || {
@@ -29,12 +33,17 @@
 //! # Ok::<(), clockbound_shm::ShmError>(())
 //! ```
 //!
+//! A layout 3 window is about true time on the daemon's own clock: it does not move when
+//! `CLOCK_REALTIME` is stepped, it is tighter than `shm0`'s (which also covers the system
+//! clock's offset from the daemon's), and its midpoint is the daemon's estimate of true
+//! time, not `CLOCK_REALTIME`.
+//!
 //! # Commit-wait, lease checks and start-up
 //!
 //! [`TimeWindow::after`] / [`TimeWindow::before`] (and the same on both reader types) answer
-//! "has `t` certainly passed / certainly not arrived"; [`ShmReader::wait_until_after`] is
-//! commit-wait (sleeps through the uncertainty, spins only the last microseconds, refuses an
-//! untrusted clock); [`ShmReader::wait_for_sync`] waits at start-up for the daemon.
+//! "has `t` certainly passed / certainly not arrived"; `wait_until_after` is commit-wait
+//! (sleeps through the uncertainty, spins only the last microseconds, refuses an untrusted
+//! clock); `wait_for_sync` waits at start-up for the daemon.
 //!
 //! ```no_run
 //! use clockbound_shm::{ShmReader, CLOCKBOUND_SHM_DEFAULT_PATH};
@@ -48,54 +57,58 @@
 //!
 //! # Self-healing and disruption checks
 //!
-//! `now()` on both reader types re-reads a snapshot whose `as_of` is older than the recheck
-//! interval ([`DEFAULT_RECHECK_INTERVAL`], 1 s) even if the 16-bit generation looks unchanged,
-//! follows the path to a new file when the daemon recreated the segment, and, when the
-//! segment says the daemon supports it, compares the VMClock disruption marker
+//! `now()` on every reader type re-reads a snapshot older than the recheck interval
+//! ([`DEFAULT_RECHECK_INTERVAL`]) even if the 16-bit generation looks unchanged, maps the
+//! file again when the daemon recreated it or truncated it under the mapping, and, while
+//! the snapshot says the daemon supports it, compares the VMClock disruption marker
 //! ([`VmClockReader`]) with the snapshot's and reports [`ClockStatus::Disrupted`] when they
-//! differ. [`ReaderOptions`] configures both; [`ReaderStats`] counts what happened.
+//! differ. [`ReaderOptions`] configures all of it; [`ReaderStats`] counts what happened.
 //!
 //! # Guarantees
 //!
 //! - **Never a torn or invented snapshot.** Snapshots are taken with the seqlock protocol
-//!   (argued in the `seqlock` module, model-checked with loom in `tests/loom.rs`), and every
-//!   field is validated before a [`ClockErrorBound`] exists.
+//!   ([`docs::memory_model`], model-checked with loom), and every field is validated before
+//!   a snapshot value exists.
 //! - **Never a window narrower than the truth allows.** The bound grows with the worst-case
-//!   drift since `as_of`, rounded up, in saturating integer arithmetic. As a snapshot ages the
-//!   status degrades: FreeRunning once it is [`STALE_AFTER`] old, Unknown once `void_after`
-//!   passes. Check [`TimeWindow::clock_status`] before trusting a window.
-//! - **No undefined behaviour from any bytes.** Shared memory is only touched through atomics
-//!   (no Rust reference to bytes another process writes), no enum or `bool` is built from raw
-//!   bytes, and all `unsafe` code is one block in the `mapping` module.
-//! - **Fast.** The hot path makes no system call, takes no lock and allocates nothing; see
-//!   `BENCHMARKS.md`.
+//!   drift since `as_of` (and, for layout 3, the counter period's error), rounded outwards,
+//!   in saturating integer arithmetic. As a snapshot ages the status degrades: FreeRunning
+//!   after the grace ([`FREE_RUNNING_GRACE`], 60 s), Unknown once `void_after` passes.
+//!   Check [`TimeWindow::clock_status`] before trusting a window.
+//! - **No crash from a daemon restart.** A daemon that truncates the segment while this
+//!   process reads it (every ClockBound 3.x start does it to `shm0`) is survived through a
+//!   `SIGBUS` guard ([`docs::hazards`]); readers answer from their last snapshot, ageing,
+//!   then from the rewritten file.
+//! - **No undefined behaviour from any bytes.** Shared memory is only touched through
+//!   atomics (no Rust reference to bytes another process writes), no enum or `bool` is built
+//!   from raw bytes, and `unsafe` code lives in three small modules (the mapping, the
+//!   counter read, the `SIGBUS` guard), each block with its proof.
+//! - **Fast.** The hot path makes no system call, takes no lock and allocates nothing;
+//!   [`docs::performance`] says how, `BENCHMARKS.md` how fast.
 //!
 //! # Failure modes
 //!
 //! Every problem is a [`ShmError`] that names the file, the value found and the value
-//! expected; [`ShmError::errno`] maps it to an errno as the released client does.
+//! expected; [`ShmError::errno`] maps it to an errno as the released client does;
+//! [`ShmError::is_transient`] says whether waiting can help.
 //!
 //! | Situation | What you get |
 //! |---|---|
 //! | daemon not running, file missing or unreadable | [`ShmError::Io`] at open (errno kept) |
-//! | daemon starting: file empty, wiped, never written | [`ShmError::SegmentNotInitialized`] at open ([`ShmError::is_transient`]) |
-//! | update in progress, writer died mid-update, wipe while open | the last good snapshot, ageing |
+//! | daemon starting: file empty or short, wiped, never written | [`ShmError::SegmentNotInitialized`] at open (transient) |
+//! | update in progress, writer died mid-update, wipe or truncation while open | the last good snapshot, ageing |
 //! | daemon gone for good | the last snapshot; its window widens and its status degrades |
-//! | garbage, wrong magic, short file, bad `segsize`, invalid field | [`ShmError::SegmentMalformed`] |
+//! | garbage, wrong magic, bad `segsize`, invalid field | [`ShmError::SegmentMalformed`] |
 //! | another layout version | [`ShmError::SegmentVersionNotSupported`] |
-//! | monotonic clock before `as_of` by more than 1 µs | [`ShmError::CausalityBreach`] from `now()` |
-//!
-//! One hazard no reader can fully rule out: if the daemon *truncates* a segment this process
-//! has mapped (it recreates an invalid segment with a truncating create), touching the
-//! mapping in the microseconds before it is rewritten raises `SIGBUS`. The reader only maps
-//! bytes the file held when it was opened and the daemon only recreates segments that were
-//! already unusable, which keeps the window small; this crate's [`ShmWriter`] never
-//! truncates.
+//! | layout 3 on a CPU other than x86-64 / aarch64 | [`ShmError::LayoutNotSupported`] |
+//! | clock before the snapshot beyond the 1 µs blur | [`ShmError::CausalityBreach`] / [`ShmError::CounterBehindSnapshot`] from `now()` |
+//! | segment asks for the disruption check, VMClock page missing or unreadable | [`ShmError::VmClockIo`] at open (or at the first `now()` after a daemon turned the support on); open with [`DisruptionCheck::Off`] or give the process read access to `/dev/vmclock0` |
+//! | VMClock page invalid or stuck mid-update | [`ShmError::VmClockMalformed`] / [`ShmError::VmClockNotReady`] |
 //!
 //! # Layout
 //!
-//! [`layout`] has the wire format. The released crate `clock-bound-shm` 2.0.3 reads what
-//! [`ShmWriter`] writes and the other way round (`tests/interop.rs`).
+//! [`docs::protocol`] has both wire formats, the protocols and the arithmetic. The released
+//! crates read what [`ShmWriter`] and [`ShmWriterV3`] write and the other way round
+//! (`tests/interop.rs`).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // All `unsafe` lives in `mapping`, which allows it; everywhere else it does not compile.

@@ -222,7 +222,7 @@ fn attach_vmclock<'a>(
 /// Answers follow the ClockBound reader protocol: while the daemon is mid-update (odd
 /// generation), has wiped the segment (version or generation 0), or keeps the generation
 /// moving through every retry, `snapshot()` answers from the last good snapshot, whose
-/// [`now`](ClockErrorBound::now) degrades to FreeRunning and then Unknown as it ages. It
+/// [`now`](crate::ClockErrorBound::now) degrades to FreeRunning and then Unknown as it ages. It
 /// never answers with a torn or unvalidated payload.
 ///
 /// ```no_run
@@ -350,7 +350,7 @@ impl<L: Layout> SegmentReader<L> {
     }
 
     /// The current snapshot: the cached one while the segment's generation is unchanged,
-    /// otherwise a fresh, validated, consistent copy. For layout 2 a [`ClockErrorBound`],
+    /// otherwise a fresh, validated, consistent copy. For layout 2 a [`ClockErrorBound`](crate::ClockErrorBound),
     /// for layout 3 a [`ClockErrorBoundV3`](crate::ClockErrorBoundV3), both borrowed from
     /// the reader (no copy).
     ///

@@ -26,7 +26,7 @@ use crate::reader::{CLOCKBOUND_SHM_DEFAULT_PATH, CLOCKBOUND_SHM1_DEFAULT_PATH, R
 use crate::segment::MappedSegment;
 use crate::seqlock::SegmentCells;
 use crate::status::ClockStatus;
-use crate::thread_slot::{self, ThreadSlots};
+use crate::thread_slot::{self, SlotKey, ThreadSlots};
 use crate::timespec::Timespec;
 use crate::wait;
 
@@ -199,6 +199,8 @@ struct Inner<L: Layout> {
     newest: Arc<NewestSnapshot<L>>,
     sigbus_guard: bool,
     mode: Mode<L>,
+    /// This value's index into every thread's slot table.
+    slot_key: SlotKey,
 }
 
 /// A mapping made after the first one.
@@ -532,6 +534,7 @@ impl SharedClockBound {
             newest,
             sigbus_guard: options.sigbus_guard,
             mode,
+            slot_key: SlotKey::new(),
         };
         let handle = Handle {
             primary: inner.primary.mapping().clone(),
@@ -672,6 +675,7 @@ impl<L: SharedLayout> Handle<L> {
             Mode::ThreadLocal => ThreadSlots::with(
                 L::thread_readers(),
                 &self.inner,
+                &inner.slot_key,
                 || inner.new_thread_reader(),
                 #[inline(always)]
                 |reader| {
@@ -689,6 +693,7 @@ impl<L: SharedLayout> Handle<L> {
             } => ThreadSlots::with(
                 L::published_caches(),
                 &self.inner,
+                &inner.slot_key,
                 || arc_swap::Cache::new(Arc::clone(published)),
                 #[inline(always)]
                 |cache| {
@@ -775,6 +780,7 @@ impl<L: SharedLayout> Handle<L> {
         if let Some(Some(result)) = ThreadSlots::with(
             L::thread_readers(),
             &self.inner,
+            &self.inner.slot_key,
             || self.inner.new_thread_reader(),
             run,
         ) {

@@ -54,8 +54,6 @@
 //!   thread calls again, uses another value, or exits.
 //! - **A new thread** picks up the published snapshot; it copies nothing from the segment.
 //! - **Freshness**: as `ThreadLocal`: the generation is checked on every call.
-//! - [`SharedClockBound::snapshot_arc`](crate::SharedClockBound::snapshot_arc) hands out the
-//!   shared snapshot itself, as an `Arc`.
 //!
 //! ## Why `ArcSwap` refreshes under a lock
 //!
