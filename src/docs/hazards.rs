@@ -45,8 +45,9 @@
 //!   `SIGBUS` handler. When a fault's address lies inside one of this crate's segment
 //!   pages, the handler maps a zero page over that page and marks the mapping as lost. The
 //!   faulting load then runs again and reads zeros: generation 0, which every reader
-//!   already treats as "wiped", so it answers from its last snapshot. The next call sees the
-//!   mark and reopens the file once the daemon has written it again. Faults at any other
+//!   already treats as "wiped", so it answers from its last snapshot. At its next periodic
+//!   re-read (at most one recheck interval later) the reader finds the segment "wiped",
+//!   sees the mark, and maps the file again once the daemon has rewritten it. Faults at any other
 //!   address go to the handler that was installed before this one (or get the default
 //!   action, which kills the process), exactly as if this crate's handler were not there.
 //!   The handler does only async-signal-safe work: raw system calls and atomics, no
@@ -54,7 +55,9 @@
 //! - The guard can be turned off with an option in [`ReaderOptions`](crate::ReaderOptions),
 //!   for programs that own `SIGBUS` themselves; a reader without it is as exposed as the
 //!   released clients.
-//! - [`ReaderStats`](crate::ReaderStats) counts the restarts a reader survived.
+//! - [`ReaderStats::truncations_survived`](crate::ReaderStats::truncations_survived) counts
+//!   the truncations a reader survived this way, [`ReaderStats::reopens`](crate::ReaderStats::reopens)
+//!   the files it mapped again.
 //! - This crate's own writer, [`ShmWriter`](crate::ShmWriter), never truncates a segment:
 //!   it wipes and rewrites it in place.
 //!
@@ -107,9 +110,10 @@
 //! up, a container restarted with a fresh volume) is a different file: the old mapping
 //! stays valid but never sees another update.
 //!
-//! When a full re-read leaves the snapshot older than the FreeRunning grace, so the
-//! daemon should have written long ago, the reader checks whether the path now names
-//! another file (device and inode differ), and if so, opens and maps the new one; a
+//! When a full re-read leaves the snapshot 5 s without an update, or finds the segment
+//! wiped, the reader checks (at most once per recheck interval, one `stat`) whether the
+//! path now names another file (device and inode differ) or the mapping was lost to a
+//! truncation, and if so, opens and maps the file again; a
 //! `SharedClockBound` does this once for all its threads. A missing file is not "another
 //! file": the daemon may be gone, and the old snapshot, ageing, remains the best answer.
 //! [`ReaderStats::reopens`](crate::ReaderStats::reopens) counts the files followed.
