@@ -114,6 +114,8 @@ mod timespec;
 mod wait;
 
 #[cfg(not(loom))]
+mod fault_guard;
+#[cfg(not(loom))]
 mod mapping;
 #[cfg(not(loom))]
 mod options;

@@ -79,7 +79,7 @@ impl MappedSegment {
             };
             return Err(ShmError::malformed(Some(&path), problem));
         }
-        let mapping = SegmentMapping::read_only(&file, file_len).map_err(io_error("map"))?;
+        let mapping = SegmentMapping::read_only(&file, file_len, true).map_err(io_error("map"))?;
         // The mapping outlives the descriptor: close it now rather than hold it for years.
         drop(file);
 
