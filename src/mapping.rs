@@ -104,9 +104,10 @@ impl SegmentMapping {
             .len(SEGMENT_LEN)
             .map_raw_read_only(file)?;
         let cells = segment_cells(&raw)?;
-        let guard = match guard {
-            true => Some(fault_guard::guard(cells.cast(), raw.len())?),
-            false => None,
+        let guard = if guard {
+            Some(fault_guard::guard(cells.cast(), raw.len())?)
+        } else {
+            None
         };
         Ok(SegmentMapping {
             cells,
