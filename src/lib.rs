@@ -66,7 +66,8 @@
 //!   passes. Check [`TimeWindow::clock_status`] before trusting a window.
 //! - **No undefined behaviour from any bytes.** Shared memory is only touched through atomics
 //!   (no Rust reference to bytes another process writes), no enum or `bool` is built from raw
-//!   bytes, and all `unsafe` code is one block in the `mapping` module.
+//!   bytes, and all `unsafe` code is in two modules: `mapping` (one block) and `fault_guard`
+//!   (the `SIGBUS` handler below).
 //! - **Fast.** The hot path makes no system call, takes no lock and allocates nothing; see
 //!   `BENCHMARKS.md`.
 //!
@@ -85,12 +86,17 @@
 //! | another layout version | [`ShmError::SegmentVersionNotSupported`] |
 //! | monotonic clock before `as_of` by more than 1 µs | [`ShmError::CausalityBreach`] from `now()` |
 //!
-//! One hazard no reader can fully rule out: if the daemon *truncates* a segment this process
-//! has mapped (it recreates an invalid segment with a truncating create), touching the
-//! mapping in the microseconds before it is rewritten raises `SIGBUS`. The reader only maps
-//! bytes the file held when it was opened and the daemon only recreates segments that were
-//! already unusable, which keeps the window small; this crate's [`ShmWriter`] never
-//! truncates.
+//! **Daemon restarts truncate the segment.** A ClockBound daemon recreates the segment with
+//! a truncating create and then rewrites it (a 3.x daemon does this to `shm0` on every start,
+//! a 2.x daemon when the segment is unusable). Touching a mapping of a file that is shorter
+//! than the mapped page raises `SIGBUS`, which kills a process by default. So the first
+//! reader opened installs a process-wide `SIGBUS` handler that recognises faults in readers'
+//! own mappings and replaces the faulting mapping with zeros, which reads as a wiped segment
+//! (the last good snapshot is returned); the reader then maps the file anew. Any other
+//! `SIGBUS` goes to the handler or default action that was in place before, unchanged. A
+//! `SIGBUS` handler installed by someone else *after* the first reader was opened replaces
+//! this protection, unless it passes on the faults it does not handle to the handler it
+//! replaced. This crate's [`ShmWriter`] never truncates.
 //!
 //! # Layout
 //!
@@ -98,7 +104,8 @@
 //! [`ShmWriter`] writes and the other way round (`tests/interop.rs`).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
-// All `unsafe` lives in `mapping`, which allows it; everywhere else it does not compile.
+// All `unsafe` lives in `mapping` and `fault_guard`, which allow it; everywhere else it does
+// not compile.
 #![deny(unsafe_code)]
 // Under `--cfg loom` only the protocol modules are built, and much of them goes unused.
 #![cfg_attr(loom, allow(dead_code, unused_imports))]

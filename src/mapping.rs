@@ -18,7 +18,7 @@
 //! file being *truncated afterwards* while still mapped: the daemon recreates the segment
 //! with `File::create` (truncate to 0, then write; a 3.x daemon does it to the layout-2
 //! segment on every start), and a reader touching the page in that window gets `SIGBUS`.
-//! A reader's mapping is therefore registered with [`fault_guard`](crate::fault_guard),
+//! A reader's mapping is therefore registered with [`fault_guard`],
 //! whose handler replaces a mapping that faults this way with zero-filled memory: the load
 //! reads zeros (generation 0, "wiped") instead of killing the process, and
 //! [`SegmentMapping::faulted`] tells the owner to map the file anew. The writer's
@@ -52,7 +52,7 @@ use crate::vmclock::{VMCLOCK_LEN, VMCLOCK_MAP_LEN, VmClockCells};
 /// Invariant: `cells` is the start of `shared._raw`'s mapping, which is at least
 /// `SEGMENT_LEN` bytes long, starts at a page boundary, and stays mapped and readable while
 /// any clone lives (they share `shared`; a repaired fault replaces the memory in place, see
-/// [`fault_guard`](crate::fault_guard)).
+/// [`fault_guard`]).
 #[derive(Clone, Debug)]
 pub(crate) struct SegmentMapping {
     cells: NonNull<SegmentCells>,
@@ -90,7 +90,7 @@ unsafe impl Sync for SegmentMapping {}
 
 impl SegmentMapping {
     /// Maps `file` read-only. `file_len` is the size `fstat` reported for it. With `guard`,
-    /// the mapping is registered with [`fault_guard`](crate::fault_guard) before anyone can
+    /// the mapping is registered with [`fault_guard`] before anyone can
     /// touch it: if the file is truncated under it, loads read zeros instead of raising
     /// `SIGBUS`, and [`faulted`](Self::faulted) turns true.
     ///
@@ -135,7 +135,7 @@ impl SegmentMapping {
 
     /// Whether this is a guarded mapping whose file was truncated under it and a load from
     /// it faulted: its memory has been replaced with zeros for good (see
-    /// [`fault_guard`](crate::fault_guard)), and only mapping the file again shows its
+    /// [`fault_guard`]), and only mapping the file again shows its
     /// contents. Always `false` for an unguarded mapping.
     #[allow(dead_code, reason = "for the reader's reopen logic")]
     pub(crate) fn faulted(&self) -> bool {
