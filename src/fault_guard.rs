@@ -51,10 +51,14 @@
 //! - a previous plain handler is called with the signal number;
 //! - if the previous action had `SA_RESETHAND`, the disposition is reset to the default
 //!   first, as the kernel would have done on delivering to it;
-//! - a previous default or ignore disposition is restored with `sigaction` and the handler
-//!   returns: the load faults again and the kernel applies the default action (a
-//!   synchronous `SIGBUS` that is ignored is delivered with its default action anyway), so
-//!   the process dies by `SIGBUS` as it would have without us.
+//! - for a fault, a previous default or ignore disposition is restored with `sigaction` and
+//!   the handler returns: the load faults again and the kernel applies the default action
+//!   (a synchronous `SIGBUS` that is ignored is delivered with its default action anyway),
+//!   so the process dies by `SIGBUS` as it would have without us;
+//! - for a `SIGBUS` sent by a process (`si_code <= 0`), which returning does not repeat, a
+//!   previous default disposition is restored and the signal raised again (it kills once
+//!   the handler returns); a previous ignore disposition means the signal is dropped and
+//!   our handler stays.
 //!
 //! Our action uses the previous action's signal mask and its `SA_NODEFER`, so a chained
 //! handler runs with the mask it asked for. (In a Rust program the previous handler is
@@ -77,7 +81,7 @@
 //!
 //! The handler may interrupt any code on the faulting thread, including `malloc` or a lock
 //! holder, so it only does what is safe there: loads and stores of atomics (lock-free on
-//! every supported target), the `sigaction` call (async-signal-safe by POSIX), `mmap` (not
+//! every supported target), `sigaction` and `raise` (async-signal-safe by POSIX), `mmap` (not
 //! on POSIX's list, but on glibc and musl a thin wrapper around the system call that takes
 //! no lock the faulting thread could hold) and calls through function pointers to the
 //! previous handler. It does not allocate, lock, format or panic: no indexing, no `unwrap`,
@@ -434,7 +438,7 @@ extern "C" fn on_sigbus(signal: c_int, info: *mut libc::siginfo_t, context: *mut
     if !fault_addr.is_some_and(repair) {
         // SAFETY: as above.
         unsafe { errno.write(saved_errno) };
-        chain(signal, info, context);
+        chain(signal, info, context, fault_addr.is_some());
     }
     // SAFETY: as above.
     unsafe { errno.write(saved_errno) };
@@ -472,24 +476,35 @@ fn repair(addr: usize) -> bool {
     true
 }
 
-/// Hands a fault that is not ours to the action that was in place before ours, as if ours
-/// had never been installed. Async-signal-safe (as far as the previous handler is).
-fn chain(signal: c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
-    let previous = PREVIOUS_ACTION.load(Ordering::Acquire);
+/// Hands a signal that is not ours to the action that was in place before ours, as if ours
+/// had never been installed. `fault`: raised by the kernel for a faulting instruction,
+/// which re-executes when the handler returns (otherwise sent, e.g. by `kill`). Async-signal-
+/// safe (as far as the previous handler is).
+fn chain(signal: c_int, info: *mut libc::siginfo_t, context: *mut c_void, fault: bool) {
+    let fallback = default_action();
     // SAFETY: null, or a leaked `sigaction` published before our handler was installed and
     // never changed or freed (`install_handler`).
-    let Some(previous) = (unsafe { previous.as_ref() }) else {
-        // Not reachable (published before the handler is installed); die as by default.
-        restore_default(signal);
-        return;
-    };
+    let previous = unsafe { PREVIOUS_ACTION.load(Ordering::Acquire).as_ref() }
+        // Not reachable (published before the handler is installed); act as the default.
+        .unwrap_or(&fallback);
     let handler = previous.sa_sigaction;
     if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
-        // Put the previous disposition back and return: the fault happens again and the
-        // kernel applies it (an ignored synchronous fault is delivered with the default
-        // action), so the process dies by `SIGBUS` as it would have without us.
-        // SAFETY: `previous` is a valid action that was installed before.
-        unsafe { libc::sigaction(signal, previous, ptr::null_mut()) };
+        if fault {
+            // Put the previous disposition back and return: the fault happens again and the
+            // kernel applies it (an ignored synchronous fault is delivered with the default
+            // action), so the process dies by `SIGBUS` as it would have without us.
+            // SAFETY: `previous` is a valid action that was in place before.
+            unsafe { libc::sigaction(signal, previous, ptr::null_mut()) };
+        } else if handler == libc::SIG_DFL {
+            // A sent signal is not repeated by returning: put the default back and send it
+            // again; it is delivered (and kills) once this handler returns and unblocks it.
+            // SAFETY: as above; `raise` is async-signal-safe.
+            unsafe {
+                libc::sigaction(signal, previous, ptr::null_mut());
+                libc::raise(signal);
+            }
+        }
+        // A sent signal that was ignored stays ignored, and our handler stays installed.
         return;
     }
     if previous.sa_flags & libc::SA_RESETHAND != 0 {
@@ -538,6 +553,8 @@ mod tests {
     const ROLE_ENV: &str = "CLOCKBOUND_SHM_FAULT_GUARD_ROLE";
     /// Printed by a child just before it touches a truncated, unguarded mapping.
     const TOUCHING: &str = "fault-guard-child: touching the foreign mapping";
+    /// Printed by a child just before it sends itself `SIGBUS`.
+    const SENDING: &str = "fault-guard-child: sending SIGBUS";
     /// Exit codes of the test's own handlers.
     const SIGINFO_HANDLER_EXIT: i32 = 42;
     const SIGINFO_HANDLER_WRONG_ADDR_EXIT: i32 = 43;
@@ -618,6 +635,23 @@ mod tests {
         unsafe { libc::_exit(PLAIN_HANDLER_EXIT) }
     }
 
+    /// Maps a page through the guard, truncates the file and reads: must read zeros.
+    /// (Locals drop in reverse order: the guard before the mapping, as it must.)
+    fn survive_one_truncation() {
+        let (_temp, file, raw) = mapped_page();
+        let guard = guard_raw(&raw);
+        file.set_len(0).unwrap();
+        assert_eq!(load(&raw, 0), 0);
+        assert!(guard.tripped());
+    }
+
+    /// Sends `SIGBUS` to this thread, as `kill` would (not a fault).
+    fn raise_sigbus() {
+        println!("{SENDING}");
+        // SAFETY: `raise` only sends a signal; what it does is under test.
+        assert_eq!(unsafe { libc::raise(libc::SIGBUS) }, 0);
+    }
+
     /// Installs `action` for `SIGBUS` (before our handler exists, in a child).
     fn set_sigbus_action(handler: libc::sighandler_t, flags: c_int) {
         let mut action = default_action();
@@ -690,11 +724,7 @@ mod tests {
                     libc::SA_SIGINFO,
                 );
                 // Our own fault is still ours: repaired, the test's handler not called.
-                let (_temp, file, raw) = mapped_page();
-                let guard = guard_raw(&raw);
-                file.set_len(0).unwrap();
-                assert_eq!(load(&raw, 0), 0);
-                assert!(guard.tripped());
+                survive_one_truncation();
                 touch_truncated_foreign_mapping();
             }
             "foreign-after-plain-handler" => {
@@ -705,6 +735,21 @@ mod tests {
                 let (_temp, _file, raw) = mapped_page();
                 let _guard = guard_raw(&raw);
                 touch_truncated_foreign_mapping();
+            }
+            "sent-after-default" => {
+                set_sigbus_action(libc::SIG_DFL, 0);
+                survive_one_truncation();
+                raise_sigbus();
+                println!("fault-guard-child: survived a sent SIGBUS");
+            }
+            "sent-after-ignore" => {
+                set_sigbus_action(libc::SIG_IGN, 0);
+                survive_one_truncation();
+                raise_sigbus();
+                // Ignored, as without us, and our handler is still in place.
+                survive_one_truncation();
+                assert_eq!(faults_survived(), 2);
+                println!("fault-guard-child: sent ok");
             }
             other => panic!("unknown role {other}"),
         }
@@ -764,6 +809,20 @@ mod tests {
             "{status}:\n{output}"
         );
         assert!(output.contains(TOUCHING), "{output}");
+    }
+
+    #[test]
+    fn sent_sigbus_still_kills_after_default() {
+        let (status, output) = run_child("sent-after-default");
+        assert_eq!(status.signal(), Some(libc::SIGBUS), "{status}:\n{output}");
+        assert!(output.contains(SENDING), "{output}");
+    }
+
+    #[test]
+    fn sent_sigbus_still_ignored_after_ignore() {
+        let (status, output) = run_child("sent-after-ignore");
+        assert!(status.success(), "{status}:\n{output}");
+        assert!(output.contains("fault-guard-child: sent ok"), "{output}");
     }
 
     #[test]
