@@ -347,9 +347,11 @@ impl<L: Layout> SnapshotCache<L> {
                 self.replaced(generation);
                 Ok(())
             }
-            // Wiped, odd, zero or contended: the last good snapshot stands, and ages.
+            // Wiped, odd, zero or contended: the last good snapshot stands, and ages. A
+            // segment that reads as wiped may be a mapping lost to a truncation: the owner
+            // looks at the file once now rather than at the next periodic re-read.
             Err(ReadFailure::NotReady(reason)) => {
-                self.note_not_ready(reason);
+                self.looks_dead |= self.note_not_ready(reason);
                 self.stats.cache_answers += 1;
                 Ok(())
             }

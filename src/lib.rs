@@ -111,7 +111,8 @@
 //! (`tests/interop.rs`).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
-// All `unsafe` lives in `mapping`, which allows it; everywhere else it does not compile.
+// `unsafe` lives in `mapping`, `counter` and `fault_guard`, which allow it; everywhere else
+// it does not compile.
 #![deny(unsafe_code)]
 // Under `--cfg loom` only the protocol modules are built, and much of them goes unused.
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
@@ -136,6 +137,8 @@ mod timespec;
 mod wait;
 
 pub mod docs;
+#[cfg(not(loom))]
+mod fault_guard;
 #[cfg(not(loom))]
 mod mapping;
 #[cfg(not(loom))]

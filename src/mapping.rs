@@ -13,14 +13,17 @@
 //!
 //! The other hazard is the file's size. A mapping may extend past the end of the file; the
 //! kernel raises `SIGBUS` when a page wholly past the end is touched. We check the file's
-//! real size (`fstat`) before mapping and map exactly [`SEGMENT_LEN`] bytes, so at mapping
+//! real size (`fstat`) before mapping and map exactly one segment's bytes, so at mapping
 //! time every byte we can touch is backed by the file. What no reader can rule out is the
-//! file being *truncated afterwards* while still mapped: the released daemon recreates an
-//! invalid segment with `File::create` (truncate to 0, then write), and a reader touching the
-//! page in that window of a few microseconds gets `SIGBUS`. This crate's own
-//! [`ShmWriter`](crate::ShmWriter) never shrinks a segment below [`SEGMENT_LEN`] for that
-//! reason, and the daemon only does it when the segment was already unusable; see the crate
-//! docs' failure modes.
+//! file being *truncated afterwards* while still mapped: the daemon recreates the segment
+//! with `File::create` (truncate to 0, then write; a 3.x daemon does it to the layout-2
+//! segment on every start), and a reader touching the page in that window gets `SIGBUS`.
+//! A reader's mapping is therefore registered with [`fault_guard`],
+//! whose handler replaces a mapping that faults this way with zero-filled memory: the load
+//! reads zeros (generation 0, "wiped") instead of killing the process, and
+//! [`SegmentMapping::faulted`] tells the owner to map the file anew. The writer's
+//! read-write mapping is not guarded: this crate's [`ShmWriter`](crate::ShmWriter) never
+//! shrinks its segment below one segment's length.
 //!
 //! The VMClock page ([`VmClockMapping`]) is mapped the same way, read-only, with the same
 //! rules; see its docs for how much of it is mapped.
@@ -35,68 +38,94 @@ use std::sync::Arc;
 
 use memmap2::{MmapOptions, MmapRaw};
 
-use crate::seqlock::SegmentCells;
+use crate::fault_guard::{self, FaultGuard};
+use crate::seqlock::{AtomicWords, SegmentCells};
 use crate::vmclock::{VMCLOCK_LEN, VMCLOCK_MAP_LEN, VmClockCells};
 
-/// A shared mapping of the first `size_of::<SegmentCells<P>>()` bytes of a segment file
-/// (80 for layout 2, 104 for layout 3).
+/// A shared mapping of the first `size_of::<SegmentCells<P>>()` bytes of a segment file.
 ///
 /// Clones are handles to the same mapping (one `mmap` however many readers share it), and
 /// each carries the segment's address inline, so the hot path reaches the generation
 /// counter with one load from the handle instead of going through the `Arc` first.
 ///
-/// Invariant: `cells` is the start of `_mapping`'s mapping, which is at least
-/// `size_of::<SegmentCells<P>>()` bytes long, starts at a page boundary, and stays mapped
-/// while any clone lives (they share `_mapping`).
+/// Invariant: `cells` is the start of `shared._raw`'s mapping, which is at least
+/// `size_of::<SegmentCells<P>>()` bytes long (80 for layout 2, 104 for layout 3), starts at a page boundary, and stays mapped and readable while
+/// any clone lives (they share `shared`; a repaired fault replaces the memory in place, see
+/// [`fault_guard`]).
 #[derive(Debug)]
 pub(crate) struct SegmentMapping<P> {
     cells: NonNull<SegmentCells<P>>,
     /// Owns the mapping `cells` points into: it is unmapped when the last handle drops.
-    _mapping: Arc<MmapRaw>,
+    shared: Arc<Mapped>,
 }
 
 impl<P> Clone for SegmentMapping<P> {
     fn clone(&self) -> Self {
         SegmentMapping {
             cells: self.cells,
-            _mapping: Arc::clone(&self._mapping),
+            shared: Arc::clone(&self.shared),
         }
     }
 }
 
-// SAFETY: a `SegmentMapping` is an `Arc<MmapRaw>` (`Send + Sync`) plus the address of the
-// mapping that `Arc` keeps alive. The only use of the address is `cells`, which hands out a
-// `&SegmentCells` tied to the handle; `SegmentCells` is made of atomics and is `Sync`. So
-// sending or sharing a handle between threads gives them exactly what sending the `Arc` and
-// sharing a `&SegmentCells` would: nothing that is not thread-safe.
+/// A mapping and, for a reader's, the guard that registers it against `SIGBUS`.
+#[derive(Debug)]
+struct Mapped {
+    /// Dropped (deregistered) before `_raw` is unmapped: see the `Drop` impl.
+    guard: Option<FaultGuard>,
+    /// The mapping itself, unmapped when dropped.
+    _raw: MmapRaw,
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // Deregister before `_raw`'s drop unmaps the range (fields drop after this body):
+        // once unmapped, the addresses may be reused by another mapping, whose faults must
+        // not be taken for ours.
+        drop(self.guard.take());
+    }
+}
+
+// SAFETY: a `SegmentMapping` is an `Arc<Mapped>` (`Send + Sync`: an `MmapRaw` and a
+// `FaultGuard`, both `Send + Sync`) plus the address of the mapping that `Arc` keeps alive.
+// The only use of the address is `cells`, which hands out a `&SegmentCells` tied to the
+// handle; `SegmentCells` is made of atomics and is `Sync`. So sending or sharing a handle
+// between threads gives them exactly what sending the `Arc` and sharing a `&SegmentCells`
+// would: nothing that is not thread-safe.
 unsafe impl<P: Sync> Send for SegmentMapping<P> {}
 // SAFETY: as for `Send` above.
 unsafe impl<P: Sync> Sync for SegmentMapping<P> {}
 
-impl<P: crate::seqlock::AtomicWords> SegmentMapping<P> {
+impl<P: AtomicWords> SegmentMapping<P> {
     /// Bytes mapped: the header and the payload `P`.
     const LEN: usize = std::mem::size_of::<SegmentCells<P>>();
 
-    /// Maps `file` read-only. `file_len` is the size `fstat` reported for it. With
-    /// `guard`, the mapping is registered with the `SIGBUS` guard.
+    /// Maps `file` read-only. `file_len` is the size `fstat` reported for it. With `guard`,
+    /// the mapping is registered with [`fault_guard`] before anyone can
+    /// touch it: if the file is truncated under it, loads read zeros instead of raising
+    /// `SIGBUS`, and [`faulted`](Self::faulted) turns true.
     ///
     /// # Errors
     /// `InvalidInput` when the file is shorter than a segment (mapping it would expose
-    /// `SIGBUS`-raising bytes), or the OS error of `mmap`.
+    /// `SIGBUS`-raising bytes), the OS error of `mmap`, or (with `guard`) the error of
+    /// installing the `SIGBUS` handler.
     pub(crate) fn read_only(
         file: &File,
         file_len: u64,
         guard: bool,
     ) -> io::Result<SegmentMapping<P>> {
-        let _ = guard;
         check_len(file_len, Self::LEN)?;
-        SegmentMapping::checked(MmapOptions::new().len(Self::LEN).map_raw_read_only(file)?)
-    }
-
-    /// Whether the `SIGBUS` guard replaced this mapping's page (the file was truncated
-    /// under it): it will never show the daemon's updates again.
-    pub(crate) fn faulted(&self) -> bool {
-        false
+        let raw = MmapOptions::new().len(Self::LEN).map_raw_read_only(file)?;
+        let cells = segment_cells::<P>(&raw)?;
+        let guard = if guard {
+            Some(fault_guard::guard(cells.cast(), raw.len())?)
+        } else {
+            None
+        };
+        Ok(SegmentMapping {
+            cells,
+            shared: Arc::new(Mapped { guard, _raw: raw }),
+        })
     }
 
     /// Maps `file` read-write, for the writer.
@@ -106,28 +135,23 @@ impl<P: crate::seqlock::AtomicWords> SegmentMapping<P> {
     #[cfg(feature = "writer")]
     pub(crate) fn read_write(file: &File, file_len: u64) -> io::Result<SegmentMapping<P>> {
         check_len(file_len, Self::LEN)?;
-        SegmentMapping::checked(MmapOptions::new().len(Self::LEN).map_raw(file)?)
-    }
-
-    /// memmap2 maps exactly the length asked for (or fails), and `mmap` returns page-aligned
-    /// addresses. These are the facts the cast in `cells` relies on; re-checking them once per
-    /// open costs nothing and turns a broken assumption into an error instead of UB.
-    fn checked(raw: MmapRaw) -> io::Result<SegmentMapping<P>> {
-        if raw.len() < Self::LEN || !raw.as_ptr().cast::<SegmentCells<P>>().is_aligned() {
-            return Err(io::Error::other(format!(
-                "mapping of {} bytes at {:p} cannot hold an aligned {}-byte segment",
-                raw.len(),
-                raw.as_ptr(),
-                Self::LEN
-            )));
-        }
-        let cells = NonNull::new(raw.as_mut_ptr())
-            .ok_or_else(|| io::Error::other("mapping at address 0"))?
-            .cast::<SegmentCells<P>>();
+        let raw = MmapOptions::new().len(Self::LEN).map_raw(file)?;
+        let cells = segment_cells::<P>(&raw)?;
         Ok(SegmentMapping {
             cells,
-            _mapping: Arc::new(raw),
+            shared: Arc::new(Mapped {
+                guard: None,
+                _raw: raw,
+            }),
         })
+    }
+
+    /// Whether this is a guarded mapping whose file was truncated under it and a load from
+    /// it faulted: its memory has been replaced with zeros for good (see
+    /// [`fault_guard`]), and only mapping the file again shows its
+    /// contents. Always `false` for an unguarded mapping.
+    pub(crate) fn faulted(&self) -> bool {
+        self.shared.guard.as_ref().is_some_and(FaultGuard::tripped)
     }
 
     /// The segment as atomic cells.
@@ -137,14 +161,19 @@ impl<P: crate::seqlock::AtomicWords> SegmentMapping<P> {
     pub(crate) fn cells(&self) -> &SegmentCells<P> {
         // SAFETY:
         // - Derived from the mapping: `cells` is the mapping's base address, set once in
-        //   `checked` and never changed, and `_mapping` is this handle's own `Arc` to that
+        //   `segment_cells` and never changed, and `shared` is this handle's own `Arc` to that
         //   mapping, so what it points into is alive.
         // - In bounds and aligned: the mapping is at least `size_of::<SegmentCells<P>>()`
         //   bytes (`LEN`) and starts at a page boundary, beyond `SegmentCells`' 8-byte
-        //   alignment (both checked in `checked`).
-        // - Initialised: `P` is always an array of `AtomicU64` (the layouts' payloads), so
-        //   every bit pattern is a valid `SegmentCells<P>`, and the file backed all of these
-        //   bytes when we mapped them (`check_len`).
+        //   alignment (both checked in `segment_cells`).
+        // - Initialised: `P` is an array of `AtomicU64` (the only `AtomicWords`), so every
+        //   bit pattern is a valid `SegmentCells<P>` (integers only), and the
+        //   file backed all of these bytes when we mapped them (`check_len`). If the file is
+        //   truncated later, a load from a guarded (reader's) mapping faults once and the
+        //   fault guard replaces the range, in place, with zero-filled read-only memory: the
+        //   memory stays mapped and readable at the same address, so this reference stays
+        //   valid and loads read zeros. (An unguarded mapping, the writer's, is of a file
+        //   the writer itself keeps at full length.)
         // - Aliasing: `SegmentCells` consists solely of atomics, i.e. `UnsafeCell`s, so a
         //   shared reference does not assert that the bytes are immutable; other processes
         //   (and our own writer through another mapping) may change them concurrently, and
@@ -158,6 +187,24 @@ impl<P: crate::seqlock::AtomicWords> SegmentMapping<P> {
         //   only once the last handle is gone).
         unsafe { self.cells.as_ref() }
     }
+}
+
+/// The segment's address in `raw`, once the facts the cast in
+/// [`SegmentMapping::cells`] relies on are checked: memmap2 maps exactly the length asked
+/// for (or fails), and `mmap` returns page-aligned addresses. Re-checking them once per open
+/// costs nothing and turns a broken assumption into an error instead of UB.
+fn segment_cells<P>(raw: &MmapRaw) -> io::Result<NonNull<SegmentCells<P>>> {
+    let len = std::mem::size_of::<SegmentCells<P>>();
+    if raw.len() < len || !raw.as_ptr().cast::<SegmentCells<P>>().is_aligned() {
+        return Err(io::Error::other(format!(
+            "mapping of {} bytes at {:p} cannot hold an aligned {len}-byte segment",
+            raw.len(),
+            raw.as_ptr()
+        )));
+    }
+    Ok(NonNull::new(raw.as_mut_ptr())
+        .ok_or_else(|| io::Error::other("mapping at address 0"))?
+        .cast::<SegmentCells<P>>())
 }
 
 fn check_len(file_len: u64, needed: usize) -> io::Result<()> {
