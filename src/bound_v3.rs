@@ -20,17 +20,12 @@
 
 use std::time::Duration;
 
-use crate::bound::{CAUSALITY_BLUR, TimeWindow};
-use crate::error::{Malformed, ShmError};
+use crate::bound::{CAUSALITY_BLUR, FREE_RUNNING_GRACE, TimeWindow};
 use crate::status::ClockStatus;
+use crate::error::{Malformed, ShmError};
 use crate::timespec::{NANOS_PER_SEC, Timespec};
 
-/// How long after `as_of` a Synchronized / FreeRunning layout-3 snapshot keeps its status
-/// before it is reported FreeRunning (the 3.x clients' grace, aligned with the daemon, which
-/// may go 16 s between updates).
-pub(crate) const DEFAULT_FREE_RUNNING_GRACE: Duration = Duration::from_secs(60);
-
-/// The short path takes fewer ticks than this: about 16 s at 4.3 GHz, 64 s at 1 GHz.
+/// The short path takes fewer ticks than this: 16 s at 4.3 GHz, 69 s at 1 GHz.
 const FAST_MAX_TICKS: u64 = 1 << 36;
 /// ... counters of at most 2^35 Hz (`period_shift` up to 34; at least 1 so the rounding bit
 /// lies above the 64 fractional bits every shift has) ...
@@ -159,12 +154,14 @@ impl ClockErrorBoundV3Builder {
         self
     }
 
-    /// Sets `period_frac` and `period_shift` for a counter of `hz` ticks per second, as a
-    /// ClockBound writer does: `period_shift = floor(log2(hz))` (so `period_frac` keeps 64
-    /// significant bits) and `period_frac = floor(2^(64 + period_shift) / hz)`, which lies
-    /// in `(2^63, 2^64]`; the one value that does not fit, 2^64 (`hz` a power of two), is
+    /// Sets `period_frac` and `period_shift` for a counter of `hz` ticks per second, scaled
+    /// as a ClockBound writer scales them: `period_shift = floor(log2(hz))`, so that
+    /// `period_frac = floor(2^(64 + period_shift) / hz)` lies in `(2^63, 2^64]` and keeps 64
+    /// significant bits; the one value that does not fit, 2^64 (`hz` a power of two), is
     /// stored as `u64::MAX`, as the writer's float conversion saturates. Rounding down makes
-    /// the period short by less than one part in 2^63. `hz = 0` stores a zero period.
+    /// the period short by less than one part in 2^63. (The released writer goes through a
+    /// 64-bit float, so its `period_frac` has only 53 significant bits and can differ from
+    /// this one in the low 11.) `hz = 0` stores a zero period.
     pub const fn with_frequency_hz(mut self, hz: u64) -> Self {
         if hz == 0 {
             self.ceb.period_frac = 0;
@@ -346,7 +343,7 @@ impl ClockErrorBoundV3 {
                 arch: crate::counter::TARGET_ARCH,
             });
         }
-        self.compute_bound_at(crate::counter::read_counter(), DEFAULT_FREE_RUNNING_GRACE)
+        self.compute_bound_at(crate::counter::read_counter(), FREE_RUNNING_GRACE)
     }
 
     /// The window at the instant the CPU counter read `counter`.
@@ -394,8 +391,7 @@ impl ClockErrorBoundV3 {
     ) -> Result<(), ShmError> {
         self.check_arithmetic_fields()
             .map_err(|problem| ShmError::malformed(None, problem))?;
-        // A counter behind `as_of_tsc` wraps to a huge count and takes the general path.
-        if let Some((t, half_width)) = self.recent_parts(counter.wrapping_sub(self.as_of_tsc)) {
+        if let Some((t, half_width)) = self.recent_parts(counter) {
             out.earliest = t.saturating_sub_nanos(half_width);
             out.latest = t.saturating_add_nanos(half_width);
             out.clock_status = self.status_at(t, grace);
@@ -406,62 +402,84 @@ impl ClockErrorBoundV3 {
         Ok(())
     }
 
-    /// The midpoint `t` and the half-width for `ticks` ticks after `as_of_tsc`, when all
-    /// fits the short path's limits; `None` otherwise. The same numbers as
-    /// [`exact_parts`](Self::exact_parts), with `k = 64 + period_shift`:
+    /// The midpoint `t` and the half-width at `counter`, when it is not behind `as_of_tsc`
+    /// and all fits the short path's limits; `None` otherwise. The same numbers as
+    /// [`exact_parts`](Self::exact_parts), with `k = 64 + s`, `s = period_shift` in 1..=34.
+    /// Every quantity in units of 2^-k is a high word and a low word: the high word holds
+    /// the bits from 2^64 up, so dividing by 2^k is a shift of the high word by `s`.
     ///
-    /// - `a = ticks * period_frac` (< 2^100); elapsed = `a / 2^k` s: whole seconds
-    ///   `a >> k`, and `f = (a mod 2^k) * 1e9` (< 2^128 as `k <= 98`) the rest in ns * 2^k;
-    /// - the nanoseconds rounded: `(f + 2^(k-1)) >> k` (0..=1e9); the rounding's size in
-    ///   units of 2^-k ns: the low `k` bits of `f`, or 2^k minus them when rounded up;
-    /// - drift growth * 2^k = `a * max_drift_ppb` (< 2^128 for drift < 2^28);
-    /// - period-error growth * 2^k = `a * 1e9 * period_err_frac / 2^(64 + period_err_shift)`
+    /// - `a = ticks * period_frac` (< 2^100): whole seconds `a_hi >> s`, and `f = (a mod
+    ///   2^k) * 1e9` (< 2^128) the rest in units of 2^-k ns;
+    /// - the nanoseconds rounded: `(f + 2^(k-1)) >> k` (0..=1e9); the rounding's size: the
+    ///   low `k` bits of `f`, or 2^k minus them when rounded up;
+    /// - drift growth = `a * max_drift_ppb` (< 2^128 for drift < 2^28);
+    /// - period-error growth = `a * 1e9 * period_err_frac / 2^(64 + period_err_shift)`
     ///   = `y * period_err_frac / 2^(55 + period_err_shift)` with `y = a * 5^9` (< 2^122): the
     ///   192-bit product as a high `u128` and a low word, shifted; the bits shifted out only
     ///   matter as "some were non-zero" (they round the half-width up);
     /// - half-width = ceil of the sum / 2^k, with checked additions.
     #[inline(always)]
-    fn recent_parts(&self, ticks: u64) -> Option<(Timespec, u64)> {
-        let shift = u32::from(self.period_shift);
+    fn recent_parts(&self, counter: u64) -> Option<(Timespec, u64)> {
+        let ticks = counter.checked_sub(self.as_of_tsc)?;
+        let s = u32::from(self.period_shift);
         let err_shift = u32::from(self.period_err_shift);
         if ticks >= FAST_MAX_TICKS
-            || shift == 0
-            || shift > FAST_MAX_SHIFT
+            || s.wrapping_sub(1) >= FAST_MAX_SHIFT
             || self.max_drift_ppb >= FAST_MAX_DRIFT
             || self.bound_nsec as u64 >= FAST_MAX_BOUND
             || (err_shift < 9 && self.period_err_frac != 0)
         {
             return None;
         }
-        let k = 64 + shift;
-        let mask = (1u128 << k) - 1;
-        let half = 1u128 << (k - 1);
-        let a = u128::from(ticks) * u128::from(self.period_frac);
-        let secs = (a >> k) as u64;
-        let f = (a & mask) * NANOS_PER_SEC as u128;
-        let nanos = ((f + half) >> k) as u64;
-        let below = f & mask;
-        let rounding = if below >= half {
-            (1u128 << k) - below
+        let low_mask = (1u64 << s) - 1; // bits of the high word below 2^k
+        let half_hi = 1u64 << (s - 1); // 2^(k-1), in the high word
+        let wide = |x: u64, y: u64| u128::from(x) * u128::from(y);
+        let split = |x: u128| ((x >> 64) as u64, x as u64);
+
+        let (a_hi, a_lo) = split(wide(ticks, self.period_frac)); // a_hi < 2^36
+        let secs = a_hi >> s;
+        let (f_hi, f_lo) = split(wide(a_lo, NANOS_PER_SEC as u64));
+        // (a mod 2^k) * 1e9 < 2^(98 + 30): no carry out of the high word.
+        let f_hi = f_hi + (a_hi & low_mask) * NANOS_PER_SEC as u64;
+        let nanos = (f_hi + half_hi) >> s;
+        let below = (u128::from(f_hi & low_mask) << 64) | u128::from(f_lo);
+        let rounding = if f_hi & low_mask >= half_hi {
+            (1u128 << (64 + s)) - below
         } else {
             below
         };
-        let drift = a * u128::from(self.max_drift_ppb);
-        let y = a * FIVE_POW_9;
-        let err = u128::from(self.period_err_frac);
-        let low = (y as u64 as u128) * err;
-        let high = (y >> 64) * err + (low >> 64);
+
+        // The growth terms multiply `ticks` by per-snapshot factors (which do not wait for
+        // the counter), one multiplication deep instead of two.
+        // drift = ticks * (period_frac * drift), the factor < 2^92: its high word times
+        // ticks is below 2^(28 + 36).
+        let (pd_hi, pd_lo) = split(wide(self.period_frac, u64::from(self.max_drift_ppb)));
+        let drift = wide(ticks, pd_lo) + (u128::from(ticks * pd_hi) << 64);
+
+        // y = ticks * (period_frac * 5^9), the factor < 2^86, y < 2^122.
+        let (p5_hi, p5_lo) = split(wide(self.period_frac, FIVE_POW_9 as u64));
+        let (y_hi, y_lo) = split(wide(ticks, p5_lo));
+        let y_hi = y_hi + ticks * p5_hi;
+        let err = self.period_err_frac;
+        let (low_carry, low) = split(wide(y_lo, err));
+        let top = wide(y_hi, err) + u128::from(low_carry); // y * err >> 64, < 2^123
         // err_shift >= 9 here, or the product is zero and any shift gives zero.
-        let s = err_shift.saturating_sub(9);
-        let period_growth = high >> s;
-        let period_cut = (low as u64 != 0) | (high & ((1u128 << s) - 1) != 0);
-        let (sum, o1) = ((self.bound_nsec as u128) << k).overflowing_add(drift);
+        let cut = err_shift.saturating_sub(9);
+        let period_growth = top >> cut;
+        let period_cut = (low != 0) | (top & ((1u128 << cut) - 1) != 0);
+
+        // bound < 2^30 and s <= 34: bound * 2^s fits the high word.
+        let bound = u128::from((self.bound_nsec as u64) << s) << 64;
+        let (sum, o1) = bound.overflowing_add(drift);
         let (sum, o2) = sum.overflowing_add(rounding);
         let (sum, o3) = sum.overflowing_add(period_growth);
         if o1 | o2 | o3 {
             return None;
         }
-        let half_width = (sum >> k) as u64 + u64::from(period_cut | (sum & mask != 0));
+        let (sum_hi, sum_lo) = split(sum);
+        let inexact = period_cut | (sum_hi & low_mask != 0) | (sum_lo != 0);
+        let half_width = (sum_hi >> s) + u64::from(inexact);
+
         // t = as_of + secs s + nanos ns; nanos <= 1e9, so one carry at most.
         let mut sec = self.as_of.sec().checked_add(secs as i64)?;
         let mut nsec = self.as_of.nsec() + nanos as i64;
@@ -512,14 +530,14 @@ impl ClockErrorBoundV3 {
     }
 
     /// The exact arithmetic for `ticks` ticks: the elapsed nanoseconds rounded to nearest
-    /// (halves up), and the half-width = ceil(bound_nsec + drift growth + period-error growth
-    /// + |rounding|).
+    /// (halves up), and the half-width, the ceiling of `bound_nsec` plus the drift growth
+    /// plus the period-error growth plus the size of that rounding.
     ///
     /// With `k = 64 + period_shift`, everything but the period-error growth is a multiple of
     /// 2^-k ns, so the ceiling needs that growth only to 2^-k ns, rounded up: its floor in
-    /// units of 2^-k plus "were any bits cut". Bounds: `ticks * period_frac < 2^128`, elapsed
-    /// * 2^k < 2^158, the period-error product < 2^222, the sum < 2^191; elapsed < 2^95 ns and
-    /// the half-width < 2^63 + 2^95 + 2^95 + 1 < 2^97 ns.
+    /// units of 2^-k plus "were any bits cut". Bounds: `ticks * period_frac < 2^128`,
+    /// `elapsed * 2^k < 2^158`, the period-error product < 2^222, the sum < 2^191; elapsed
+    /// < 2^95 ns and the half-width < 2^63 + 2^95 + 2^95 + 1 < 2^97 ns.
     fn exact_parts(&self, ticks: u64) -> (u128, u128) {
         let k = 64 + u32::from(self.period_shift);
         let a = u128::from(ticks) * u128::from(self.period_frac);
@@ -637,17 +655,25 @@ impl ClockErrorBoundV3 {
     }
 }
 
-/// `t + d`, saturating at [`Timespec::MAX`], without 128-bit division.
+/// `t + d`, saturating at [`Timespec::MAX`], without division.
 #[inline(always)]
 fn add_saturating(t: Timespec, d: Duration) -> Timespec {
-    let Ok(secs) = i64::try_from(d.as_secs()) else {
+    let sum = i64::try_from(d.as_secs())
+        .ok()
+        .and_then(|secs| t.sec().checked_add(secs));
+    let Some(mut sec) = sum else {
         return Timespec::MAX;
     };
-    match t.sec().checked_add(secs) {
-        // nsec < 2e9: `new` carries and saturates.
-        Some(sec) => Timespec::new(sec, t.nsec() + i64::from(d.subsec_nanos())),
-        None => Timespec::MAX,
+    // Both nanosecond parts are below 1e9: one carry at most.
+    let mut nsec = t.nsec() + i64::from(d.subsec_nanos());
+    if nsec >= NANOS_PER_SEC {
+        nsec -= NANOS_PER_SEC;
+        sec = match sec.checked_add(1) {
+            Some(sec) => sec,
+            None => return Timespec::MAX,
+        };
     }
+    Timespec::from_normalised(sec, nsec).unwrap_or(Timespec::MAX)
 }
 
 /// An unsigned 256-bit integer, just enough for the general path's exact products. Every
@@ -749,4 +775,752 @@ impl U256 {
 }
 
 #[cfg(test)]
-mod tests {}
+mod tests {
+    use super::*;
+    use num_bigint::BigInt;
+    use proptest::prelude::*;
+
+    fn ts(sec: i64, nsec: i64) -> Timespec {
+        Timespec::new(sec, nsec)
+    }
+
+    const GRACE: Duration = FREE_RUNNING_GRACE;
+
+    /// A counter of exactly 2^30 Hz: one tick is 2^-30 s = 0.931322574615478515625 ns.
+    fn exact_clock() -> ClockErrorBoundV3Builder {
+        ClockErrorBoundV3::builder()
+            .as_of_tsc(1_000_000)
+            .as_of(ts(1_700_000_002, 500_000_000))
+            .void_after(ts(1_700_001_002, 500_000_000))
+            .period_frac(1 << 63)
+            .period_shift(29)
+            .clock_status(ClockStatus::Synchronized)
+    }
+
+    fn window(earliest: Timespec, latest: Timespec, clock_status: ClockStatus) -> TimeWindow {
+        TimeWindow {
+            earliest,
+            latest,
+            clock_status,
+        }
+    }
+
+    /// The relative error `ppb / 1e9` encoded as a writer does (shift = floor(log2(1/err))),
+    /// rounded up.
+    fn err_from_ppb(ppb: u32) -> (u64, u8) {
+        let shift = 63 - (1_000_000_000 / u64::from(ppb)).leading_zeros();
+        let frac = (u128::from(ppb) << (64 + shift)).div_ceil(1_000_000_000);
+        (u64::try_from(frac).unwrap_or(u64::MAX), shift as u8)
+    }
+
+    #[test]
+    fn worked_example_by_hand() {
+        // 10 µs bound, 1000 ppb drift, period error 2^63 / 2^(64+19) = 2^-20.
+        let c = exact_clock()
+            .bound_nsec(10_000)
+            .max_drift_ppb(1_000)
+            .period_err_frac(1 << 63)
+            .period_err_shift(19)
+            .build();
+        // 2^31 ticks = exactly 2 s: drift 2000 ns, period error 2e9 * 2^-20 =
+        // 1907.3486328125 ns, so the half-width is ceil(13907.3486328125) = 13908 ns.
+        let w = c.compute_bound_at(1_000_000 + (1 << 31), GRACE).unwrap();
+        assert_eq!(
+            w,
+            window(
+                ts(1_700_000_004, 499_986_092),
+                ts(1_700_000_004, 500_013_908),
+                ClockStatus::Synchronized
+            )
+        );
+        // One tick more: elapsed 2.000000000931322574615478515625 s, midpoint rounded up to
+        // ...001 (rounding 0.068677425 ns); drift 2000.000000931, period error
+        // 1907.348633701: ceil(10000 + 2000.000000931 + 1907.348633701 + 0.068677425) = 13908.
+        let w = c.compute_bound_at(1_000_001 + (1 << 31), GRACE).unwrap();
+        assert_eq!(
+            w,
+            window(
+                ts(1_700_000_004, 499_986_093),
+                ts(1_700_000_004, 500_013_909),
+                ClockStatus::Synchronized
+            )
+        );
+        assert_eq!(w.midpoint(), ts(1_700_000_004, 500_000_001));
+        // At as_of_tsc itself: the bound alone.
+        let w = c.compute_bound_at(1_000_000, GRACE).unwrap();
+        assert_eq!(
+            (w.earliest, w.latest),
+            (
+                ts(1_700_000_002, 499_990_000),
+                ts(1_700_000_002, 500_010_000)
+            )
+        );
+    }
+
+    #[test]
+    fn midpoint_ties_round_up_and_the_width_covers_the_rounding() {
+        // 2^20 ticks = 976562.5 ns exactly: the midpoint rounds up to 976563 and the
+        // half-width is ceil(0.5) = 1, so the window [976562, 976564] holds 976562.5.
+        let c = exact_clock().build();
+        let w = c.compute_bound_at(1_000_000 + (1 << 20), GRACE).unwrap();
+        assert_eq!(
+            (w.earliest, w.latest),
+            (
+                ts(1_700_000_002, 500_976_562),
+                ts(1_700_000_002, 500_976_564)
+            )
+        );
+        // 2^20 - 1 ticks = 976561.568677425384521484375 ns: rounds up, half-width
+        // ceil(0.431322574...) = 1.
+        let w = c
+            .compute_bound_at(1_000_000 + (1 << 20) - 1, GRACE)
+            .unwrap();
+        assert_eq!(
+            (w.earliest, w.latest),
+            (
+                ts(1_700_000_002, 500_976_561),
+                ts(1_700_000_002, 500_976_563)
+            )
+        );
+        // 3 ticks = 2.793967723846435546875 ns: rounds up to 3.
+        let w = c.compute_bound_at(1_000_003, GRACE).unwrap();
+        assert_eq!(w.midpoint(), ts(1_700_000_002, 500_000_003));
+        assert_eq!(w.bound(), Duration::from_nanos(1));
+        // The general path (here: a tick count beyond the short path's limit) agrees.
+        let far = 1_000_000 + (1u64 << 40) + (1 << 20);
+        let (e, l, _) = reference_parts(&c, far).unwrap();
+        assert_eq!(
+            c.compute_bound_at(far, GRACE).unwrap(),
+            window(e, l, ClockStatus::Unknown)
+        );
+    }
+
+    /// The window from the reference, as `Timespec`s (saturated), for exact comparisons.
+    fn reference_parts(
+        c: &ClockErrorBoundV3,
+        counter: u64,
+    ) -> Result<(Timespec, Timespec, Timespec), ShmError> {
+        let r = reference(c, counter, GRACE).map_err(|()| ShmError::CounterBehindSnapshot {
+            as_of_tsc: c.as_of_tsc(),
+            counter,
+        })?;
+        let mid = r.mid;
+        let half = r.half_width;
+        Ok((
+            Timespec::from_nanos(mid - half),
+            Timespec::from_nanos(mid + half),
+            Timespec::from_nanos(mid),
+        ))
+    }
+
+    #[test]
+    fn status_boundaries() {
+        let c = exact_clock()
+            .void_after(ts(1_700_000_102, 500_000_000)) // as_of + 100 s
+            .build();
+        let at = |ticks: u64, grace: Duration| {
+            c.compute_bound_at(1_000_000 + ticks, grace)
+                .unwrap()
+                .clock_status
+        };
+        let second = 1u64 << 30;
+        // The midpoint reaches as_of + 60 s at exactly 60 * 2^30 ticks.
+        assert_eq!(at(60 * second - 1, GRACE), ClockStatus::Synchronized);
+        assert_eq!(at(60 * second, GRACE), ClockStatus::FreeRunning);
+        // ... and void_after at 100 * 2^30 ticks (the general path).
+        assert_eq!(at(100 * second - 1, GRACE), ClockStatus::FreeRunning);
+        assert_eq!(at(100 * second, GRACE), ClockStatus::Unknown);
+        // Another grace, on the short path.
+        assert_eq!(
+            at(5 * second - 1, Duration::from_secs(5)),
+            ClockStatus::Synchronized
+        );
+        assert_eq!(
+            at(5 * second, Duration::from_secs(5)),
+            ClockStatus::FreeRunning
+        );
+        // The midpoint is what counts: 1 tick is 0.93 ns, which rounds to 1 ns.
+        assert_eq!(at(1, Duration::from_nanos(1)), ClockStatus::FreeRunning);
+        assert_eq!(at(0, Duration::from_nanos(1)), ClockStatus::Synchronized);
+        assert_eq!(at(0, Duration::ZERO), ClockStatus::FreeRunning);
+        assert_eq!(at(0, Duration::MAX), ClockStatus::Synchronized);
+        // void_after is checked first.
+        let early_void = exact_clock()
+            .void_after(ts(1_700_000_003, 500_000_000))
+            .clock_status(ClockStatus::FreeRunning)
+            .build();
+        let s = |ticks| {
+            early_void
+                .compute_bound_at(1_000_000 + ticks, Duration::ZERO)
+                .unwrap()
+                .clock_status
+        };
+        assert_eq!(s(second - 1), ClockStatus::FreeRunning);
+        assert_eq!(s(second), ClockStatus::Unknown);
+        // Unknown and Disrupted pass through at any age.
+        for status in [ClockStatus::Unknown, ClockStatus::Disrupted] {
+            let c = exact_clock().clock_status(status).build();
+            for ticks in [0, 70 * second, u64::MAX - 1_000_000] {
+                assert_eq!(
+                    c.compute_bound_at(1_000_000 + ticks, GRACE)
+                        .unwrap()
+                        .clock_status,
+                    status
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn causality_blur_and_breach() {
+        let c = exact_clock()
+            .bound_nsec(10)
+            .max_drift_ppb(1_000_000)
+            .build();
+        // 1073 ticks = 999.29 ns behind: within the 1 µs blur, no time elapsed.
+        let w = c.compute_bound_at(1_000_000 - 1073, GRACE).unwrap();
+        assert_eq!(
+            (w.earliest, w.latest),
+            (
+                ts(1_700_000_002, 499_999_990),
+                ts(1_700_000_002, 500_000_010)
+            )
+        );
+        // 1074 ticks = 1000.24 ns behind: a breach naming both counter values.
+        match c.compute_bound_at(1_000_000 - 1074, GRACE) {
+            Err(ShmError::CounterBehindSnapshot { as_of_tsc, counter }) => {
+                assert_eq!((as_of_tsc, counter), (1_000_000, 1_000_000 - 1074));
+            }
+            other => panic!("expected a breach, got {other:?}"),
+        }
+        let far = exact_clock().as_of_tsc(u64::MAX).build();
+        assert!(matches!(
+            far.compute_bound_at(0, GRACE),
+            Err(ShmError::CounterBehindSnapshot { .. })
+        ));
+        // A zero period (allowed for an untrusted status) turns any gap into no time.
+        let frozen = exact_clock()
+            .period_frac(0)
+            .clock_status(ClockStatus::Unknown)
+            .build();
+        let w = frozen.compute_bound_at(0, GRACE).unwrap();
+        assert_eq!(w.midpoint(), ts(1_700_000_002, 500_000_000));
+        let w = frozen.compute_bound_at(u64::MAX, GRACE).unwrap();
+        assert_eq!(w.midpoint(), ts(1_700_000_002, 500_000_000));
+    }
+
+    #[test]
+    fn malformed_arithmetic_fields() {
+        let cases = [
+            (
+                exact_clock().max_drift_ppb(1_000_000_000).build(),
+                Malformed::DriftTooLarge {
+                    found: 1_000_000_000,
+                },
+            ),
+            (
+                exact_clock().bound_nsec(-1).build(),
+                Malformed::NegativeBound { found: -1 },
+            ),
+            (
+                exact_clock().period_shift(64).build(),
+                Malformed::ShiftTooLarge {
+                    field: "period_shift",
+                    found: 64,
+                },
+            ),
+            (
+                exact_clock().period_err_shift(200).build(),
+                Malformed::ShiftTooLarge {
+                    field: "period_err_shift",
+                    found: 200,
+                },
+            ),
+            (
+                exact_clock().period_frac(0).build(),
+                Malformed::ZeroPeriod { clock_status: 1 },
+            ),
+        ];
+        for (c, problem) in cases {
+            assert_eq!(c.check_arithmetic_fields(), Err(problem));
+            match c.compute_bound_at(1_000_000, GRACE) {
+                Err(ShmError::SegmentMalformed {
+                    path: None,
+                    problem: p,
+                }) => {
+                    assert_eq!(p, problem);
+                }
+                other => panic!("expected {problem:?}, got {other:?}"),
+            }
+        }
+        assert_eq!(exact_clock().build().check_arithmetic_fields(), Ok(()));
+    }
+
+    #[test]
+    fn huge_values_saturate_without_panicking() {
+        let worst = ClockErrorBoundV3::builder()
+            .as_of_tsc(0)
+            .as_of(Timespec::MAX)
+            .void_after(Timespec::MAX)
+            .period_frac(u64::MAX)
+            .period_shift(0)
+            .period_err_frac(u64::MAX)
+            .period_err_shift(0)
+            .bound_nsec(i64::MAX)
+            .max_drift_ppb(999_999_999)
+            .clock_status(ClockStatus::Synchronized)
+            .build();
+        let w = worst.compute_bound_at(u64::MAX, GRACE).unwrap();
+        assert_eq!(w.latest, Timespec::MAX);
+        assert_eq!(w.clock_status, ClockStatus::Unknown);
+        check_against_reference(&worst, u64::MAX, GRACE).unwrap();
+        // From the earliest instant, with the largest half-width: earliest saturates.
+        let low = ClockErrorBoundV3 {
+            as_of: Timespec::MIN,
+            ..worst
+        };
+        let w = low.compute_bound_at(u64::MAX, GRACE).unwrap();
+        assert_eq!(w.earliest, Timespec::MIN);
+        check_against_reference(&low, u64::MAX, GRACE).unwrap();
+        // Every shift, with the largest counts.
+        for shift in 0..=63 {
+            for err_shift in [0, 9, 63] {
+                let c = ClockErrorBoundV3 {
+                    period_shift: shift,
+                    period_err_shift: err_shift,
+                    as_of: ts(0, 0),
+                    ..worst
+                };
+                for counter in [0, 1, 1 << 36, u64::MAX] {
+                    check_against_reference(&c, counter, GRACE).unwrap();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn now_reads_the_counter() {
+        let c = ClockErrorBoundV3::builder()
+            .as_of_tsc(crate::counter::read_counter())
+            .as_of(ts(1_700_000_000, 0))
+            .void_after(ts(1_700_001_000, 0))
+            .with_frequency_hz(1_000_000_000)
+            .bound_nsec(1_000)
+            .max_drift_ppb(15_000)
+            .clock_status(ClockStatus::Synchronized)
+            .build();
+        let w = c.now().unwrap();
+        assert!(w.earliest <= w.latest);
+        assert!(w.midpoint() >= ts(1_700_000_000, 0));
+        assert!(w.midpoint() < ts(1_700_000_010, 0), "{w:?}");
+        assert_eq!(w.clock_status, ClockStatus::Synchronized);
+    }
+
+    #[test]
+    fn with_frequency_hz_encodes_like_a_writer() {
+        let enc = |hz| {
+            let c = ClockErrorBoundV3::builder().with_frequency_hz(hz).build();
+            (c.period_frac(), c.period_shift())
+        };
+        assert_eq!(enc(1_000_000_000), (9_903_520_314_283_042_199, 29));
+        assert_eq!(enc(3), (12_297_829_382_473_034_410, 1));
+        assert_eq!(enc(1 << 30), (u64::MAX, 30));
+        assert_eq!(enc(1), (u64::MAX, 0));
+        assert_eq!(enc(u64::MAX), (1 << 63, 63));
+        assert_eq!(enc(0), (0, 0));
+        // Every frequency's period_frac has its top bit set (64 significant bits).
+        for hz in [25_000_000, 1_050_000_000, 2_899_999_999, 4_000_000_000] {
+            assert!(enc(hz).0 >> 63 == 1);
+        }
+    }
+
+    #[test]
+    fn counter_at_finds_the_first_tick() {
+        let c = exact_clock().build();
+        let second = 1u64 << 30;
+        assert_eq!(c.counter_at(Duration::ZERO), 1_000_000);
+        assert_eq!(
+            c.counter_at(Duration::from_secs(60)),
+            1_000_000 + 60 * second
+        );
+        // One tick is 0.93 ns: 1 ns needs two.
+        assert_eq!(c.counter_at(Duration::from_nanos(1)), 1_000_002);
+        assert_eq!(c.counter_at(Duration::MAX), u64::MAX);
+        let late = exact_clock().as_of_tsc(u64::MAX - 5).build();
+        assert_eq!(late.counter_at(Duration::from_secs(1)), u64::MAX);
+        let frozen = exact_clock()
+            .period_frac(0)
+            .clock_status(ClockStatus::Unknown)
+            .build();
+        assert_eq!(frozen.counter_at(Duration::ZERO), u64::MAX);
+    }
+
+    #[test]
+    fn u256_matches_big_integers() {
+        let values = [0u128, 1, u64::MAX as u128, 1 << 100, u128::MAX];
+        for &x in &values {
+            for m in [0u64, 1, 1_000_000_000, u64::MAX] {
+                let p = U256::product(x, m);
+                assert_eq!(to_big(p), BigInt::from(x) * m);
+                let p2 = p.mul(m);
+                if BigInt::from(x) * m * m < (BigInt::from(1) << 256) {
+                    assert_eq!(to_big(p2), BigInt::from(x) * m * m);
+                }
+                for n in [0, 1, 63, 64, 127, 128, 129, 200, 255] {
+                    let mask = (BigInt::from(1) << 256) - 1;
+                    assert_eq!(to_big(p.shl(n)), (to_big(p) << n) & &mask, "shl {n}");
+                    assert_eq!(to_big(p.shr(n)), to_big(p) >> n, "shr {n}");
+                    assert_eq!(
+                        to_big(p.low_bits(n)),
+                        to_big(p) & ((BigInt::from(1) << n) - 1),
+                        "low_bits {n}"
+                    );
+                }
+            }
+        }
+    }
+
+    fn to_big(v: U256) -> BigInt {
+        (BigInt::from(v.hi) << 128) + BigInt::from(v.lo)
+    }
+
+    /// The exact window by big-integer rationals, written from the formulas (not from the
+    /// code above): every quantity over the common denominator 2^(128 + s + r).
+    struct Reference {
+        den: BigInt,
+        /// Exact earliest and latest, in ns * den.
+        earliest: BigInt,
+        latest: BigInt,
+        /// The midpoint rounded to nearest (halves up) and the smallest half-width that
+        /// covers the exact window around it, in ns.
+        mid: i128,
+        half_width: i128,
+        status: ClockStatus,
+    }
+
+    fn reference(c: &ClockErrorBoundV3, counter: u64, grace: Duration) -> Result<Reference, ()> {
+        let big = |v: u128| BigInt::from(v);
+        let pow2 = |n: u32| BigInt::from(1) << n;
+        let s = u32::from(c.period_shift());
+        let r = u32::from(c.period_err_shift());
+        let period = big(c.period_frac().into());
+        let nano = BigInt::from(1_000_000_000u64);
+        let ticks = if counter >= c.as_of_tsc() {
+            big((counter - c.as_of_tsc()).into())
+        } else {
+            // The gap in ns is behind * period_frac * 1e9 / 2^(64+s).
+            let behind = big((c.as_of_tsc() - counter).into());
+            if behind * &period * &nano > BigInt::from(1_000) * pow2(64 + s) {
+                return Err(());
+            }
+            BigInt::from(0)
+        };
+        let den = pow2(128 + s + r);
+        // elapsed (ns) = ticks * period_frac * 1e9 / 2^(64+s)
+        let elapsed = &ticks * &period * &nano * pow2(64 + r);
+        // drift = elapsed * ppb / 1e9 = ticks * period_frac * ppb / 2^(64+s)
+        let drift = &ticks * &period * BigInt::from(c.max_drift_ppb()) * pow2(64 + r);
+        // period error = elapsed * err_frac / 2^(64+r)
+        let period_err = &ticks * &period * &nano * BigInt::from(c.period_err_frac());
+        let bound = BigInt::from(c.bound_nsec()) * &den + drift + period_err;
+        let as_of = BigInt::from(c.as_of().as_nanos()) * &den;
+        let earliest = &as_of + &elapsed - &bound;
+        let latest = &as_of + &elapsed + &bound;
+        // Nearest nanosecond, halves up: floor(elapsed / den + 1/2).
+        let rounded = (BigInt::from(2) * &elapsed + &den) / (BigInt::from(2) * &den);
+        let mid = BigInt::from(c.as_of().as_nanos()) + &rounded;
+        // Smallest integer h with mid - h <= earliest and mid + h >= latest.
+        let mid_den = &mid * &den;
+        let need = std::cmp::max(&mid_den - &earliest, &latest - &mid_den);
+        let half_width = (need + &den - 1) / &den;
+        let mid = i128::try_from(mid).unwrap();
+        let t = Timespec::from_nanos(mid);
+        let status = match c.clock_status() {
+            s @ (ClockStatus::Unknown | ClockStatus::Disrupted) => s,
+            s => {
+                if t >= c.void_after() {
+                    ClockStatus::Unknown
+                } else if t >= c.as_of().saturating_add(grace) {
+                    ClockStatus::FreeRunning
+                } else {
+                    s
+                }
+            }
+        };
+        Ok(Reference {
+            den,
+            earliest,
+            latest,
+            mid,
+            half_width: i128::try_from(half_width).unwrap(),
+            status,
+        })
+    }
+
+    /// Ours against the reference: same error or same midpoint and status, a window that
+    /// holds the exact one (after saturation) and is less than 2 ns wider on each side, and
+    /// the short and general paths agree.
+    fn check_against_reference(
+        c: &ClockErrorBoundV3,
+        counter: u64,
+        grace: Duration,
+    ) -> Result<(), TestCaseError> {
+        let ours = c.compute_bound_at(counter, grace);
+        let exact = match reference(c, counter, grace) {
+            Err(()) => {
+                prop_assert!(
+                    matches!(ours, Err(ShmError::CounterBehindSnapshot { as_of_tsc, counter: k })
+                        if as_of_tsc == c.as_of_tsc() && k == counter),
+                    "{ours:?}"
+                );
+                return Ok(());
+            }
+            Ok(exact) => exact,
+        };
+        let w = ours.map_err(|e| TestCaseError::fail(format!("{e}")))?;
+        prop_assert_eq!(w.clock_status, exact.status);
+        let den = &exact.den;
+        let min = BigInt::from(Timespec::MIN.as_nanos()) * den;
+        let max = BigInt::from(Timespec::MAX.as_nanos()) * den;
+        let clamp = |v: BigInt| v.clamp(min.clone(), max.clone());
+        let two = BigInt::from(2) * den;
+        let e = BigInt::from(w.earliest.as_nanos()) * den;
+        let l = BigInt::from(w.latest.as_nanos()) * den;
+        prop_assert!(
+            e <= clamp(exact.earliest.clone()),
+            "earliest after the exact one"
+        );
+        prop_assert!(
+            l >= clamp(exact.latest.clone()),
+            "latest before the exact one"
+        );
+        prop_assert!(
+            e >= clamp(&exact.earliest - &two),
+            "earliest 2 ns or more early"
+        );
+        prop_assert!(l <= clamp(&exact.latest + &two), "latest 2 ns or more late");
+        if exact.earliest > min + &two && exact.latest < max - &two {
+            // Unsaturated: the window is centred on the rounded midpoint, strictly within
+            // 2 ns, and its half-width is the smallest covering one or one more.
+            prop_assert!(&exact.earliest - &e < two && &l - &exact.latest < two);
+            prop_assert_eq!(
+                w.earliest.as_nanos() + w.latest.as_nanos(),
+                2 * exact.mid,
+                "midpoint"
+            );
+            let half = (w.latest.as_nanos() - w.earliest.as_nanos()) / 2;
+            prop_assert!(half == exact.half_width || half == exact.half_width + 1);
+        }
+        // The general path gives the same result on every input.
+        prop_assert_eq!(c.window_general(counter, grace).ok(), Some(w));
+        Ok(())
+    }
+
+    fn status_from(n: u8) -> ClockStatus {
+        [
+            ClockStatus::Unknown,
+            ClockStatus::Synchronized,
+            ClockStatus::FreeRunning,
+            ClockStatus::Disrupted,
+        ][usize::from(n % 4)]
+    }
+
+    /// (period_frac, period_shift): real counter frequencies, dyadic periods (exact ties
+    /// and boundaries) and anything at all.
+    fn period() -> impl Strategy<Value = (u64, u8)> {
+        prop_oneof![
+            (1_000_000u64..5_000_000_000).prop_map(|hz| {
+                let c = ClockErrorBoundV3::builder().with_frequency_hz(hz).build();
+                (c.period_frac(), c.period_shift())
+            }),
+            (0u32..64, 20u8..34).prop_map(|(bit, shift)| (1u64 << bit, shift)),
+            (any::<u64>(), 0u8..=63),
+        ]
+    }
+
+    /// (period_err_frac, period_err_shift): none, realistic errors, anything.
+    fn period_err() -> impl Strategy<Value = (u64, u8)> {
+        prop_oneof![
+            Just((0, 0)),
+            (1u32..100_000).prop_map(err_from_ppb),
+            (any::<u64>(), 0u8..=63),
+        ]
+    }
+
+    /// Ticks after as_of_tsc (positive) or before it (negative, near the blur).
+    fn offset() -> impl Strategy<Value = i128> {
+        prop_oneof![
+            4 => 0i128..(1 << 36),
+            1 => ((1i128 << 36) - 1_000)..((1 << 36) + 1_000),
+            1 => 0i128..(1 << 20),
+            1 => (0u64..=u64::MAX).prop_map(i128::from),
+            1 => -3_000i128..0,
+        ]
+    }
+
+    #[test]
+    fn usual_snapshots_take_the_short_path() {
+        for hz in [
+            25_000_000,
+            1_000_000_000,
+            1_050_000_000,
+            2_900_000_000,
+            4_294_967_295,
+        ] {
+            for err_ppb in [0, 1, 100, 10_000] {
+                let (err, err_shift) = if err_ppb == 0 {
+                    (0, 0)
+                } else {
+                    err_from_ppb(err_ppb)
+                };
+                let c = exact_clock()
+                    .with_frequency_hz(hz)
+                    .period_err_frac(err)
+                    .period_err_shift(err_shift)
+                    .bound_nsec(999_999_999)
+                    .max_drift_ppb(100_000)
+                    .build();
+                // Up to 16 s old.
+                for ticks in [0, 1, hz, 16 * hz] {
+                    assert!(
+                        c.recent_parts(1_000_000 + ticks).is_some(),
+                        "{hz} Hz, {err_ppb} ppb, {ticks} ticks"
+                    );
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        /// Usual snapshots only (the short path; drift up to 0.1 %): same checks, more cases
+        /// where it matters.
+        #[test]
+        fn short_path_matches_exact_arithmetic(
+            as_of_tsc in 0u64..1 << 62,
+            ticks in 0u64..1 << 36,
+            hz in 1_000_000u64..5_000_000_000,
+            err_ppb in 0u32..100_000,
+            drift in 0u32..1_000_000,
+            bound in 0i64..1 << 30,
+            as_of_nsec in 0i64..1_000_000_000,
+            status in 0u8..4,
+        ) {
+            let (err, err_shift) = if err_ppb == 0 { (0, 0) } else { err_from_ppb(err_ppb) };
+            let c = ClockErrorBoundV3::builder()
+                .as_of_tsc(as_of_tsc)
+                .as_of(ts(1_700_000_000, as_of_nsec))
+                .void_after(ts(1_700_000_010, 0))
+                .with_frequency_hz(hz)
+                .period_err_frac(err)
+                .period_err_shift(err_shift)
+                .bound_nsec(bound)
+                .max_drift_ppb(drift)
+                .clock_status(status_from(status))
+                .build();
+            prop_assert!(c.recent_parts(as_of_tsc + ticks).is_some());
+            check_against_reference(&c, as_of_tsc + ticks, Duration::from_secs(5))?;
+        }
+
+        #[test]
+        fn window_matches_exact_arithmetic(
+            as_of_tsc in prop_oneof![any::<u64>(), 0u64..1 << 40],
+            offset in offset(),
+            (period_frac, period_shift) in period(),
+            (period_err_frac, period_err_shift) in period_err(),
+            drift in prop_oneof![0u32..100_000, 0u32..1_000_000_000],
+            bound in prop_oneof![0i64..1_000_000_000, 0i64..(1 << 31), 0i64..=i64::MAX],
+            as_of_sec in prop_oneof![1_600_000_000i64..1_900_000_000, any::<i64>()],
+            as_of_nsec in 0i64..1_000_000_000,
+            void_in in prop_oneof![-10i64..2_000, any::<i64>()],
+            status in 0u8..4,
+            grace in prop_oneof![
+                Just(GRACE),
+                (0u64..100_000_000_000).prop_map(Duration::from_nanos),
+                Just(Duration::MAX),
+            ],
+        ) {
+            let as_of = ts(as_of_sec, as_of_nsec);
+            let void_after = Timespec::from_nanos(
+                as_of.as_nanos().saturating_add(i128::from(void_in) * 1_000_000_000),
+            );
+            let status = status_from(status);
+            let period_frac = if period_frac == 0 && status.is_trusted() { 1 } else { period_frac };
+            let c = ClockErrorBoundV3::builder()
+                .as_of_tsc(as_of_tsc)
+                .as_of(as_of)
+                .void_after(void_after)
+                .period_frac(period_frac)
+                .period_shift(period_shift)
+                .period_err_frac(period_err_frac)
+                .period_err_shift(period_err_shift)
+                .bound_nsec(bound)
+                .max_drift_ppb(drift)
+                .clock_status(status)
+                .build();
+            let counter = (i128::from(as_of_tsc) + offset).clamp(0, i128::from(u64::MAX)) as u64;
+            check_against_reference(&c, counter, grace)?;
+        }
+
+        /// Dyadic periods and tick counts with trailing zeros: elapsed times that are whole
+        /// or exactly half nanoseconds, where rounding mistakes show.
+        #[test]
+        fn ties_and_whole_nanoseconds(
+            bit in 40u32..64,
+            shift in 20u8..34,
+            odd in 0u64..1 << 16,
+            zeros in 0u32..20,
+            bound in 0i64..1_000,
+            drift in prop_oneof![Just(0u32), 0u32..1_000_000],
+            err_bit in prop_oneof![Just(None), (0u32..64).prop_map(Some)],
+            err_shift in 9u8..40,
+        ) {
+            let (err, err_shift) = err_bit.map_or((0, 0), |b| (1u64 << b, err_shift));
+            let c = exact_clock()
+                .period_frac(1 << bit)
+                .period_shift(shift)
+                .bound_nsec(bound)
+                .max_drift_ppb(drift)
+                .period_err_frac(err)
+                .period_err_shift(err_shift)
+                .build();
+            let ticks = (2 * odd + 1) << zeros;
+            check_against_reference(&c, c.as_of_tsc() + ticks, GRACE)?;
+        }
+
+        /// counter_at gives the first counter value at which the exact elapsed time reaches
+        /// the target.
+        #[test]
+        fn counter_at_is_the_first_reaching_tick(
+            as_of_tsc in prop_oneof![0u64..1 << 40, any::<u64>()],
+            (period_frac, period_shift) in period(),
+            since in prop_oneof![0u64..100_000_000_000, any::<u64>()],
+        ) {
+            let c = exact_clock()
+                .as_of_tsc(as_of_tsc)
+                .period_frac(period_frac.max(1))
+                .period_shift(period_shift)
+                .build();
+            let since = Duration::from_nanos(since);
+            let at = c.counter_at(since);
+            let k = 64 + u32::from(period_shift);
+            let reached = |counter: u64| {
+                BigInt::from(counter - as_of_tsc) * BigInt::from(period_frac.max(1))
+                    * BigInt::from(1_000_000_000u64)
+                    >= BigInt::from(since.as_nanos()) << k
+            };
+            prop_assert!(at >= as_of_tsc);
+            if at < u64::MAX {
+                prop_assert!(reached(at));
+            }
+            if at > as_of_tsc && at < u64::MAX {
+                prop_assert!(!reached(at - 1));
+            }
+            if at == u64::MAX {
+                prop_assert!(at == as_of_tsc || !reached(u64::MAX - 1) || as_of_tsc == u64::MAX
+                    || reached(u64::MAX));
+            }
+        }
+    }
+}

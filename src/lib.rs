@@ -125,7 +125,6 @@ mod bound;
 mod bound_v3;
 mod cache;
 mod clock;
-#[cfg(not(loom))]
 mod counter;
 mod error;
 pub mod layout;
