@@ -63,6 +63,32 @@ pub enum ShmError {
         mono: Timespec,
     },
 
+    /// The CPU counter reads earlier than a layout-3 snapshot's `as_of_tsc` by more than the
+    /// blur allowed (the counter gap converted to time exceeds 1 µs): the snapshot comes from
+    /// another boot or another counter, the counter is not synchronised across CPUs, or the
+    /// writer is broken.
+    #[error(
+        "causality breach: the CPU counter reads {counter}, earlier than the snapshot's \
+         as_of_tsc {as_of_tsc} by more than the 1 µs blur allowed"
+    )]
+    CounterBehindSnapshot {
+        /// The snapshot's `as_of_tsc`.
+        as_of_tsc: u64,
+        /// The counter value read (or passed in).
+        counter: u64,
+    },
+
+    /// A layout-3 snapshot needs the CPU counter, and this crate reads it only on x86-64 and
+    /// aarch64.
+    #[error(
+        "layout 3 needs the CPU counter, which this crate reads on x86-64 and aarch64 only \
+         (this is {arch})"
+    )]
+    CounterUnavailable {
+        /// The target architecture this crate was built for.
+        arch: &'static str,
+    },
+
     /// The clock's status does not allow trusting the window (Unknown or Disrupted), where
     /// the call needs a trusted one: while commit-waiting, or on a
     /// [`SharedClockBound`](crate::SharedClockBound) set to
@@ -298,6 +324,20 @@ pub enum Malformed {
         /// The raw value.
         found: i64,
     },
+    /// A layout-3 scale (`period_shift` or `period_err_shift`) is above 63: a writer picks
+    /// floor(log2(1 / value)) of a 64-bit integer, which is at most 63.
+    ShiftTooLarge {
+        /// `"period_shift"` or `"period_err_shift"`.
+        field: &'static str,
+        /// The raw value.
+        found: u8,
+    },
+    /// A layout-3 snapshot claims a trusted status (Synchronized or FreeRunning) with a
+    /// counter period of 0: time would stand still.
+    ZeroPeriod {
+        /// The raw `clock_status`.
+        clock_status: i32,
+    },
 }
 
 impl fmt::Display for Malformed {
@@ -347,6 +387,14 @@ impl fmt::Display for Malformed {
             Malformed::NegativeBound { found } => {
                 write!(f, "bound_nsec is {found}, expected 0 or more")
             }
+            Malformed::ShiftTooLarge { field, found } => {
+                write!(f, "{field} is {found}, expected 0 to 63")
+            }
+            Malformed::ZeroPeriod { clock_status } => write!(
+                f,
+                "period_frac is 0 with clock_status {clock_status} (Synchronized or \
+                 FreeRunning need a counter period)"
+            ),
         }
     }
 }

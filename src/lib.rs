@@ -104,7 +104,9 @@
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
 mod bound;
+mod bound_v3;
 mod clock;
+mod counter;
 mod error;
 pub mod layout;
 mod seqlock;
@@ -129,6 +131,7 @@ mod vmclock;
 mod writer;
 
 pub use bound::{CAUSALITY_BLUR, ClockErrorBound, ClockStatus, STALE_AFTER, TimeWindow};
+pub use bound_v3::{ClockErrorBoundV3, ClockErrorBoundV3Builder};
 pub use error::{Malformed, NotInitialized, ShmError, VmClockMalformed};
 pub use layout::SegmentHeader;
 pub use seqlock::{DEFAULT_RECHECK_INTERVAL, ReaderStats};

@@ -21,6 +21,8 @@
 //! [`ClockErrorBound`] and back, and checks a header. It is pure data handling: no memory
 //! mapping, no atomics, no `unsafe`.
 
+pub(crate) mod v3;
+
 use crate::bound::{ClockErrorBound, ClockStatus};
 use crate::error::Malformed;
 use crate::timespec::Timespec;
