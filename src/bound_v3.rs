@@ -1436,6 +1436,32 @@ mod tests {
             check_against_reference(&c, counter, grace)?;
         }
 
+        /// Dyadic periods and tick counts with trailing zeros: elapsed times that are whole
+        /// or exactly half nanoseconds, where rounding mistakes show.
+        #[test]
+        fn ties_and_whole_nanoseconds(
+            bit in 40u32..64,
+            shift in 20u8..34,
+            odd in 0u64..1 << 16,
+            zeros in 0u32..20,
+            bound in 0i64..1_000,
+            drift in prop_oneof![Just(0u32), 0u32..1_000_000],
+            err_bit in prop_oneof![Just(None), (0u32..64).prop_map(Some)],
+            err_shift in 9u8..40,
+        ) {
+            let (err, err_shift) = err_bit.map_or((0, 0), |b| (1u64 << b, err_shift));
+            let c = exact_clock()
+                .period_frac(1 << bit)
+                .period_shift(shift)
+                .bound_nsec(bound)
+                .max_drift_ppb(drift)
+                .period_err_frac(err)
+                .period_err_shift(err_shift)
+                .build();
+            let ticks = (2 * odd + 1) << zeros;
+            check_against_reference(&c, c.as_of_tsc() + ticks, GRACE)?;
+        }
+
         /// counter_at gives the first counter value at which the exact elapsed time reaches
         /// the target.
         #[test]
