@@ -406,14 +406,16 @@ impl ClockErrorBoundV3 {
 
     /// The midpoint `t` and the half-width at `counter`, when it is not behind `as_of_tsc`
     /// and all fits the short path's limits; `None` otherwise. The same numbers as
-    /// [`exact_parts`](Self::exact_parts), with `k = 64 + period_shift`:
+    /// [`exact_parts`](Self::exact_parts), with `k = 64 + s`, `s = period_shift` in 1..=34.
+    /// Every quantity in units of 2^-k is a high word and a low word: the high word holds
+    /// the bits from 2^64 up, so dividing by 2^k is a shift of the high word by `s`.
     ///
-    /// - `a = ticks * period_frac` (< 2^100); elapsed = `a / 2^k` s: whole seconds
-    ///   `a >> k`, and `f = (a mod 2^k) * 1e9` (< 2^128 as `k <= 98`) the rest in ns * 2^k;
-    /// - the nanoseconds rounded: `(f + 2^(k-1)) >> k` (0..=1e9); the rounding's size in
-    ///   units of 2^-k ns: the low `k` bits of `f`, or 2^k minus them when rounded up;
-    /// - drift growth * 2^k = `a * max_drift_ppb` (< 2^128 for drift < 2^28);
-    /// - period-error growth * 2^k = `a * 1e9 * period_err_frac / 2^(64 + period_err_shift)`
+    /// - `a = ticks * period_frac` (< 2^100): whole seconds `a_hi >> s`, and `f = (a mod
+    ///   2^k) * 1e9` (< 2^128) the rest in units of 2^-k ns;
+    /// - the nanoseconds rounded: `(f + 2^(k-1)) >> k` (0..=1e9); the rounding's size: the
+    ///   low `k` bits of `f`, or 2^k minus them when rounded up;
+    /// - drift growth = `a * max_drift_ppb` (< 2^128 for drift < 2^28);
+    /// - period-error growth = `a * 1e9 * period_err_frac / 2^(64 + period_err_shift)`
     ///   = `y * period_err_frac / 2^(55 + period_err_shift)` with `y = a * 5^9` (< 2^122): the
     ///   192-bit product as a high `u128` and a low word, shifted; the bits shifted out only
     ///   matter as "some were non-zero" (they round the half-width up);
@@ -421,46 +423,65 @@ impl ClockErrorBoundV3 {
     #[inline(always)]
     fn recent_parts(&self, counter: u64) -> Option<(Timespec, u64)> {
         let ticks = counter.checked_sub(self.as_of_tsc)?;
-        let shift = u32::from(self.period_shift);
+        let s = u32::from(self.period_shift);
         let err_shift = u32::from(self.period_err_shift);
         if ticks >= FAST_MAX_TICKS
-            || shift == 0
-            || shift > FAST_MAX_SHIFT
+            || s.wrapping_sub(1) >= FAST_MAX_SHIFT
             || self.max_drift_ppb >= FAST_MAX_DRIFT
             || self.bound_nsec as u64 >= FAST_MAX_BOUND
             || (err_shift < 9 && self.period_err_frac != 0)
         {
             return None;
         }
-        let k = 64 + shift;
-        let mask = (1u128 << k) - 1;
-        let half = 1u128 << (k - 1);
-        let a = u128::from(ticks) * u128::from(self.period_frac);
-        let secs = (a >> k) as u64;
-        let f = (a & mask) * NANOS_PER_SEC as u128;
-        let nanos = ((f + half) >> k) as u64;
-        let below = f & mask;
-        let rounding = if below >= half {
-            (1u128 << k) - below
+        let low_mask = (1u64 << s) - 1; // bits of the high word below 2^k
+        let half_hi = 1u64 << (s - 1); // 2^(k-1), in the high word
+        let wide = |x: u64, y: u64| u128::from(x) * u128::from(y);
+        let split = |x: u128| ((x >> 64) as u64, x as u64);
+
+        let (a_hi, a_lo) = split(wide(ticks, self.period_frac)); // a_hi < 2^36
+        let secs = a_hi >> s;
+        let (f_hi, f_lo) = split(wide(a_lo, NANOS_PER_SEC as u64));
+        // (a mod 2^k) * 1e9 < 2^(98 + 30): no carry out of the high word.
+        let f_hi = f_hi + (a_hi & low_mask) * NANOS_PER_SEC as u64;
+        let nanos = (f_hi + half_hi) >> s;
+        let below = (u128::from(f_hi & low_mask) << 64) | u128::from(f_lo);
+        let rounding = if f_hi & low_mask >= half_hi {
+            (1u128 << (64 + s)) - below
         } else {
             below
         };
-        let drift = a * u128::from(self.max_drift_ppb);
-        let y = a * FIVE_POW_9;
-        let err = u128::from(self.period_err_frac);
-        let low = (y as u64 as u128) * err;
-        let high = (y >> 64) * err + (low >> 64);
+
+        // The growth terms multiply `ticks` by per-snapshot factors (which do not wait for
+        // the counter), one multiplication deep instead of two.
+        // drift = ticks * (period_frac * drift), the factor < 2^92: its high word times
+        // ticks is below 2^(28 + 36).
+        let (pd_hi, pd_lo) = split(wide(self.period_frac, u64::from(self.max_drift_ppb)));
+        let drift = wide(ticks, pd_lo) + (u128::from(ticks * pd_hi) << 64);
+
+        // y = ticks * (period_frac * 5^9), the factor < 2^86, y < 2^122.
+        let (p5_hi, p5_lo) = split(wide(self.period_frac, FIVE_POW_9 as u64));
+        let (y_hi, y_lo) = split(wide(ticks, p5_lo));
+        let y_hi = y_hi + ticks * p5_hi;
+        let err = self.period_err_frac;
+        let (low_carry, low) = split(wide(y_lo, err));
+        let top = wide(y_hi, err) + u128::from(low_carry); // y * err >> 64, < 2^123
         // err_shift >= 9 here, or the product is zero and any shift gives zero.
-        let s = err_shift.saturating_sub(9);
-        let period_growth = high >> s;
-        let period_cut = (low as u64 != 0) | (high & ((1u128 << s) - 1) != 0);
-        let (sum, o1) = ((self.bound_nsec as u128) << k).overflowing_add(drift);
+        let cut = err_shift.saturating_sub(9);
+        let period_growth = top >> cut;
+        let period_cut = (low != 0) | (top & ((1u128 << cut) - 1) != 0);
+
+        // bound < 2^30 and s <= 34: bound * 2^s fits the high word.
+        let bound = u128::from((self.bound_nsec as u64) << s) << 64;
+        let (sum, o1) = bound.overflowing_add(drift);
         let (sum, o2) = sum.overflowing_add(rounding);
         let (sum, o3) = sum.overflowing_add(period_growth);
         if o1 | o2 | o3 {
             return None;
         }
-        let half_width = (sum >> k) as u64 + u64::from(period_cut | (sum & mask != 0));
+        let (sum_hi, sum_lo) = split(sum);
+        let inexact = period_cut | (sum_hi & low_mask != 0) | (sum_lo != 0);
+        let half_width = (sum_hi >> s) + u64::from(inexact);
+
         // t = as_of + secs s + nanos ns; nanos <= 1e9, so one carry at most.
         let mut sec = self.as_of.sec().checked_add(secs as i64)?;
         let mut nsec = self.as_of.nsec() + nanos as i64;
@@ -636,17 +657,25 @@ impl ClockErrorBoundV3 {
     }
 }
 
-/// `t + d`, saturating at [`Timespec::MAX`], without 128-bit division.
+/// `t + d`, saturating at [`Timespec::MAX`], without division.
 #[inline(always)]
 fn add_saturating(t: Timespec, d: Duration) -> Timespec {
-    let Ok(secs) = i64::try_from(d.as_secs()) else {
+    let sum = i64::try_from(d.as_secs())
+        .ok()
+        .and_then(|secs| t.sec().checked_add(secs));
+    let Some(mut sec) = sum else {
         return Timespec::MAX;
     };
-    match t.sec().checked_add(secs) {
-        // nsec < 2e9: `new` carries and saturates.
-        Some(sec) => Timespec::new(sec, t.nsec() + i64::from(d.subsec_nanos())),
-        None => Timespec::MAX,
+    // Both nanosecond parts are below 1e9: one carry at most.
+    let mut nsec = t.nsec() + i64::from(d.subsec_nanos());
+    if nsec >= NANOS_PER_SEC {
+        nsec -= NANOS_PER_SEC;
+        sec = match sec.checked_add(1) {
+            Some(sec) => sec,
+            None => return Timespec::MAX,
+        };
     }
+    Timespec::from_normalised(sec, nsec).unwrap_or(Timespec::MAX)
 }
 
 /// An unsigned 256-bit integer, just enough for the general path's exact products. Every
