@@ -158,12 +158,14 @@ impl ClockErrorBoundV3Builder {
         self
     }
 
-    /// Sets `period_frac` and `period_shift` for a counter of `hz` ticks per second, as a
-    /// ClockBound writer does: `period_shift = floor(log2(hz))` (so `period_frac` keeps 64
-    /// significant bits) and `period_frac = floor(2^(64 + period_shift) / hz)`, which lies
-    /// in `(2^63, 2^64]`; the one value that does not fit, 2^64 (`hz` a power of two), is
+    /// Sets `period_frac` and `period_shift` for a counter of `hz` ticks per second, scaled
+    /// as a ClockBound writer scales them: `period_shift = floor(log2(hz))`, so that
+    /// `period_frac = floor(2^(64 + period_shift) / hz)` lies in `(2^63, 2^64]` and keeps 64
+    /// significant bits; the one value that does not fit, 2^64 (`hz` a power of two), is
     /// stored as `u64::MAX`, as the writer's float conversion saturates. Rounding down makes
-    /// the period short by less than one part in 2^63. `hz = 0` stores a zero period.
+    /// the period short by less than one part in 2^63. (The released writer goes through a
+    /// 64-bit float, so its `period_frac` has only 53 significant bits and can differ from
+    /// this one in the low 11.) `hz = 0` stores a zero period.
     pub const fn with_frequency_hz(mut self, hz: u64) -> Self {
         if hz == 0 {
             self.ceb.period_frac = 0;
