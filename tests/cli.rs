@@ -469,6 +469,14 @@ fn usage_errors_exit_with_2_and_help_lists_every_exit_code() {
         &["bogus"][..],
         &["status", "--no-such-option"],
         &["watch", "--interval-ms", "soon"],
+        &["watch", "--interval-ms", "0"],
+        &[
+            "simulate",
+            "--path",
+            "/nonexistent/shm0",
+            "--interval-ms",
+            "0",
+        ],
         &["status", "--no-vmclock", "--vmclock-path", "/x"],
         // simulate never writes the daemon's default path unless told to.
         &["simulate"],

@@ -4,10 +4,10 @@
 //! window for scripts, `watch` prints a line per update (and says so when updates stop),
 //! `waitsync` waits for a synchronised clock (init containers, readiness probes), and
 //! `simulate` writes a segment the way the daemon does, to try the others without one.
-//! The exit codes are listed in [`EXIT_CODES`] and in `--help`.
+//! The exit codes are listed in `EXIT_CODES` and in `--help`.
 //!
-//! The text and JSON outputs of `status` come from one list of fields ([`Field`]); `now` and
-//! `watch` pick theirs from the same definitions.
+//! The text and JSON outputs of `status` come from one list of fields (`Field`); `now`,
+//! `watch` and `waitsync` pick theirs from the same definitions.
 
 use std::collections::VecDeque;
 use std::error::Error as _;
@@ -104,7 +104,8 @@ enum Command {
         #[arg(long, value_name = "N")]
         count: Option<u64>,
         /// How often to look at the segment, in milliseconds.
-        #[arg(long, value_name = "MS", default_value_t = 10)]
+        #[arg(long, value_name = "MS", default_value_t = 10,
+              value_parser = clap::value_parser!(u64).range(1..))]
         interval_ms: u64,
         /// Warn once the snapshot is this old, and again every as long while it stays
         /// silent [default: 3 times the longest recent gap between updates, at least 1 s;
@@ -142,7 +143,8 @@ enum Command {
         #[arg(long, value_name = "PPB", default_value_t = 15_000)]
         max_drift_ppb: u32,
         /// Milliseconds between updates.
-        #[arg(long, value_name = "MS", default_value_t = 1000)]
+        #[arg(long, value_name = "MS", default_value_t = 1000,
+              value_parser = clap::value_parser!(u64).range(1..))]
         interval_ms: u64,
         /// Stop after this many seconds [default: until Ctrl-C].
         #[arg(long, value_name = "SECS", value_parser = parse_secs)]
