@@ -599,10 +599,9 @@ fn watch_says_when_updates_stop() {
     let lines = watch.lines_until(|l| l.starts_with("silent:"));
     let silent = lines.last().unwrap();
     assert!(silent.contains("no update for"), "{silent}");
-    assert!(
-        silent.contains("updates usually come every 0.05"),
-        "{silent}"
-    );
+    // The pace was learnt from the updates (50 ms apart, more on a busy machine), and the
+    // warning came after the 1 s minimum rather than the 20 s used while it is unknown.
+    assert!(silent.contains("updates usually come every 0."), "{silent}");
     assert!(silent.contains("status Synchronized"), "{silent}");
     let out = watch.interrupt();
     assert_eq!(code(&out), 0);
