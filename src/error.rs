@@ -14,11 +14,34 @@ use crate::timespec::Timespec;
 /// Errors that concern a file name it; errors about content say what was found and what was
 /// expected. [`ShmError::errno`] maps each error onto an OS errno the way the released
 /// ClockBound client does: the errno of the failed system call, `EPROTO` for content errors.
-#[derive(Debug, thiserror::Error)]
+///
+/// # Printing
+///
+/// An error that has a cause (the OS error behind [`ShmError::Io`] and
+/// [`ShmError::VmClockIo`], the last attempt's error behind [`ShmError::Timeout`]) returns it
+/// from [`source()`](std::error::Error::source) and does not repeat it in its `Display`, so a
+/// reporter that walks the chain (`anyhow`, `eyre`, ...) prints each cause once. To print
+/// everything without such a reporter, use `Debug`:
+///
+/// - `{:?}` prints the message and then its causes, one per line, the way a reporter does:
+///   what `fn main() -> Result<(), ShmError>` shows when it returns an error;
+/// - `{:#?}` prints the structured form (variant and fields), for debugging this crate.
+///
+/// ```
+/// use clockbound_shm::ShmReader;
+///
+/// let err = ShmReader::open("/nonexistent/clockbound/shm0").unwrap_err();
+/// assert_eq!(err.to_string(), "cannot open ClockBound segment /nonexistent/clockbound/shm0");
+/// let report = format!("{err:?}");
+/// assert!(report.starts_with("cannot open ClockBound segment /nonexistent/clockbound/shm0"));
+/// assert!(report.contains("Caused by:") && report.contains("os error 2"));
+/// assert!(format!("{err:#?}").starts_with("Io {"));
+/// ```
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum ShmError {
     /// A system call on the segment file failed (open, stat, mmap, ...).
-    #[error("cannot {operation} ClockBound segment {}: {source}", path.display())]
+    #[error("cannot {operation} ClockBound segment {}", path.display())]
     Io {
         /// What was being done, e.g. `"open"` or `"map"`.
         operation: &'static str,
@@ -101,7 +124,7 @@ pub enum ShmError {
 
     /// A wait ([`ShmReader::wait_until_after`](crate::ShmReader::wait_until_after),
     /// [`ShmReader::wait_for_sync`](crate::ShmReader::wait_for_sync), ...) ran out of time.
-    #[error("gave up {what} after {waited:?}{}", describe_cause(last_error.as_deref()))]
+    #[error("gave up {what} after {}", describe_duration(*waited))]
     Timeout {
         /// What was being waited for.
         what: &'static str,
@@ -140,8 +163,14 @@ pub enum ShmError {
     },
 
     /// A system call on the VMClock device (or a file standing in for it) failed: open,
-    /// stat, map. `ENOENT` for `/dev/vmclock0` means the guest kernel exposes no VMClock.
-    #[error("cannot {operation} VMClock page {}: {source}", path.display())]
+    /// stat, map. `ENOENT` for `/dev/vmclock0` means the guest kernel exposes no VMClock
+    /// here (or, in a container, that the device is not mounted into it).
+    ///
+    /// When the page cannot be read (`ENOENT`, `EACCES`, `EPERM`, `ENODEV`, `ENXIO`), the
+    /// message names both ways out: make the device readable by this process, or open the
+    /// reader with [`DisruptionCheck::Off`](crate::DisruptionCheck::Off) and give up seeing a
+    /// disruption before the daemon does.
+    #[error("cannot {operation} VMClock page {}{}", path.display(), vmclock_remedy(source))]
     VmClockIo {
         /// What was being done, e.g. `"open"` or `"map"`.
         operation: &'static str,
@@ -185,10 +214,42 @@ fn describe_seq(seq_count: u32) -> String {
     }
 }
 
-fn describe_cause(cause: Option<&ShmError>) -> String {
-    cause
-        .map(|e| format!(" (last error: {e})"))
-        .unwrap_or_default()
+/// A wait's duration as an operator reads it: `60 s`, `1.5 s`, `250 ms`.
+fn describe_duration(d: Duration) -> String {
+    if d >= Duration::from_secs(1) {
+        let secs = d.as_secs_f64();
+        // Whole seconds print without a fraction, others with a millisecond's precision.
+        if d.subsec_millis() == 0 {
+            format!("{} s", d.as_secs())
+        } else {
+            format!("{secs:.3} s")
+        }
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+/// The two ways out when the VMClock page cannot be read at all, for the errnos that mean
+/// "not here" or "not for you"; nothing for other failures (a bad mapping, ...).
+fn vmclock_remedy(source: &io::Error) -> &'static str {
+    use rustix::io::Errno;
+    let unreadable = matches!(
+        source.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+    ) || source.raw_os_error().is_some_and(|e| {
+        e == Errno::NODEV.raw_os_error()
+            || e == Errno::NXIO.raw_os_error()
+            || e == Errno::PERM.raw_os_error()
+    });
+    if unreadable {
+        " (ClockBound readers check this page when the segment says the daemon tracks clock \
+         disruptions). Either give this process read access to the device (in a \
+         container, mount /dev/vmclock0 into it), or open the reader with \
+         DisruptionCheck::Off: it then trusts the segment alone, and a live migration or \
+         snapshot restore is reported only once the daemon notices it"
+    } else {
+        ""
+    }
 }
 
 fn describe_path(path: Option<&Path>) -> String {
@@ -196,7 +257,105 @@ fn describe_path(path: Option<&Path>) -> String {
         .unwrap_or_default()
 }
 
+/// `{:?}` is the report an operator reads (message, then causes); `{:#?}` the structured form.
+impl fmt::Debug for ShmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            return self.fmt_structured(f);
+        }
+        write!(f, "{self}")?;
+        let causes: Vec<&(dyn std::error::Error + 'static)> =
+            std::iter::successors(std::error::Error::source(self), |e| e.source()).collect();
+        match causes.as_slice() {
+            [] => Ok(()),
+            [only] => write!(f, "\n\nCaused by:\n    {only}"),
+            many => {
+                f.write_str("\n\nCaused by:")?;
+                for (i, cause) in many.iter().enumerate() {
+                    write!(f, "\n    {i}: {cause}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 impl ShmError {
+    /// The derived-style `Debug` form: variant name and every field.
+    fn fmt_structured(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShmError::Io {
+                operation,
+                path,
+                source,
+            } => f
+                .debug_struct("Io")
+                .field("operation", operation)
+                .field("path", path)
+                .field("source", source)
+                .finish(),
+            ShmError::SegmentNotInitialized { path, reason } => f
+                .debug_struct("SegmentNotInitialized")
+                .field("path", path)
+                .field("reason", reason)
+                .finish(),
+            ShmError::SegmentMalformed { path, problem } => f
+                .debug_struct("SegmentMalformed")
+                .field("path", path)
+                .field("problem", problem)
+                .finish(),
+            ShmError::CausalityBreach { as_of, mono } => f
+                .debug_struct("CausalityBreach")
+                .field("as_of", as_of)
+                .field("mono", mono)
+                .finish(),
+            ShmError::ClockNotTrusted { status } => f
+                .debug_struct("ClockNotTrusted")
+                .field("status", status)
+                .finish(),
+            ShmError::Timeout {
+                what,
+                waited,
+                last_error,
+            } => f
+                .debug_struct("Timeout")
+                .field("what", what)
+                .field("waited", waited)
+                .field("last_error", last_error)
+                .finish(),
+            ShmError::SegmentVersionNotSupported {
+                path,
+                found,
+                expected,
+            } => f
+                .debug_struct("SegmentVersionNotSupported")
+                .field("path", path)
+                .field("found", found)
+                .field("expected", expected)
+                .finish(),
+            ShmError::VmClockIo {
+                operation,
+                path,
+                source,
+            } => f
+                .debug_struct("VmClockIo")
+                .field("operation", operation)
+                .field("path", path)
+                .field("source", source)
+                .finish(),
+            ShmError::VmClockMalformed { path, problem } => f
+                .debug_struct("VmClockMalformed")
+                .field("path", path)
+                .field("problem", problem)
+                .finish(),
+            ShmError::VmClockNotReady { path, seq_count } => f
+                .debug_struct("VmClockNotReady")
+                .field("path", path)
+                .field("seq_count", seq_count)
+                .finish(),
+        }
+    }
+
     /// The OS errno behind this error: the failed system call's errno for
     /// [`ShmError::Io`] (`EIO` if the OS gave none), `ETIMEDOUT` for
     /// [`ShmError::Timeout`], `EPROTO` for every other (content) error,
@@ -212,16 +371,45 @@ impl ShmError {
         }
     }
 
-    /// True for the errors that a later call can clear without anyone fixing anything: the
-    /// segment file is missing (`ENOENT`), the segment is not initialized yet, or the VMClock
-    /// page is mid-update. A service that starts before the daemon waits on these and fails
-    /// on the others. A missing VMClock device is not transient: it does not appear later.
+    /// True for the errors that a later call can clear without anyone fixing anything: a
+    /// service that starts before the daemon retries these and fails at once on the others
+    /// ([`ShmReader::wait_for_sync`](crate::ShmReader::wait_for_sync) does exactly that).
+    ///
+    /// | Error | Transient | Why |
+    /// |---|---|---|
+    /// | [`Io`](ShmError::Io) `ENOENT` | yes | the daemon has not created the segment yet |
+    /// | [`Io`](ShmError::Io) `EINTR` | yes | a signal interrupted the call |
+    /// | [`Io`](ShmError::Io), other errnos (`EACCES`, not a regular file, ...) | no | permissions or the path must be fixed |
+    /// | [`SegmentNotInitialized`](ShmError::SegmentNotInitialized) | yes | the daemon is (re)starting and has not written a snapshot yet |
+    /// | [`SegmentMalformed`](ShmError::SegmentMalformed) with [`Malformed::FileTooShort`] | yes | a daemon recreating the segment writes it in several steps; a fresh open can see the file part-written |
+    /// | [`SegmentMalformed`](ShmError::SegmentMalformed), other problems | no | the bytes are not a ClockBound segment, or the writer is broken |
+    /// | [`SegmentVersionNotSupported`](ShmError::SegmentVersionNotSupported) | no | another layout: another path or another client is needed |
+    /// | [`CausalityBreach`](ShmError::CausalityBreach) | no | the snapshot is from another clock (another boot, another time namespace) or a broken writer |
+    /// | [`ClockNotTrusted`](ShmError::ClockNotTrusted) | yes | the daemon leaves Unknown once synchronised, Disrupted once it catches up |
+    /// | [`Timeout`](ShmError::Timeout) | when its last error is (or it has none) | the state waited on was still a passing one |
+    /// | [`VmClockIo`](ShmError::VmClockIo) | no | a missing or unreadable device does not appear later by itself |
+    /// | [`VmClockMalformed`](ShmError::VmClockMalformed) | no | not a page this crate reads |
+    /// | [`VmClockNotReady`](ShmError::VmClockNotReady) | yes | the hypervisor is updating the page |
     #[must_use]
     pub fn is_transient(&self) -> bool {
         match self {
-            ShmError::Io { source, .. } => source.kind() == io::ErrorKind::NotFound,
-            ShmError::SegmentNotInitialized { .. } | ShmError::VmClockNotReady { .. } => true,
-            _ => false,
+            ShmError::Io { source, .. } => matches!(
+                source.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::Interrupted
+            ),
+            ShmError::SegmentMalformed { problem, .. } => {
+                matches!(problem, Malformed::FileTooShort { .. })
+            }
+            ShmError::Timeout { last_error, .. } => {
+                last_error.as_deref().is_none_or(ShmError::is_transient)
+            }
+            ShmError::SegmentNotInitialized { .. }
+            | ShmError::ClockNotTrusted { .. }
+            | ShmError::VmClockNotReady { .. } => true,
+            ShmError::SegmentVersionNotSupported { .. }
+            | ShmError::CausalityBreach { .. }
+            | ShmError::VmClockIo { .. }
+            | ShmError::VmClockMalformed { .. } => false,
         }
     }
 

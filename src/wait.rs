@@ -59,8 +59,14 @@ pub(crate) fn until_after(
 }
 
 /// Start-up: opens with `open` until it succeeds, then polls `status` until the clock is
-/// Synchronized. Every error counts as "not yet" (the daemon may be creating the file right
-/// now); the last one is kept for the timeout error.
+/// Synchronized.
+///
+/// Only the errors a later attempt can clear ([`ShmError::is_transient`]: the file not
+/// created yet, a segment the daemon has not written yet, a page mid-update, ...) count as
+/// "not yet"; the last one is kept for the timeout error. Any other error (a malformed
+/// segment, another layout version, no permission, a VMClock device that is missing or
+/// unreadable) is returned at once: waiting cannot fix it, and a service that starts should
+/// learn so now rather than after its whole timeout.
 pub(crate) fn for_sync<T>(
     timeout: Duration,
     mut open: impl FnMut() -> Result<T, ShmError>,
@@ -85,6 +91,7 @@ pub(crate) fn for_sync<T>(
                 None
             }
             Ok(_) => None,
+            Err(e) if !e.is_transient() => return Err(e),
             Err(e) => Some(Box::new(e)),
         };
         let waited = start.elapsed();

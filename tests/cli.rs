@@ -208,18 +208,36 @@ fn untrusted_status_exits_with_1() {
 }
 
 #[test]
-fn missing_segment_exits_with_2_and_says_what_to_do() {
+fn missing_segment_exits_with_3_and_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nowhere").join("shm0");
     let out = run(&["status", "--path", p(&path)]);
-    assert_eq!(code(&out), 2);
+    assert_eq!(code(&out), 3);
     let err = stderr(&out);
     assert!(err.contains(p(&path)), "{err}");
     assert!(err.contains("daemon running"), "{err}");
+    // The OS error once, on the error line.
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    // Where the daemon writes, for both major versions, and how to check on it; not the
+    // path the user passed again, nor "the daemon creates it".
+    let hint = err.lines().find(|l| l.starts_with("hint:")).unwrap();
+    assert!(
+        hint.contains("/var/run/clockbound/shm0 (ClockBound 2.x and 3.x"),
+        "{hint}"
+    );
+    assert!(
+        hint.contains("/var/run/clockbound/shm1 (3.x only)"),
+        "{hint}"
+    );
+    assert!(hint.contains("systemctl status clockbound"), "{hint}");
+    assert!(!hint.contains(p(&path)), "{hint}");
+    assert!(!hint.contains("creates"), "{hint}");
+    // The directory is missing too: say what that means.
+    assert!(hint.contains("does not exist"), "{hint}");
     assert!(stdout(&out).is_empty());
 
     let out = run(&["now", "--json", "--path", p(&path)]);
-    assert_eq!(code(&out), 2);
+    assert_eq!(code(&out), 3);
     let v = &json_lines(&out)[0];
     assert_eq!(v["kind"], "io");
     assert_eq!(v["errno"], 2); // ENOENT
@@ -227,17 +245,17 @@ fn missing_segment_exits_with_2_and_says_what_to_do() {
 }
 
 #[test]
-fn bad_or_unready_segments_exit_with_2() {
+fn bad_or_unready_segments_exit_with_3() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shm0");
     fs::write(&path, [0u8; 80]).unwrap();
     let out = run(&["now", "--path", p(&path)]);
-    assert_eq!(code(&out), 2);
+    assert_eq!(code(&out), 3);
     assert!(stderr(&out).contains("magic"), "{}", stderr(&out));
 
     fs::write(&path, []).unwrap();
     let out = run(&["status", "--path", p(&path)]);
-    assert_eq!(code(&out), 2);
+    assert_eq!(code(&out), 3);
     assert!(stderr(&out).contains("try again"), "{}", stderr(&out));
 }
 
@@ -342,11 +360,17 @@ fn vmclock_marker_is_checked_when_the_daemon_supports_it() {
     assert_eq!(v["vmclock"]["markers_differ"], true);
     assert_eq!(v["now"]["clock_status"], "Disrupted");
 
-    // The flag is set and the device is missing: an error that says so, exit 2.
+    // The flag is set and the device is missing: the window still shows, the check's
+    // failure is said on stderr, exit 3.
     let missing = dir.path().join("no-vmclock");
     let out = run(&["now", "--path", p(&path), "--vmclock-path", p(&missing)]);
-    assert_eq!(code(&out), 2);
+    assert_eq!(code(&out), 3);
     assert!(stderr(&out).contains("VMClock"), "{}", stderr(&out));
+    assert!(
+        stdout(&out).trim_end().ends_with("Synchronized"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -357,4 +381,413 @@ fn vmclock_marker_is_shown_but_not_applied_without_daemon_support() {
     let out = run(&["status", "--path", p(&path), "--vmclock-path", p(&page)]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(stdout(&out).contains("not applied"), "{}", stdout(&out));
+}
+
+/// A child whose stdout is read line by line; killed (and the test failed) if it outlives
+/// [`TIMEOUT`].
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn spawn(args: &[&str]) -> Running {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running { child, lines }
+    }
+
+    /// The next stdout line, failing the test after [`TIMEOUT`].
+    fn next_line(&mut self) -> String {
+        match self.lines.recv_timeout(TIMEOUT) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = self.child.kill();
+                panic!("no line from clockbound-shm within {TIMEOUT:?}");
+            }
+        }
+    }
+
+    /// Lines until one satisfies `done`, which is returned last.
+    fn lines_until(&mut self, done: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let line = self.next_line();
+            let stop = done(&line);
+            seen.push(line);
+            if stop {
+                return seen;
+            }
+        }
+    }
+
+    /// Sends SIGINT (Ctrl-C) and waits for the exit.
+    fn interrupt(self) -> Output {
+        let sent = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        wait_output(self.child)
+    }
+}
+
+/// A writer thread publishing `status` every `period` until `stop` is set.
+fn keep_writing(
+    mut writer: ShmWriter,
+    status: ClockStatus,
+    period: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<ShmWriter> {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            writer.write(&bound(status, 0, false));
+            std::thread::sleep(period);
+        }
+        writer
+    })
+}
+
+#[test]
+fn usage_errors_exit_with_2_and_help_lists_every_exit_code() {
+    for args in [
+        &["bogus"][..],
+        &["status", "--no-such-option"],
+        &["watch", "--interval-ms", "soon"],
+        &["watch", "--interval-ms", "0"],
+        &[
+            "simulate",
+            "--path",
+            "/nonexistent/shm0",
+            "--interval-ms",
+            "0",
+        ],
+        &["status", "--no-vmclock", "--vmclock-path", "/x"],
+        // simulate never writes the daemon's default path unless told to.
+        &["simulate"],
+    ] {
+        let out = run(args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+    }
+    let help = run(&["--help"]);
+    assert_eq!(code(&help), 0);
+    let text = stdout(&help);
+    assert!(text.contains("Exit status:"), "{text}");
+    for line in [
+        "0  the clock is trusted",
+        "1  the clock is not trusted",
+        "2  usage error",
+        "3  the segment cannot be read",
+        "4  waitsync: timed out",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    for command in ["status", "now", "watch", "waitsync", "simulate"] {
+        assert!(text.contains(command), "{command} not in\n{text}");
+    }
+}
+
+#[test]
+fn an_unreadable_vmclock_shows_the_segment_and_says_the_check_could_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("vmclock0");
+    // The segment itself says Disrupted: that must show even though the page is missing.
+    let (path, _writer) = segment(&dir, &bound(ClockStatus::Disrupted, 3, true));
+    let args = |cmd: &'static str| vec![cmd, "--path", p(&path), "--vmclock-path", p(&missing)];
+
+    let out = run(&args("status"));
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("Disrupted (as written)"), "{text}");
+    assert!(text.contains("bound_nsec"), "{text}");
+    assert!(text.contains("COULD NOT RUN"), "{text}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("VMClock disruption check could not run"),
+        "{err}"
+    );
+    assert!(err.contains("No such file or directory"), "{err}");
+    assert!(err.contains("--no-vmclock"), "{err}");
+    assert!(err.contains("read access"), "{err}");
+    assert!(err.contains("mount /dev/vmclock0"), "{err}");
+    // The library's remedy names its API; the CLI names its flag.
+    assert!(!err.contains("DisruptionCheck"), "{err}");
+
+    let out = run(&args("now"));
+    assert_eq!(code(&out), 3);
+    assert!(
+        stdout(&out).trim_end().ends_with("Disrupted"),
+        "{}",
+        stdout(&out)
+    );
+
+    let mut json = args("status");
+    json.push("--json");
+    let out = run(&json);
+    assert_eq!(code(&out), 3);
+    let v = &json_lines(&out)[0];
+    assert_eq!(v["vmclock_check"], "failed");
+    assert_eq!(v["vmclock"]["applied"], true);
+    assert_eq!(v["vmclock"]["kind"], "vmclock_io");
+    assert_eq!(v["vmclock"]["errno"], 2);
+    assert_eq!(v["snapshot"]["clock_status"], "Disrupted");
+    assert_eq!(v["now"]["trusted"], false);
+
+    // --no-vmclock: the segment alone decides (Disrupted: 1).
+    let out = run(&["status", "--no-vmclock", "--path", p(&path)]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("not read (--no-vmclock"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+
+    // A Synchronized segment: exit 3 with the check failing, 0 once it is skipped.
+    let (path, _writer) = segment(&dir, &bound(ClockStatus::Synchronized, 3, true));
+    let out = run(&["now", "--path", p(&path), "--vmclock-path", p(&missing)]);
+    assert_eq!(code(&out), 3);
+    let out = run(&["now", "--no-vmclock", "--path", p(&path)]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).trim_end().ends_with("Synchronized"));
+    // The default device, where this host has none.
+    if !Path::new("/dev/vmclock0").exists() {
+        let out = run(&["status", "--path", p(&path)]);
+        assert_eq!(code(&out), 3);
+        assert!(
+            stdout(&out).contains("vmclock /dev/vmclock0"),
+            "{}",
+            stdout(&out)
+        );
+    }
+}
+
+#[test]
+fn watch_says_when_updates_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, writer) = segment(&dir, &bound(ClockStatus::Synchronized, 0, false));
+    let stop = Arc::new(AtomicBool::new(false));
+    // A daemon updating every 50 ms: the usual pace is learnt from its updates, so the
+    // warning comes after the 1 s minimum, not after the 20 s used while the pace is unknown.
+    let updater = keep_writing(
+        writer,
+        ClockStatus::Synchronized,
+        Duration::from_millis(50),
+        Arc::clone(&stop),
+    );
+    let mut watch = Running::spawn(&["watch", "--path", p(&path)]);
+    let updates = watch.lines_until(|l| l.starts_with("generation"));
+    assert_eq!(updates.len(), 1);
+    std::thread::sleep(Duration::from_millis(400));
+    stop.store(true, Ordering::Relaxed);
+    let _writer = updater.join().unwrap();
+    let lines = watch.lines_until(|l| l.starts_with("silent:"));
+    let silent = lines.last().unwrap();
+    assert!(silent.contains("no update for"), "{silent}");
+    // The pace was learnt from the updates (50 ms apart, more on a busy machine), and the
+    // warning came after the 1 s minimum rather than the 20 s used while it is unknown.
+    assert!(silent.contains("updates usually come every 0."), "{silent}");
+    assert!(silent.contains("status Synchronized"), "{silent}");
+    let out = watch.interrupt();
+    assert_eq!(code(&out), 0);
+
+    // With --silence-after, in JSON: the warning repeats while the daemon stays silent,
+    // with a growing age.
+    let mut watch = Running::spawn(&[
+        "watch",
+        "--json",
+        "--silence-after",
+        "0.2",
+        "--path",
+        p(&path),
+    ]);
+    let mut silent = Vec::new();
+    while silent.len() < 2 {
+        let line = watch.next_line();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v["event"] == "silent" {
+            silent.push(v);
+        } else {
+            assert_eq!(v["event"], "update", "{line}");
+        }
+    }
+    let ages: Vec<i64> = silent
+        .iter()
+        .map(|v| v["age_ns"].as_i64().unwrap())
+        .collect();
+    assert!(ages[0] >= 200_000_000, "{ages:?}");
+    assert!(ages[1] >= ages[0] + 150_000_000, "{ages:?}");
+    assert_eq!(silent[0]["threshold_ns"], 200_000_000);
+    watch.interrupt();
+}
+
+#[test]
+fn waitsync_waits_for_a_late_daemon_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clockbound").join("shm0");
+    let daemon = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let mut writer = ShmWriter::new(&path).unwrap();
+            for status in [ClockStatus::Unknown, ClockStatus::Synchronized] {
+                for _ in 0..40 {
+                    writer.write(&bound(status, 0, false));
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            writer
+        })
+    };
+    let start = std::time::Instant::now();
+    let out = run(&["waitsync", "--timeout", "15", "--path", p(&path)]);
+    let _writer = daemon.join().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(start.elapsed() >= Duration::from_millis(700));
+    let err = stderr(&out);
+    // Progress: the missing file, the Unknown status, then success.
+    assert!(err.contains("No such file or directory"), "{err}");
+    assert!(err.contains("clock status Unknown"), "{err}");
+    assert!(err.contains("is Synchronized"), "{err}");
+}
+
+#[test]
+fn waitsync_times_out_with_4_and_fails_fast_with_3() {
+    let dir = tempfile::tempdir().unwrap();
+    // FreeRunning never ends the wait.
+    let (path, _writer) = segment(&dir, &bound(ClockStatus::FreeRunning, 0, false));
+    let out = run(&["waitsync", "--timeout", "0.5", "--path", p(&path)]);
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("clock status FreeRunning"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("gave up"), "{}", stderr(&out));
+
+    // A missing file until the timeout: 4 too, with the last error.
+    let out = run(&[
+        "waitsync",
+        "--json",
+        "--timeout",
+        "0.3",
+        "--path",
+        p(&dir.path().join("none")),
+    ]);
+    assert_eq!(code(&out), 4);
+    let v = &json_lines(&out)[0];
+    assert_eq!(v["kind"], "timeout");
+    assert!(v["error"].as_str().unwrap().contains("No such file"), "{v}");
+
+    // Errors that waiting cannot clear end the wait at once.
+    let garbage = dir.path().join("garbage");
+    fs::write(&garbage, [0x55u8; 80]).unwrap();
+    let (needs_vmclock, _w2) = {
+        let sub = tempfile::tempdir_in(dir.path()).unwrap();
+        let path = sub.path().join("shm0");
+        let mut w = ShmWriter::new(&path).unwrap();
+        w.write(&bound(ClockStatus::Synchronized, 0, true));
+        std::mem::forget(sub); // removed with `dir`
+        (path, w)
+    };
+    let missing = dir.path().join("no-vmclock");
+    for args in [
+        vec!["waitsync", "--path", p(&garbage)],
+        vec![
+            "waitsync",
+            "--path",
+            p(&needs_vmclock),
+            "--vmclock-path",
+            p(&missing),
+        ],
+    ] {
+        let start = std::time::Instant::now();
+        let out = run(&args);
+        assert_eq!(code(&out), 3, "{args:?}: {}", stderr(&out));
+        assert!(start.elapsed() < Duration::from_secs(5), "{args:?}");
+    }
+    // ... and --no-vmclock lets the segment alone answer.
+    let out = run(&["waitsync", "--no-vmclock", "--path", p(&needs_vmclock)]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
+
+#[test]
+fn simulate_writes_a_segment_the_other_commands_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sim").join("shm0");
+    let sim = Command::new(BIN)
+        .args([
+            "simulate",
+            "--path",
+            p(&path),
+            "--status",
+            "free-running",
+            "--bound-ns",
+            "1234",
+            "--interval-ms",
+            "50",
+            "--duration",
+            "1.5",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first update.
+    let mut first = None;
+    for _ in 0..200 {
+        let out = run(&["status", "--json", "--path", p(&path)]);
+        if code(&out) != 3 {
+            first = Some(json_lines(&out).remove(0));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let first = first.expect("simulate wrote a readable segment");
+    assert_eq!(first["snapshot"]["bound_nsec"], 1234);
+    assert_eq!(first["snapshot"]["clock_status"], "FreeRunning");
+    assert_eq!(first["snapshot"]["clock_disruption_support_enabled"], false);
+    let as_of = first["snapshot"]["as_of"]["sec"].as_i64().unwrap();
+    let void_after = first["snapshot"]["void_after"]["sec"].as_i64().unwrap();
+    assert_eq!(void_after - as_of, 1000);
+    let age = first["now"]["age_ns"].as_i64().unwrap();
+    assert!(
+        (-1_000..1_000_000_000).contains(&age),
+        "as_of is CLOCK_MONOTONIC_COARSE: {age}"
+    );
+
+    // A second writer on the same segment is refused.
+    let out = run(&["simulate", "--path", p(&path), "--duration", "1"]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains("another writer"), "{}", stderr(&out));
+
+    // It keeps updating, then stops by itself.
+    std::thread::sleep(Duration::from_millis(200));
+    let later = &json_lines(&run(&["status", "--json", "--path", p(&path)]))[0];
+    assert!(
+        later["header"]["generation"].as_u64() > first["header"]["generation"].as_u64(),
+        "{later}"
+    );
+    let out = wait_output(sim);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("stopped after"), "{}", stderr(&out));
+    let out = run(&["now", "--path", p(&path)]);
+    assert_eq!(code(&out), 0);
+    assert!(stdout(&out).trim_end().ends_with("FreeRunning"));
 }

@@ -340,3 +340,98 @@ fn shared_values_commit_wait_and_wait_for_sync() {
     assert_eq!(clock.now().unwrap().clock_status, ClockStatus::Synchronized);
     daemon.join().unwrap();
 }
+
+/// Asserts that `wait_for_sync` (both handle types) gives up on `path` at once with an error
+/// `check` accepts, not after its timeout.
+fn assert_fails_fast(what: &str, path: &Path, check: impl Fn(&ShmError) -> bool) {
+    let timeout = Duration::from_secs(10);
+    let start = Instant::now();
+    let err = ShmReader::wait_for_sync(path, timeout).unwrap_err();
+    let elapsed = start.elapsed();
+    assert!(check(&err), "{what}: ShmReader: unexpected error {err:#?}");
+    assert!(!err.is_transient(), "{what}: {err:#?}");
+    assert!(elapsed < Duration::from_secs(2), "{what}: took {elapsed:?}");
+
+    let start = Instant::now();
+    let err = clockbound_shm::SharedClockBound::wait_for_sync(path, timeout).unwrap_err();
+    assert!(
+        check(&err),
+        "{what}: SharedClockBound: unexpected error {err:#?}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(2), "{what}");
+}
+
+#[test]
+fn wait_for_sync_returns_at_once_on_errors_that_cannot_clear() {
+    let dir = tempfile::tempdir().unwrap();
+
+    // Not a ClockBound segment at all.
+    let garbage = dir.path().join("garbage");
+    std::fs::write(&garbage, [0xAAu8; 80]).unwrap();
+    assert_fails_fast("bad magic", &garbage, |e| {
+        matches!(e, ShmError::SegmentMalformed { .. })
+    });
+
+    // A layout version this crate does not read.
+    let (_d, other_version, _w) = segment(&bound_now(1_000, ClockStatus::Synchronized));
+    let mut bytes = std::fs::read(&other_version).unwrap();
+    bytes[12..14].copy_from_slice(&9u16.to_ne_bytes());
+    std::fs::write(&other_version, &bytes).unwrap();
+    assert_fails_fast("version 9", &other_version, |e| {
+        matches!(e, ShmError::SegmentVersionNotSupported { found: 9, .. })
+    });
+
+    // A directory where the segment should be.
+    assert_fails_fast("a directory", dir.path(), |e| {
+        matches!(e, ShmError::Io { .. })
+    });
+
+    // The segment asks for the disruption check and there is no VMClock device (skipped on
+    // a host that has one: the default path cannot be redirected through wait_for_sync).
+    if !Path::new(clockbound_shm::VMCLOCK_DEFAULT_PATH).exists() {
+        let mono = clock(ClockId::MonotonicCoarse);
+        let needs_vmclock = ClockErrorBound::new(
+            mono,
+            mono.saturating_add(Duration::from_secs(1000)),
+            1_000,
+            0,
+            1_000,
+            ClockStatus::Synchronized,
+            true,
+        );
+        let (_d, path, _w) = segment(&needs_vmclock);
+        assert_fails_fast("no VMClock device", &path, |e| {
+            matches!(e, ShmError::VmClockIo { .. })
+        });
+    }
+}
+
+#[test]
+fn wait_for_sync_waits_through_an_empty_then_short_file() {
+    // A daemon recreating its segment: the file exists but is empty, then holds part of a
+    // header, then is a segment that syncs. Each state is one a later attempt can clear.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shm0");
+    std::fs::write(&path, []).unwrap();
+    let daemon = {
+        let path = path.clone();
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(100));
+            std::fs::write(&path, [0u8; 16]).unwrap();
+            thread::sleep(Duration::from_millis(100));
+            let mut writer = ShmWriter::new(&path).unwrap();
+            for _ in 0..200 {
+                writer.write(&bound_now(1_000, ClockStatus::Synchronized));
+                thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let start = Instant::now();
+    let mut reader = ShmReader::wait_for_sync(&path, Duration::from_secs(10)).unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(200));
+    assert_eq!(
+        reader.now().unwrap().clock_status,
+        ClockStatus::Synchronized
+    );
+    daemon.join().unwrap();
+}

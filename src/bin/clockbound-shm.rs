@@ -1,44 +1,85 @@
 //! `clockbound-shm`: look at the ClockBound daemon's shared-memory segment from a shell.
 //!
 //! Built with the `cli` feature. `status` shows everything in the segment, `now` prints one
-//! window for scripts, `watch` prints a line per update. Exit codes: 0 the clock is trusted
-//! (Synchronized or FreeRunning), 1 it is not (Unknown or Disrupted), 2 the segment (or a
-//! VMClock page that had to be read) cannot be read; clap's usage errors also exit with 2.
+//! window for scripts, `watch` prints a line per update (and says so when updates stop),
+//! `waitsync` waits for a synchronised clock (init containers, readiness probes), and
+//! `simulate` writes a segment the way the daemon does, to try the others without one.
+//! The exit codes are listed in `EXIT_CODES` and in `--help`.
+//!
+//! The text and JSON outputs of `status` come from one list of fields (`Field`); `now`,
+//! `watch` and `waitsync` pick theirs from the same definitions.
 
+use std::collections::VecDeque;
+use std::error::Error as _;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use clockbound_shm::{
     CLOCKBOUND_SHM_DEFAULT_PATH, ClockErrorBound, ClockStatus, DisruptionCheck, ReaderOptions,
-    SegmentHeader, ShmError, ShmReader, TimeWindow, Timespec, VMCLOCK_DEFAULT_PATH, VmClockReader,
-    VmClockSnapshot,
+    SegmentHeader, ShmError, ShmReader, ShmWriter, TimeWindow, Timespec, VMCLOCK_DEFAULT_PATH,
+    VmClockReader, VmClockSnapshot,
 };
 use rustix::time::{ClockId, clock_gettime};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
+
+/// The clock is trusted (Synchronized or FreeRunning); `waitsync`: it is Synchronized.
+const EXIT_TRUSTED: u8 = 0;
+/// The clock is not trusted (Unknown or Disrupted).
+const EXIT_UNTRUSTED: u8 = 1;
+// 2 is clap's: a usage error (unknown option, bad value, missing argument).
+/// The segment cannot be read (or, for `simulate`, written), or the VMClock page the
+/// segment asks for cannot be read.
+const EXIT_UNREADABLE: u8 = 3;
+/// `waitsync` ran out of time.
+const EXIT_TIMEOUT: u8 = 4;
+
+/// The exit codes, for `--help`.
+const EXIT_CODES: &str = "\
+Exit status:
+  0  the clock is trusted (Synchronized or FreeRunning); waitsync: it is Synchronized;
+     simulate: stopped by Ctrl-C or --duration
+  1  the clock is not trusted (Unknown or Disrupted)
+  2  usage error (unknown command or option, bad value)
+  3  the segment cannot be read (simulate: written), or the segment asks for the VMClock
+     disruption check and the VMClock page cannot be read (--no-vmclock skips the check)
+  4  waitsync: timed out before the clock was Synchronized
+
+Where the daemon writes: /var/run/clockbound/shm0 (ClockBound 2.x and 3.x, layout 2, read
+by this tool) and /var/run/clockbound/shm1 (3.x only, layout 3).";
+
+/// How long a `watch` waits for a second update before it knows the daemon's pace.
+const SILENCE_BEFORE_PACE_KNOWN: Duration = Duration::from_secs(20);
+/// The quietest `watch` gets: a daemon updating 10 times a second is not "silent" after 0.3 s.
+const MIN_SILENCE: Duration = Duration::from_secs(1);
+/// How many recent gaps between updates set the daemon's usual pace.
+const PACE_WINDOW: usize = 8;
 
 /// Inspect the AWS ClockBound daemon's shared-memory segment.
-///
-/// Exit status: 0 when the clock is trusted (Synchronized or FreeRunning), 1 when it is not
-/// (Unknown or Disrupted), 2 when the segment (or a VMClock page that had to be read)
-/// cannot be read.
 #[derive(Parser, Debug)]
-#[command(name = "clockbound-shm", version)]
+#[command(name = "clockbound-shm", version, after_help = EXIT_CODES)]
 struct Cli {
-    /// The daemon's segment file.
-    #[arg(long, global = true, value_name = "FILE", default_value = CLOCKBOUND_SHM_DEFAULT_PATH)]
-    path: PathBuf,
+    /// The daemon's segment file [default: /var/run/clockbound/shm0; `simulate` needs it
+    /// given].
+    #[arg(long, global = true, value_name = "FILE")]
+    path: Option<PathBuf>,
 
     /// The VMClock device. Read when given, and whenever the segment says the daemon runs
     /// with clock disruption support (then /dev/vmclock0 unless given).
     #[arg(long, global = true, value_name = "FILE")]
     vmclock_path: Option<PathBuf>,
 
-    /// Print one JSON object per line instead of text.
+    /// Skip the VMClock disruption check even when the segment asks for it: trust the
+    /// segment alone (a live migration is then seen only once the daemon notices it).
+    #[arg(long, global = true, conflicts_with = "vmclock_path")]
+    no_vmclock: bool,
+
+    /// Print JSON (one object per line) on stdout instead of text.
     #[arg(long, global = true)]
     json: bool,
 
@@ -48,77 +89,236 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Show the header, every snapshot field, the window for now, its status and age.
+    /// Show every field of the segment, the window for now, and the VMClock check.
     Status,
     /// Print one window: `EARLIEST LATEST STATUS` (seconds.nanoseconds, CLOCK_REALTIME).
     Now,
-    /// Print a line whenever the generation or the status changes, until Ctrl-C.
+    /// Print a line per update, and a warning while updates stop, until Ctrl-C.
+    ///
+    /// A line is printed whenever the generation or the status changes. When no update has
+    /// arrived for longer than usual, a `silent:` line gives the snapshot's age, and is
+    /// repeated while the daemon stays silent.
     Watch {
-        /// Exit after this many lines (the first line, the state at start, counts).
+        /// Exit after this many update lines (the first, the state at start, counts;
+        /// silence warnings do not).
         #[arg(long, value_name = "N")]
         count: Option<u64>,
         /// How often to look at the segment, in milliseconds.
-        #[arg(long, value_name = "MS", default_value_t = 10)]
+        #[arg(long, value_name = "MS", default_value_t = 10,
+              value_parser = clap::value_parser!(u64).range(1..))]
         interval_ms: u64,
+        /// Warn once the snapshot is this old, and again every as long while it stays
+        /// silent [default: 3 times the longest recent gap between updates, at least 1 s;
+        /// 20 s until two updates were seen].
+        #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+        silence_after: Option<Duration>,
     },
+    /// Wait until the clock is Synchronized (for init containers and readiness probes).
+    ///
+    /// Exits 0 once the clock is Synchronized, 4 when the timeout passes first, 3 at once on
+    /// an error that waiting cannot clear (a malformed segment, no permission, a VMClock
+    /// page the segment asks for that cannot be read). A missing, empty or unwritten
+    /// segment is waited for: the daemon may be starting. Progress goes to stderr. Like
+    /// `cbctl waitsync` of ClockBound 3.x, only Synchronized ends the wait (FreeRunning
+    /// means the daemon has lost its time source).
+    Waitsync {
+        /// Give up (exit 4) after this many seconds.
+        #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "60")]
+        timeout: Duration,
+    },
+    /// Write a segment the way the daemon does, to try the other commands without one.
+    ///
+    /// Publishes a plausible snapshot (as_of = CLOCK_MONOTONIC_COARSE now, void_after 1000 s
+    /// later) every interval until Ctrl-C or --duration, with the daemon's protocol. Needs
+    /// --path; refuses a segment that another writer is updating. The segment stays when
+    /// it stops, and ages as a dead daemon's would.
+    Simulate {
+        /// The status written.
+        #[arg(long, value_enum, default_value_t = SimStatus::Synchronized)]
+        status: SimStatus,
+        /// The bound written, in nanoseconds.
+        #[arg(long, value_name = "N", default_value_t = 50_000)]
+        bound_ns: i64,
+        /// The worst-case drift written, in parts per billion.
+        #[arg(long, value_name = "PPB", default_value_t = 15_000)]
+        max_drift_ppb: u32,
+        /// Milliseconds between updates.
+        #[arg(long, value_name = "MS", default_value_t = 1000,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        interval_ms: u64,
+        /// Stop after this many seconds [default: until Ctrl-C].
+        #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+        duration: Option<Duration>,
+        /// The segment layout to write.
+        #[arg(long, value_enum, default_value_t = SimLayout::V2)]
+        layout: SimLayout,
+    },
+}
+
+/// A status `simulate` can write.
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum SimStatus {
+    Unknown,
+    Synchronized,
+    FreeRunning,
+    Disrupted,
+}
+
+impl From<SimStatus> for ClockStatus {
+    fn from(s: SimStatus) -> ClockStatus {
+        match s {
+            SimStatus::Unknown => ClockStatus::Unknown,
+            SimStatus::Synchronized => ClockStatus::Synchronized,
+            SimStatus::FreeRunning => ClockStatus::FreeRunning,
+            SimStatus::Disrupted => ClockStatus::Disrupted,
+        }
+    }
+}
+
+/// A segment layout `simulate` can write.
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum SimLayout {
+    /// Layout version 2 (`shm0`), ClockBound 2.x.
+    #[value(name = "2")]
+    V2,
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s} s is not a duration"))
+}
+
+impl Cli {
+    /// The segment to read: `--path`, or the daemon's default.
+    fn segment_path(&self) -> PathBuf {
+        self.path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(CLOCKBOUND_SHM_DEFAULT_PATH))
+    }
+
+    /// The VMClock device to read when the check runs.
+    fn vmclock_path(&self) -> PathBuf {
+        self.vmclock_path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(VMCLOCK_DEFAULT_PATH))
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut session = match Session::open(&cli) {
-        Ok(session) => session,
-        Err(e) => return fail(&cli, &e),
-    };
-    let result = match &cli.command {
-        Command::Status => session.status(&cli),
-        Command::Now => session.now(&cli),
-        Command::Watch { count, interval_ms } => {
-            session.watch(&cli, *count, Duration::from_millis(*interval_ms))
+    match &cli.command {
+        Command::Waitsync { timeout } => waitsync(&cli, *timeout),
+        Command::Simulate {
+            status,
+            bound_ns,
+            max_drift_ppb,
+            interval_ms,
+            duration,
+            layout,
+        } => {
+            let Some(path) = cli.path.clone() else {
+                Cli::command()
+                    .error(
+                        ErrorKind::MissingRequiredArgument,
+                        "simulate needs --path FILE: it does not write the daemon's segment \
+                         unless told to",
+                    )
+                    .exit();
+            };
+            let params = SimParams {
+                status: (*status).into(),
+                bound_ns: *bound_ns,
+                max_drift_ppb: *max_drift_ppb,
+                interval: Duration::from_millis(*interval_ms),
+                duration: *duration,
+            };
+            simulate(&cli, &path, *layout, &params)
         }
-    };
-    result.unwrap_or_else(|e| fail(&cli, &e))
-}
-
-/// The exit code for a window's status.
-fn exit_for(status: ClockStatus) -> ExitCode {
-    if status.is_trusted() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+        command => {
+            let mut session = match Session::open(&cli) {
+                Ok(session) => session,
+                Err(e) => return fail(&cli, &e),
+            };
+            let result = match command {
+                Command::Status => session.status(&cli),
+                Command::Now => session.now(&cli),
+                Command::Watch {
+                    count,
+                    interval_ms,
+                    silence_after,
+                } => session.watch(
+                    &cli,
+                    *count,
+                    Duration::from_millis(*interval_ms),
+                    *silence_after,
+                ),
+                Command::Waitsync { .. } | Command::Simulate { .. } => unreachable!(),
+            };
+            result.unwrap_or_else(|e| fail(&cli, &e))
+        }
     }
 }
 
-/// Reports `e` (on stderr, and as a JSON object on stdout with `--json`) and exits with 2.
+// ---------------------------------------------------------------------------------------
+// Errors and hints
+// ---------------------------------------------------------------------------------------
+
+/// `e` and its causes on one line, each once: `cannot open ...: No such file or directory`.
+fn chain(e: &ShmError) -> String {
+    // For VMClock I/O the library's message names its remedies in library terms
+    // (`DisruptionCheck::Off`); the CLI's hint names the CLI's (`--no-vmclock`).
+    let head = match e {
+        ShmError::VmClockIo {
+            operation, path, ..
+        } => format!("cannot {operation} VMClock page {}", path.display()),
+        _ => e.to_string(),
+    };
+    std::iter::successors(e.source(), |c| (*c).source()).fold(head, |mut line, cause| {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        line
+    })
+}
+
+/// The exit code for an error.
+fn exit_for_error(e: &ShmError) -> ExitCode {
+    match e {
+        ShmError::Timeout { .. } => ExitCode::from(EXIT_TIMEOUT),
+        _ => ExitCode::from(EXIT_UNREADABLE),
+    }
+}
+
+/// Reports `e` (on stderr, and as a JSON object on stdout with `--json`) and returns its
+/// exit code.
 fn fail(cli: &Cli, e: &ShmError) -> ExitCode {
     let hint = hint(e);
-    eprintln!("clockbound-shm: {e}");
+    eprintln!("clockbound-shm: {}", chain(e));
     if !hint.is_empty() {
         eprintln!("hint: {hint}");
     }
     if cli.json {
-        let errno = e.errno();
-        emit(
-            &json!({
-                "error": e.to_string(),
-                "kind": kind(e),
-                "errno": errno,
-                "hint": hint,
-            })
-            .to_string(),
-        );
+        emit(&error_json(e, &hint).to_string());
     }
-    ExitCode::from(2)
+    exit_for_error(e)
+}
+
+fn error_json(e: &ShmError, hint: &str) -> Value {
+    json!({
+        "error": chain(e),
+        "kind": kind(e),
+        "errno": e.errno(),
+        "transient": e.is_transient(),
+        "hint": hint,
+    })
 }
 
 /// What to do about `e`.
 fn hint(e: &ShmError) -> String {
     match e {
         ShmError::Io { path, source, .. } => match source.kind() {
-            io::ErrorKind::NotFound => format!(
-                "Is the ClockBound daemon running? It creates {} when it starts. If it writes \
-                 its segment elsewhere, pass --path.",
-                path.display()
-            ),
+            io::ErrorKind::NotFound => missing_segment_hint(path),
             io::ErrorKind::PermissionDenied => format!(
                 "This user may not read {}: check the permissions of the file and of its \
                  directories (the daemon creates it readable by all, mode 0644).",
@@ -131,44 +331,96 @@ fn hint(e: &ShmError) -> String {
             ),
         },
         ShmError::SegmentNotInitialized { .. } => "The daemon is starting or restarting and has \
-             not written a snapshot yet: try again in a few seconds. If this persists, check \
-             the daemon's logs."
+             not written a snapshot yet: try again in a few seconds (or use `waitsync`). If \
+             this persists, check the daemon's logs."
+            .to_owned(),
+        ShmError::SegmentMalformed { .. } if e.is_transient() => "The file is shorter than a \
+             segment: the daemon may be writing it right now. Try again in a few seconds; if \
+             it stays short, restart the daemon to have it rewrite the segment."
             .to_owned(),
         ShmError::SegmentMalformed { .. } | ShmError::SegmentVersionNotSupported { .. } => {
-            "This is not a ClockBound 2.x segment (layout version 2): check --path and the \
-             daemon's version, then restart the daemon to have it rewrite the segment."
+            "This is not a ClockBound segment of layout version 2: check --path (ClockBound \
+             3.x writes layout 2 to shm0 and layout 3 to shm1) and the daemon's version, \
+             then restart the daemon to have it rewrite the segment."
                 .to_owned()
         }
         ShmError::CausalityBreach { .. } => "The snapshot's as_of is ahead of this host's \
-             monotonic clock: it was written on another boot or by a broken writer. Restart \
-             the daemon."
+             monotonic clock: it was written on another boot, in another time namespace, or \
+             by a broken writer. Restart the daemon."
             .to_owned(),
-        ShmError::VmClockIo { path, source, .. } => match source.kind() {
-            io::ErrorKind::NotFound => format!(
-                "There is no VMClock device at {}: the guest kernel needs its vmclock driver \
-                 and a hypervisor that offers VMClock. The segment's \
-                 clock_disruption_support_enabled flag (or --vmclock-path) asked for it; if \
-                 the flag is wrong, run the daemon without clock disruption support.",
-                path.display()
-            ),
-            io::ErrorKind::PermissionDenied => format!(
-                "This user may not read {}: check the device's permissions (or the udev rule \
-                 that sets them).",
-                path.display()
-            ),
-            _ => format!(
-                "Check that {} is the VMClock device (--vmclock-path).",
-                path.display()
-            ),
-        },
-        ShmError::VmClockMalformed { .. } => {
-            "This is not a VMClock page this tool reads: check --vmclock-path.".to_owned()
-        }
+        ShmError::VmClockIo { .. } | ShmError::VmClockMalformed { .. } => vmclock_hint(e),
         ShmError::VmClockNotReady { .. } => {
             "The hypervisor is updating the VMClock page: try again.".to_owned()
         }
+        ShmError::Timeout { last_error, .. } => match last_error.as_deref() {
+            Some(last) => hint(last),
+            None => "The segment is readable but the clock did not reach Synchronized: check \
+                     the daemon's time sources (its logs, `chronyc tracking` for 2.x)."
+                .to_owned(),
+        },
         _ => String::new(),
     }
+}
+
+/// Where the daemon writes and how to find out whether it runs, for a missing segment.
+fn missing_segment_hint(path: &Path) -> String {
+    let mut hint = String::from(
+        "Is the ClockBound daemon running? It writes /var/run/clockbound/shm0 (ClockBound \
+         2.x and 3.x; the layout this tool reads) and /var/run/clockbound/shm1 (3.x only). \
+         Check it with `systemctl status clockbound` (the packaged unit) or \
+         `pgrep -a clockbound`.",
+    );
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir.filter(|d| !d.exists()) {
+        hint.push_str(&format!(
+            " {} does not exist: the daemon has not run on this host since boot, or, in a \
+             container, the host's /var/run/clockbound is not mounted (a hostPath volume in \
+             Kubernetes).",
+            dir.display()
+        ));
+    }
+    if path != Path::new(CLOCKBOUND_SHM_DEFAULT_PATH)
+        && Path::new(CLOCKBOUND_SHM_DEFAULT_PATH).exists()
+    {
+        hint.push_str(&format!(
+            " {CLOCKBOUND_SHM_DEFAULT_PATH} exists: drop --path to read it."
+        ));
+    } else {
+        hint.push_str(" If the daemon writes elsewhere, pass --path.");
+    }
+    hint
+}
+
+/// What to do when the VMClock check cannot run.
+fn vmclock_hint(e: &ShmError) -> String {
+    let path = match e {
+        ShmError::VmClockIo { path, .. } | ShmError::VmClockMalformed { path, .. } => {
+            path.display().to_string()
+        }
+        _ => VMCLOCK_DEFAULT_PATH.to_owned(),
+    };
+    let io_kind = match e {
+        ShmError::VmClockIo { source, .. } => Some(source.kind()),
+        _ => None,
+    };
+    let why = match io_kind {
+        Some(io::ErrorKind::NotFound) => format!(
+            "There is no {path} here: the guest kernel has no vmclock driver, the hypervisor \
+             offers no VMClock, or (in a container) the device is not mounted into it."
+        ),
+        Some(io::ErrorKind::PermissionDenied) => {
+            format!("This user may not read {path}.")
+        }
+        Some(_) => format!("{path} cannot be used as the VMClock device."),
+        None => format!("{path} is not a VMClock page this tool reads."),
+    };
+    format!(
+        "{why} The segment says the daemon tracks clock disruptions, so readers also check \
+         the VMClock page for a disruption the daemon has not noticed yet. Either give this \
+         process read access to the device (in a container, mount /dev/vmclock0 into it; \
+         --vmclock-path if it lives elsewhere), or pass --no-vmclock to trust the segment \
+         alone: a live migration is then reported only once the daemon notices it."
+    )
 }
 
 /// A short machine-readable name for `e`, for `--json`.
@@ -179,6 +431,7 @@ fn kind(e: &ShmError) -> &'static str {
         ShmError::SegmentMalformed { .. } => "malformed",
         ShmError::SegmentVersionNotSupported { .. } => "version_not_supported",
         ShmError::CausalityBreach { .. } => "causality_breach",
+        ShmError::Timeout { .. } => "timeout",
         ShmError::VmClockIo { .. } => "vmclock_io",
         ShmError::VmClockMalformed { .. } => "vmclock_malformed",
         ShmError::VmClockNotReady { .. } => "vmclock_not_ready",
@@ -191,28 +444,80 @@ fn emit(line: &str) -> bool {
     writeln!(io::stdout().lock(), "{line}").is_ok()
 }
 
+/// Installs a Ctrl-C handler that sets the returned flag (warns when it cannot).
+fn stop_on_ctrl_c(command: &str) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    if let Err(e) = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed)) {
+        eprintln!("clockbound-shm: warning: cannot handle Ctrl-C ({e}); it will kill {command}");
+    }
+    stop
+}
+
+// ---------------------------------------------------------------------------------------
+// Looking at the segment
+// ---------------------------------------------------------------------------------------
+
 /// `CLOCK_REALTIME` then `CLOCK_MONOTONIC_COARSE`, in the order the bound arithmetic wants.
 fn read_clocks() -> (Timespec, Timespec) {
     let real = clock_gettime(ClockId::Realtime);
     let mono = clock_gettime(ClockId::MonotonicCoarse);
+    (timespec(real), timespec(mono))
+}
+
+fn timespec(t: rustix::time::Timespec) -> Timespec {
     #[allow(clippy::useless_conversion)] // `tv_nsec` is `i64` on 64-bit targets only.
-    let ts = |t: rustix::time::Timespec| Timespec::new(t.tv_sec, i64::from(t.tv_nsec));
-    (ts(real), ts(mono))
+    Timespec::new(t.tv_sec, i64::from(t.tv_nsec))
 }
 
 /// What the VMClock check found.
 enum VmCheck {
-    /// Not read: the daemon has no disruption support and `--vmclock-path` was not given.
-    NotRead,
-    /// Read; `applied` when the segment's flag makes a marker mismatch count.
+    /// Not run: `--no-vmclock`.
+    Skipped,
+    /// Not run: the daemon runs without disruption support and `--vmclock-path` was not
+    /// given.
+    NotNeeded,
+    /// Run; `applied` when the segment's flag makes a marker mismatch count.
     Read {
+        path: PathBuf,
         page: VmClockSnapshot,
+        applied: bool,
+    },
+    /// The page could not be read; `applied` when the segment asked for the check.
+    Failed {
+        path: PathBuf,
+        error: ShmError,
         applied: bool,
     },
 }
 
+impl VmCheck {
+    /// A short name, for JSON and for noticing a change.
+    fn name(&self) -> &'static str {
+        match self {
+            VmCheck::Skipped => "skipped",
+            VmCheck::NotNeeded => "not_needed",
+            VmCheck::Read { .. } => "done",
+            VmCheck::Failed { .. } => "failed",
+        }
+    }
+
+    /// The error when a check the segment asked for could not run.
+    fn required_failure(&self) -> Option<&ShmError> {
+        match self {
+            VmCheck::Failed {
+                error,
+                applied: true,
+                ..
+            } => Some(error),
+            _ => None,
+        }
+    }
+}
+
 /// Everything one look at the segment found.
 struct Observation {
+    path: PathBuf,
     header: SegmentHeader,
     snapshot: ClockErrorBound,
     /// The generation of the snapshot.
@@ -230,10 +535,38 @@ struct Observation {
 impl Observation {
     fn markers_differ(&self) -> Option<bool> {
         match &self.vmclock {
-            VmCheck::NotRead => None,
             VmCheck::Read { page, .. } => {
                 Some(page.disruption_marker != self.snapshot.disruption_marker())
             }
+            _ => None,
+        }
+    }
+
+    /// Trusted: a trusted status, and every check the segment asks for ran.
+    fn trusted(&self) -> bool {
+        self.status.is_trusted() && self.vmclock.required_failure().is_none()
+    }
+
+    /// The exit code this observation calls for.
+    fn exit_code(&self) -> ExitCode {
+        if self.vmclock.required_failure().is_some() {
+            ExitCode::from(EXIT_UNREADABLE)
+        } else if self.status.is_trusted() {
+            ExitCode::from(EXIT_TRUSTED)
+        } else {
+            ExitCode::from(EXIT_UNTRUSTED)
+        }
+    }
+
+    /// Says on stderr that the VMClock check the segment asks for could not run.
+    fn report_vmclock_failure(&self) {
+        if let Some(error) = self.vmclock.required_failure() {
+            eprintln!(
+                "clockbound-shm: the VMClock disruption check could not run ({}); the status \
+                 shown is the segment's own",
+                chain(error)
+            );
+            eprintln!("hint: {}", vmclock_hint(error));
         }
     }
 }
@@ -247,10 +580,11 @@ struct Session {
 impl Session {
     fn open(cli: &Cli) -> Result<Session, ShmError> {
         Ok(Session {
-            // The command reads the VMClock page itself (to show it, and to explain a
-            // Disrupted status), so the reader's own check is off.
+            // The command reads the VMClock page itself (to show it, to explain a Disrupted
+            // status, and to show the segment when the page cannot be read), so the
+            // reader's own check is off.
             reader: ShmReader::open_with(
-                &cli.path,
+                cli.segment_path(),
                 &ReaderOptions::new().disruption_check(DisruptionCheck::Off),
             )?,
             vmclock: None,
@@ -269,17 +603,12 @@ impl Session {
         let (real, mono) = read_clocks();
         let window = snapshot.compute_bound_at(real, mono)?;
         let age_ns = mono.as_nanos() - snapshot.as_of().as_nanos();
-        let applied = snapshot.clock_disruption_support_enabled();
-        let vmclock = if applied || cli.vmclock_path.is_some() {
-            let page = self.vmclock_page(cli)?;
-            VmCheck::Read { page, applied }
-        } else {
-            VmCheck::NotRead
-        };
+        let vmclock = self.vmclock_check(cli, snapshot.clock_disruption_support_enabled());
         let mut status = window.clock_status;
         if let VmCheck::Read {
             page,
             applied: true,
+            ..
         } = &vmclock
         {
             if page.disruption_marker != snapshot.disruption_marker() {
@@ -287,6 +616,7 @@ impl Session {
             }
         }
         Ok(Observation {
+            path: self.reader.path().to_owned(),
             header,
             snapshot,
             generation,
@@ -299,45 +629,60 @@ impl Session {
         })
     }
 
-    fn vmclock_page(&mut self, cli: &Cli) -> Result<VmClockSnapshot, ShmError> {
-        let reader = match &mut self.vmclock {
-            Some(reader) => reader,
+    fn vmclock_check(&mut self, cli: &Cli, applied: bool) -> VmCheck {
+        if cli.no_vmclock {
+            return VmCheck::Skipped;
+        }
+        if !applied && cli.vmclock_path.is_none() {
+            return VmCheck::NotNeeded;
+        }
+        let path = cli.vmclock_path();
+        let page = match &mut self.vmclock {
+            Some(reader) => reader.snapshot(),
+            // Opened again at every look until it works: in `watch`, a device that appears
+            // (or is made readable) is picked up.
             None => {
-                let path = cli
-                    .vmclock_path
-                    .as_deref()
-                    .unwrap_or(Path::new(VMCLOCK_DEFAULT_PATH));
-                self.vmclock.insert(VmClockReader::open(path)?)
+                VmClockReader::open(&path).and_then(|reader| self.vmclock.insert(reader).snapshot())
             }
         };
-        reader.snapshot()
+        match page {
+            Ok(page) => VmCheck::Read {
+                path,
+                page,
+                applied,
+            },
+            Err(error) => VmCheck::Failed {
+                path,
+                error,
+                applied,
+            },
+        }
     }
 
     fn status(&mut self, cli: &Cli) -> Result<ExitCode, ShmError> {
         let obs = self.observe(cli)?;
+        let sections = status_sections(&obs);
         if cli.json {
-            emit(&status_json(&obs, self).to_string());
+            emit(&sections_json(&obs, &sections).to_string());
         } else {
-            for line in status_text(&obs, self) {
+            for line in sections_text(&sections) {
                 if !emit(&line) {
                     break;
                 }
             }
         }
-        Ok(exit_for(obs.status))
+        obs.report_vmclock_failure();
+        Ok(obs.exit_code())
     }
 
     fn now(&mut self, cli: &Cli) -> Result<ExitCode, ShmError> {
         let obs = self.observe(cli)?;
         let line = if cli.json {
-            json!({
-                "earliest": ts_json(obs.window.earliest),
-                "latest": ts_json(obs.window.latest),
-                "bound_ns": duration_ns(obs.window.bound()),
-                "clock_status": format!("{:?}", obs.status),
-                "trusted": obs.status.is_trusted(),
-            })
-            .to_string()
+            let v = pick_json(
+                &window_fields(&obs),
+                &["earliest", "latest", "bound_ns", "clock_status", "trusted"],
+            );
+            Value::Object(v).to_string()
         } else {
             format!(
                 "{} {} {:?}",
@@ -345,7 +690,8 @@ impl Session {
             )
         };
         emit(&line);
-        Ok(exit_for(obs.status))
+        obs.report_vmclock_failure();
+        Ok(obs.exit_code())
     }
 
     fn watch(
@@ -353,22 +699,34 @@ impl Session {
         cli: &Cli,
         count: Option<u64>,
         interval: Duration,
+        silence_after: Option<Duration>,
     ) -> Result<ExitCode, ShmError> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        if let Err(e) = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed)) {
-            eprintln!("clockbound-shm: warning: cannot handle Ctrl-C ({e}); it will kill watch");
-        }
+        let stop = stop_on_ctrl_c("watch");
         let mut last = None;
+        let mut last_vmclock = "";
+        let mut silence = Silence::new(silence_after);
         let mut lines = 0u64;
         let mut code = ExitCode::SUCCESS;
         while !stop.load(Ordering::Relaxed) && count.is_none_or(|n| lines < n) {
             let obs = self.observe(cli)?;
+            if obs.vmclock.name() != last_vmclock {
+                last_vmclock = obs.vmclock.name();
+                obs.report_vmclock_failure();
+            }
+            let new_snapshot = last.is_none_or(|(generation, _)| generation != obs.generation);
+            if new_snapshot {
+                silence.update_arrived(obs.snapshot.as_of());
+            }
             if last != Some((obs.generation, obs.status)) {
                 last = Some((obs.generation, obs.status));
                 lines += 1;
-                code = exit_for(obs.status);
+                code = obs.exit_code();
                 if !emit(&watch_line(cli, &obs)) {
+                    break;
+                }
+            }
+            if let Some(line) = silence.check(cli, &obs) {
+                if !emit(&line) {
                     break;
                 }
             }
@@ -380,27 +738,231 @@ impl Session {
     }
 }
 
+/// Notices a daemon that stopped updating: the snapshot older than the daemon's usual gap
+/// between updates (three times the longest recent one), or than `--silence-after`.
+struct Silence {
+    fixed: Option<Duration>,
+    /// The last snapshot's `as_of`.
+    last_as_of: Option<Timespec>,
+    /// Recent gaps between the `as_of` of consecutive snapshots.
+    gaps: VecDeque<Duration>,
+    /// The snapshot age at the last warning, while the daemon stays silent.
+    warned_at: Option<Duration>,
+}
+
+impl Silence {
+    fn new(fixed: Option<Duration>) -> Silence {
+        Silence {
+            fixed,
+            last_as_of: None,
+            gaps: VecDeque::with_capacity(PACE_WINDOW),
+            warned_at: None,
+        }
+    }
+
+    fn update_arrived(&mut self, as_of: Timespec) {
+        if let Some(gap) = self.last_as_of.and_then(|last| as_of.duration_since(last)) {
+            if !gap.is_zero() {
+                if self.gaps.len() == PACE_WINDOW {
+                    self.gaps.pop_front();
+                }
+                self.gaps.push_back(gap);
+            }
+        }
+        self.last_as_of = Some(as_of);
+        self.warned_at = None;
+    }
+
+    /// The usual gap between updates, once two updates were seen.
+    fn usual(&self) -> Option<Duration> {
+        self.gaps.iter().max().copied()
+    }
+
+    fn threshold(&self) -> Duration {
+        self.fixed.unwrap_or_else(|| match self.usual() {
+            Some(gap) => (gap * 3).max(MIN_SILENCE),
+            None => SILENCE_BEFORE_PACE_KNOWN,
+        })
+    }
+
+    /// How often to repeat the warning while silent.
+    fn repeat(&self) -> Duration {
+        match self.fixed {
+            Some(fixed) => fixed.max(Duration::from_millis(100)),
+            None => self
+                .threshold()
+                .clamp(Duration::from_secs(5), Duration::from_secs(60)),
+        }
+    }
+
+    /// The warning to print now, if any.
+    fn check(&mut self, cli: &Cli, obs: &Observation) -> Option<String> {
+        let age = Duration::try_from(Timespec::from_nanos(obs.age_ns)).unwrap_or_default();
+        let due = match self.warned_at {
+            None => self.threshold(),
+            Some(at) => at + self.repeat(),
+        };
+        if age < due {
+            return None;
+        }
+        self.warned_at = Some(age);
+        let usual = self.usual();
+        Some(if cli.json {
+            let mut v = pick_json(
+                &window_fields(obs),
+                &["age_ns", "clock_status", "trusted", "bound_ns"],
+            );
+            v.insert("event".into(), json!("silent"));
+            v.insert("generation".into(), json!(obs.generation));
+            v.insert("threshold_ns".into(), json!(duration_ns(self.threshold())));
+            v.insert("usual_interval_ns".into(), json!(usual.map(duration_ns)));
+            Value::Object(v).to_string()
+        } else {
+            let pace = match (self.fixed, usual) {
+                (Some(fixed), _) => format!("--silence-after {}", secs(fixed)),
+                (None, Some(gap)) => format!("updates usually come every {}", secs(gap)),
+                (None, None) => "no update seen since watch started".to_owned(),
+            };
+            format!(
+                "silent: no update for {} ({pace}); status {:?}, bound {} ns: is the daemon \
+                 still running?",
+                secs(age),
+                obs.status,
+                duration_ns(obs.window.bound()),
+            )
+        })
+    }
+}
+
 fn watch_line(cli: &Cli, obs: &Observation) -> String {
     if cli.json {
-        json!({
-            "generation": obs.generation,
-            "clock_status": format!("{:?}", obs.status),
-            "trusted": obs.status.is_trusted(),
-            "bound_ns": duration_ns(obs.window.bound()),
-            "age_ns": clamp_i64(obs.age_ns),
-            "earliest": ts_json(obs.window.earliest),
-            "latest": ts_json(obs.window.latest),
-        })
-        .to_string()
+        let mut v = pick_json(
+            &window_fields(obs),
+            &[
+                "clock_status",
+                "trusted",
+                "bound_ns",
+                "age_ns",
+                "earliest",
+                "latest",
+            ],
+        );
+        v.insert("event".into(), json!("update"));
+        v.insert("generation".into(), json!(obs.generation));
+        v.insert("vmclock_check".into(), json!(obs.vmclock.name()));
+        Value::Object(v).to_string()
     } else {
-        format!(
+        let mut line = format!(
             "generation {:>5}  status {:<12}  bound {:>12} ns  age {} s",
             obs.generation,
             format!("{:?}", obs.status),
             duration_ns(obs.window.bound()),
             Timespec::from_nanos(obs.age_ns)
-        )
+        );
+        if obs.vmclock.required_failure().is_some() {
+            line.push_str("  (VMClock check could not run)");
+        }
+        line
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// One field list for text and JSON
+// ---------------------------------------------------------------------------------------
+
+/// One value shown by `status`, defined once for both outputs.
+struct Field {
+    /// The JSON key.
+    key: &'static str,
+    /// The text label (usually the key; a unit-free name where the key carries the unit).
+    label: &'static str,
+    json: Value,
+    /// `None`: JSON only (the text folds it into another row).
+    text: Option<String>,
+}
+
+fn field(key: &'static str, json: impl Into<Value>, text: impl Into<String>) -> Field {
+    Field {
+        key,
+        label: key,
+        json: json.into(),
+        text: Some(text.into()),
+    }
+}
+
+fn labelled(
+    key: &'static str,
+    label: &'static str,
+    json: impl Into<Value>,
+    text: impl Into<String>,
+) -> Field {
+    Field {
+        label,
+        ..field(key, json, text)
+    }
+}
+
+fn json_only(key: &'static str, json: impl Into<Value>) -> Field {
+    Field {
+        key,
+        label: key,
+        json: json.into(),
+        text: None,
+    }
+}
+
+/// A group of fields: a JSON object under `key`, a heading and indented rows in text.
+struct Section {
+    key: &'static str,
+    heading: String,
+    /// `None`: the section is `null` in JSON and its heading says why in text.
+    fields: Option<Vec<Field>>,
+}
+
+fn sections_text(sections: &[Section]) -> Vec<String> {
+    let mut out = Vec::new();
+    for section in sections {
+        out.push(section.heading.clone());
+        for f in section.fields.iter().flatten() {
+            if let Some(text) = &f.text {
+                out.push(format!("  {:<34}{text}", f.label));
+            }
+        }
+    }
+    out
+}
+
+fn fields_json(fields: &[Field]) -> Map<String, Value> {
+    fields
+        .iter()
+        .map(|f| (f.key.to_owned(), f.json.clone()))
+        .collect()
+}
+
+/// The JSON of the fields named `keys`, in that order.
+fn pick_json(fields: &[Field], keys: &[&str]) -> Map<String, Value> {
+    keys.iter()
+        .filter_map(|k| {
+            fields
+                .iter()
+                .find(|f| f.key == *k)
+                .map(|f| (f.key.to_owned(), f.json.clone()))
+        })
+        .collect()
+}
+
+fn sections_json(obs: &Observation, sections: &[Section]) -> Value {
+    let mut out = Map::new();
+    out.insert("path".into(), json!(obs.path.display().to_string()));
+    for section in sections {
+        let value = section
+            .fields
+            .as_deref()
+            .map_or(Value::Null, |f| Value::Object(fields_json(f)));
+        out.insert(section.key.into(), value);
+    }
+    out.insert("vmclock_check".into(), json!(obs.vmclock.name()));
+    Value::Object(out)
 }
 
 fn ts_json(t: Timespec) -> Value {
@@ -415,202 +977,513 @@ fn clamp_i64(v: i128) -> i64 {
     i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
 }
 
+/// `1.500 s`, for durations an operator reads.
+fn secs(d: Duration) -> String {
+    format!("{:.3} s", d.as_secs_f64())
+}
+
+fn status_word(status: ClockStatus) -> String {
+    format!("{status:?}")
+}
+
 /// The time a VMClock page carries, as seconds and nanoseconds (the fraction is in 2^-64 s).
 fn vmclock_time(page: &VmClockSnapshot) -> (u64, u64) {
     let nanos = (u128::from(page.time_frac_sec) * 1_000_000_000) >> 64;
     (page.time_sec, nanos as u64)
 }
 
-fn status_json(obs: &Observation, session: &Session) -> Value {
-    let s = &obs.snapshot;
-    let h = &obs.header;
-    let vmclock = match &obs.vmclock {
-        VmCheck::NotRead => Value::Null,
-        VmCheck::Read { page, applied } => {
-            let (sec, nsec) = vmclock_time(page);
-            json!({
-                "path": session.vmclock.as_ref().map(|r| r.path().display().to_string()),
-                "applied": applied,
-                "markers_differ": obs.markers_differ(),
-                "seq_count": page.seq_count,
-                "size": page.size,
-                "version": page.version,
-                "disruption_marker": page.disruption_marker,
-                "clock_status": format!("{:?}", page.clock_status),
-                "flags": page.flags,
-                "counter_id": page.counter_id,
-                "time_type": page.time_type,
-                "time": { "sec": sec, "nsec": nsec },
-                "time_esterror_nanosec": page.time_esterror_nanosec,
-                "time_maxerror_nanosec": page.time_maxerror_nanosec,
-                "tai_offset_sec": page.tai_offset_sec,
-                "leap_indicator": page.leap_indicator,
-                "leap_second_smearing_hint": page.leap_second_smearing_hint,
-                "counter_value": page.counter_value,
-                "counter_period_frac_sec": page.counter_period_frac_sec,
-                "counter_period_shift": page.counter_period_shift,
-            })
-        }
-    };
-    json!({
-        "path": session.reader.path().display().to_string(),
-        "header": {
-            "magic": [h.magic[0], h.magic[1]],
-            "magic_ok": h.magic_ok(),
-            "segsize": h.segsize,
-            "version": h.version,
-            "generation": h.generation,
+/// Everything `status` shows.
+fn status_sections(obs: &Observation) -> Vec<Section> {
+    vec![
+        Section {
+            key: "header",
+            heading: format!("segment {}", obs.path.display()),
+            fields: Some(header_fields(&obs.header, obs.generation)),
         },
-        "snapshot": {
-            "generation": obs.generation,
-            "as_of": ts_json(s.as_of()),
-            "void_after": ts_json(s.void_after()),
-            "bound_nsec": s.bound_nsec(),
-            "disruption_marker": s.disruption_marker(),
-            "max_drift_ppb": s.max_drift_ppb(),
-            "clock_status": format!("{:?}", s.clock_status()),
-            "clock_disruption_support_enabled": s.clock_disruption_support_enabled(),
+        Section {
+            key: "snapshot",
+            heading: "snapshot".to_owned(),
+            fields: Some(snapshot_fields(&obs.snapshot, obs.generation)),
         },
-        "now": {
-            "realtime": ts_json(obs.real),
-            "monotonic_coarse": ts_json(obs.mono),
-            "age_ns": clamp_i64(obs.age_ns),
-            "earliest": ts_json(obs.window.earliest),
-            "latest": ts_json(obs.window.latest),
-            "bound_ns": duration_ns(obs.window.bound()),
-            "clock_status": format!("{:?}", obs.status),
-            "trusted": obs.status.is_trusted(),
+        Section {
+            key: "now",
+            heading: "now".to_owned(),
+            fields: Some(window_fields(obs)),
         },
-        "vmclock": vmclock,
-    })
+        vmclock_section(obs),
+    ]
 }
 
-fn status_text(obs: &Observation, session: &Session) -> Vec<String> {
-    let s = &obs.snapshot;
-    let h = &obs.header;
-    let row = |name: &str, value: String| format!("  {name:<34}{value}");
-    let mut out = vec![format!("segment {}", session.reader.path().display())];
-    out.push(row(
-        "magic",
-        format!(
-            "{:#010x} {:#010x} ({})",
-            h.magic[0],
-            h.magic[1],
-            if h.magic_ok() { "ClockBound" } else { "WRONG" }
+fn header_fields(h: &SegmentHeader, snapshot_generation: u16) -> Vec<Field> {
+    vec![
+        field(
+            "magic",
+            json!([h.magic[0], h.magic[1]]),
+            format!(
+                "{:#010x} {:#010x} ({})",
+                h.magic[0],
+                h.magic[1],
+                if h.magic_ok() { "ClockBound" } else { "WRONG" }
+            ),
         ),
-    ));
-    out.push(row("segsize", format!("{} bytes", h.segsize)));
-    out.push(row("version", h.version.to_string()));
-    out.push(row(
-        "generation",
-        format!("{} (snapshot read at {})", h.generation, obs.generation),
-    ));
-    out.push("snapshot".to_owned());
-    out.push(row(
-        "as_of",
-        format!("{} s CLOCK_MONOTONIC_COARSE", s.as_of()),
-    ));
-    out.push(row(
-        "void_after",
-        format!("{} s CLOCK_MONOTONIC_COARSE", s.void_after()),
-    ));
-    out.push(row("bound_nsec", format!("{} ns", s.bound_nsec())));
-    out.push(row("disruption_marker", s.disruption_marker().to_string()));
-    out.push(row("max_drift_ppb", format!("{} ppb", s.max_drift_ppb())));
-    out.push(row(
-        "clock_status",
-        format!("{:?} (as written)", s.clock_status()),
-    ));
-    out.push(row(
-        "clock_disruption_support_enabled",
-        s.clock_disruption_support_enabled().to_string(),
-    ));
-    out.push("now".to_owned());
-    out.push(row("realtime", format!("{} s CLOCK_REALTIME", obs.real)));
-    out.push(row(
-        "monotonic",
-        format!("{} s CLOCK_MONOTONIC_COARSE", obs.mono),
-    ));
-    out.push(row(
-        "age",
-        format!("{} s (monotonic - as_of)", Timespec::from_nanos(obs.age_ns)),
-    ));
-    out.push(row("earliest", format!("{} s", obs.window.earliest)));
-    out.push(row("latest", format!("{} s", obs.window.latest)));
-    out.push(row(
-        "bound",
-        format!("{} ns", duration_ns(obs.window.bound())),
-    ));
-    out.push(row(
-        "status",
-        format!(
-            "{:?} ({})",
-            obs.status,
-            if obs.status.is_trusted() {
-                "trusted"
-            } else {
-                "NOT trusted"
-            }
+        json_only("magic_ok", h.magic_ok()),
+        field("segsize", h.segsize, format!("{} bytes", h.segsize)),
+        field("version", h.version, h.version.to_string()),
+        field(
+            "generation",
+            h.generation,
+            format!("{} (snapshot read at {snapshot_generation})", h.generation),
         ),
-    ));
+    ]
+}
+
+fn snapshot_fields(s: &ClockErrorBound, generation: u16) -> Vec<Field> {
+    vec![
+        json_only("generation", generation),
+        field(
+            "as_of",
+            ts_json(s.as_of()),
+            format!("{} s CLOCK_MONOTONIC_COARSE", s.as_of()),
+        ),
+        field(
+            "void_after",
+            ts_json(s.void_after()),
+            format!("{} s CLOCK_MONOTONIC_COARSE", s.void_after()),
+        ),
+        field(
+            "bound_nsec",
+            s.bound_nsec(),
+            format!("{} ns", s.bound_nsec()),
+        ),
+        field(
+            "disruption_marker",
+            s.disruption_marker(),
+            s.disruption_marker().to_string(),
+        ),
+        field(
+            "max_drift_ppb",
+            s.max_drift_ppb(),
+            format!("{} ppb", s.max_drift_ppb()),
+        ),
+        field(
+            "clock_status",
+            status_word(s.clock_status()),
+            format!("{:?} (as written)", s.clock_status()),
+        ),
+        field(
+            "clock_disruption_support_enabled",
+            s.clock_disruption_support_enabled(),
+            s.clock_disruption_support_enabled().to_string(),
+        ),
+    ]
+}
+
+/// The window at this instant and how it was computed (`status`'s "now" section; `now` and
+/// `watch` pick from it).
+fn window_fields(obs: &Observation) -> Vec<Field> {
+    let w = &obs.window;
+    let trust = if obs.vmclock.required_failure().is_some() {
+        "the segment's own status: the VMClock check could not run"
+    } else if obs.status.is_trusted() {
+        "trusted"
+    } else {
+        "NOT trusted"
+    };
+    vec![
+        field(
+            "realtime",
+            ts_json(obs.real),
+            format!("{} s CLOCK_REALTIME", obs.real),
+        ),
+        labelled(
+            "monotonic_coarse",
+            "monotonic",
+            ts_json(obs.mono),
+            format!("{} s CLOCK_MONOTONIC_COARSE", obs.mono),
+        ),
+        labelled(
+            "age_ns",
+            "age",
+            clamp_i64(obs.age_ns),
+            format!("{} s (monotonic - as_of)", Timespec::from_nanos(obs.age_ns)),
+        ),
+        field("earliest", ts_json(w.earliest), format!("{} s", w.earliest)),
+        field("latest", ts_json(w.latest), format!("{} s", w.latest)),
+        labelled(
+            "bound_ns",
+            "bound",
+            duration_ns(w.bound()),
+            format!("{} ns", duration_ns(w.bound())),
+        ),
+        labelled(
+            "clock_status",
+            "status",
+            status_word(obs.status),
+            format!("{:?} ({trust})", obs.status),
+        ),
+        json_only("trusted", obs.trusted()),
+    ]
+}
+
+fn vmclock_section(obs: &Observation) -> Section {
+    let section = |heading: String, fields| Section {
+        key: "vmclock",
+        heading,
+        fields,
+    };
+    let not_read = |why: &str| section(format!("{:<36}not read ({why})", "vmclock"), None);
     match &obs.vmclock {
-        VmCheck::NotRead => out.push(format!(
-            "{:<36}not read (the daemon runs without clock disruption support; \
-             --vmclock-path reads it anyway)",
-            "vmclock"
-        )),
-        VmCheck::Read { page, applied } => {
-            let path = session
-                .vmclock
-                .as_ref()
-                .map(|r| r.path().display().to_string())
-                .unwrap_or_default();
-            out.push(format!("vmclock {path}"));
-            out.push(row("seq_count", page.seq_count.to_string()));
+        VmCheck::Skipped => not_read(
+            "--no-vmclock: the segment alone is trusted; a disruption is seen only once the \
+             daemon notices it",
+        ),
+        VmCheck::NotNeeded => not_read(
+            "the daemon runs without clock disruption support; --vmclock-path reads it anyway",
+        ),
+        VmCheck::Failed {
+            path,
+            error,
+            applied,
+        } => section(
+            format!("vmclock {}", path.display()),
+            Some(vec![
+                json_only("path", path.display().to_string()),
+                json_only("applied", *applied),
+                field(
+                    "check",
+                    "failed",
+                    if *applied {
+                        "COULD NOT RUN: the segment asks for it (see the hint below)"
+                    } else {
+                        "could not run (not needed: the daemon runs without clock disruption \
+                         support)"
+                    },
+                ),
+                field("error", chain(error), chain(error)),
+                json_only("kind", kind(error)),
+                json_only("errno", error.errno()),
+                json_only("hint", vmclock_hint(error)),
+            ]),
+        ),
+        VmCheck::Read {
+            path,
+            page,
+            applied,
+        } => {
             let verdict = match (obs.markers_differ(), applied) {
-                (Some(false), _) => "equal".to_owned(),
-                (_, true) => "DIFFERENT: the clock was disrupted since the daemon's last \
-                              update, status Disrupted"
-                    .to_owned(),
-                (_, false) => "different (not applied: the daemon runs without clock \
-                               disruption support)"
-                    .to_owned(),
+                (Some(false), _) => "equal",
+                (_, true) => {
+                    "DIFFERENT: the clock was disrupted since the daemon's last update, status \
+                     Disrupted"
+                }
+                (_, false) => {
+                    "different (not applied: the daemon runs without clock disruption support)"
+                }
             };
-            out.push(row(
-                "disruption_marker",
-                format!(
-                    "{} (segment has {}: {verdict})",
-                    page.disruption_marker,
-                    s.disruption_marker()
-                ),
-            ));
-            out.push(row("clock_status", format!("{:?}", page.clock_status)));
-            out.push(row("flags", format!("{:#018x}", page.flags)));
             let (sec, nsec) = vmclock_time(page);
-            out.push(row(
-                "time",
-                format!("{sec}.{nsec:09} s (time_type {})", page.time_type),
-            ));
-            out.push(row(
-                "time_esterror_nanosec",
-                format!("{} ns", page.time_esterror_nanosec),
-            ));
-            out.push(row(
-                "time_maxerror_nanosec",
-                format!("{} ns", page.time_maxerror_nanosec),
-            ));
-            out.push(row("tai_offset_sec", format!("{} s", page.tai_offset_sec)));
-            out.push(row("leap_indicator", page.leap_indicator.to_string()));
-            out.push(row("counter_id", page.counter_id.to_string()));
-            out.push(row("counter_value", page.counter_value.to_string()));
-            out.push(row(
-                "counter_period_frac_sec",
-                format!(
-                    "{} (counter_period_shift {})",
-                    page.counter_period_frac_sec, page.counter_period_shift
-                ),
-            ));
+            section(
+                format!("vmclock {}", path.display()),
+                Some(vec![
+                    json_only("path", path.display().to_string()),
+                    json_only("applied", *applied),
+                    json_only("markers_differ", obs.markers_differ()),
+                    field("seq_count", page.seq_count, page.seq_count.to_string()),
+                    json_only("size", page.size),
+                    json_only("version", page.version),
+                    field(
+                        "disruption_marker",
+                        page.disruption_marker,
+                        format!(
+                            "{} (segment has {}: {verdict})",
+                            page.disruption_marker,
+                            obs.snapshot.disruption_marker()
+                        ),
+                    ),
+                    field(
+                        "clock_status",
+                        format!("{:?}", page.clock_status),
+                        format!("{:?}", page.clock_status),
+                    ),
+                    field("flags", page.flags, format!("{:#018x}", page.flags)),
+                    json_only("time_type", page.time_type),
+                    field(
+                        "time",
+                        json!({ "sec": sec, "nsec": nsec }),
+                        format!("{sec}.{nsec:09} s (time_type {})", page.time_type),
+                    ),
+                    field(
+                        "time_esterror_nanosec",
+                        page.time_esterror_nanosec,
+                        format!("{} ns", page.time_esterror_nanosec),
+                    ),
+                    field(
+                        "time_maxerror_nanosec",
+                        page.time_maxerror_nanosec,
+                        format!("{} ns", page.time_maxerror_nanosec),
+                    ),
+                    field(
+                        "tai_offset_sec",
+                        page.tai_offset_sec,
+                        format!("{} s", page.tai_offset_sec),
+                    ),
+                    field(
+                        "leap_indicator",
+                        page.leap_indicator,
+                        page.leap_indicator.to_string(),
+                    ),
+                    json_only("leap_second_smearing_hint", page.leap_second_smearing_hint),
+                    field("counter_id", page.counter_id, page.counter_id.to_string()),
+                    field(
+                        "counter_value",
+                        page.counter_value,
+                        page.counter_value.to_string(),
+                    ),
+                    field(
+                        "counter_period_frac_sec",
+                        page.counter_period_frac_sec,
+                        format!(
+                            "{} (counter_period_shift {})",
+                            page.counter_period_frac_sec, page.counter_period_shift
+                        ),
+                    ),
+                    json_only("counter_period_shift", page.counter_period_shift),
+                ]),
+            )
         }
     }
-    out
+}
+
+// ---------------------------------------------------------------------------------------
+// waitsync
+// ---------------------------------------------------------------------------------------
+
+/// How often `waitsync` looks at the segment.
+const WAITSYNC_POLL: Duration = Duration::from_millis(100);
+/// How often `waitsync` says it is still waiting when nothing changes.
+const WAITSYNC_PROGRESS: Duration = Duration::from_secs(5);
+
+/// Waits for a Synchronized clock: exits 0 then, 4 on timeout, 3 at once on an error that
+/// waiting cannot clear (a malformed segment, no permission, a VMClock page the segment
+/// asks for that cannot be read, ...).
+fn waitsync(cli: &Cli, timeout: Duration) -> ExitCode {
+    let start = Instant::now();
+    let mut session: Option<Session> = None;
+    let mut last_state = String::new();
+    let mut last_progress = start;
+    loop {
+        let attempt = match session.as_mut() {
+            Some(s) => s.observe(cli),
+            None => Session::open(cli).and_then(|mut s| {
+                let obs = s.observe(cli);
+                session = Some(s);
+                obs
+            }),
+        };
+        let (state, last_error) = match attempt {
+            Ok(obs) => match obs.vmclock {
+                VmCheck::Failed {
+                    error,
+                    applied: true,
+                    ..
+                } if !error.is_transient() => return fail(cli, &error),
+                VmCheck::Failed {
+                    error,
+                    applied: true,
+                    ..
+                } => (
+                    format!("VMClock check not possible yet: {}", chain(&error)),
+                    Some(error),
+                ),
+                _ if obs.status == ClockStatus::Synchronized => {
+                    let waited = start.elapsed();
+                    eprintln!(
+                        "waitsync: {} is Synchronized (waited {})",
+                        obs.path.display(),
+                        secs(waited)
+                    );
+                    if cli.json {
+                        let mut v = pick_json(
+                            &window_fields(&obs),
+                            &["clock_status", "trusted", "bound_ns", "earliest", "latest"],
+                        );
+                        v.insert("waited_ns".into(), json!(duration_ns(waited)));
+                        emit(&Value::Object(v).to_string());
+                    }
+                    return ExitCode::from(EXIT_TRUSTED);
+                }
+                _ => (format!("clock status {:?}", obs.status), None),
+            },
+            Err(e) if !e.is_transient() => return fail(cli, &e),
+            Err(e) => (chain(&e), Some(e)),
+        };
+        let waited = start.elapsed();
+        if state != last_state || last_progress.elapsed() >= WAITSYNC_PROGRESS {
+            eprintln!("waitsync: waiting ({} so far): {state}", secs(waited));
+            last_state = state;
+            last_progress = Instant::now();
+        }
+        if waited >= timeout {
+            let e = ShmError::Timeout {
+                what: "waiting for a Synchronized clock",
+                waited,
+                last_error: last_error.map(Box::new),
+            };
+            return fail(cli, &e);
+        }
+        std::thread::sleep(WAITSYNC_POLL.min(timeout - waited));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// simulate
+// ---------------------------------------------------------------------------------------
+
+/// What `simulate` writes, whatever the layout.
+struct SimParams {
+    status: ClockStatus,
+    bound_ns: i64,
+    max_drift_ppb: u32,
+    interval: Duration,
+    duration: Option<Duration>,
+}
+
+/// A segment `simulate` publishes to, one implementation per layout.
+trait SimSegment {
+    /// Publishes one update computed at `mono` (`CLOCK_MONOTONIC_COARSE`).
+    fn publish(&mut self, params: &SimParams, mono: Timespec);
+    /// The segment's generation after the last update.
+    fn generation(&self) -> u16;
+    /// What the layout is, for the start line.
+    fn describe(&self) -> &'static str;
+}
+
+/// Layout version 2, through the crate's writer.
+struct SimV2(ShmWriter);
+
+impl SimSegment for SimV2 {
+    fn publish(&mut self, p: &SimParams, mono: Timespec) {
+        // As the daemon does: the bound as of now, void 1000 s later, no disruption support.
+        self.0.write(&ClockErrorBound::new(
+            mono,
+            mono.saturating_add(Duration::from_secs(1000)),
+            p.bound_ns,
+            0,
+            p.max_drift_ppb,
+            p.status,
+            false,
+        ));
+    }
+
+    fn generation(&self) -> u16 {
+        self.0.generation()
+    }
+
+    fn describe(&self) -> &'static str {
+        "layout 2 (ClockBound 2.x, shm0)"
+    }
+}
+
+fn open_sim_segment(layout: SimLayout, path: &Path) -> Result<Box<dyn SimSegment>, ShmError> {
+    match layout {
+        SimLayout::V2 => Ok(Box::new(SimV2(ShmWriter::new(path)?))),
+    }
+}
+
+/// Whether another writer (a daemon, another `simulate`) is updating `path`: its generation
+/// moves within a short look.
+fn another_writer(path: &Path) -> bool {
+    let options = ReaderOptions::new().disruption_check(DisruptionCheck::Off);
+    let Ok(reader) = ShmReader::open_with(path, &options) else {
+        return false;
+    };
+    let before = reader.header().generation;
+    std::thread::sleep(Duration::from_millis(250));
+    reader.header().generation != before
+}
+
+fn simulate(cli: &Cli, path: &Path, layout: SimLayout, params: &SimParams) -> ExitCode {
+    if params.bound_ns < 0 || params.max_drift_ppb >= 1_000_000_000 {
+        Cli::command()
+            .error(
+                ErrorKind::ValueValidation,
+                "--bound-ns must be 0 or more and --max-drift-ppb below 1000000000",
+            )
+            .exit();
+    }
+    if another_writer(path) {
+        eprintln!(
+            "clockbound-shm: {} is being updated by another writer (a ClockBound daemon, or \
+             another simulate): not writing to it",
+            path.display()
+        );
+        eprintln!("hint: pass another --path, or stop the other writer first.");
+        return ExitCode::from(EXIT_UNREADABLE);
+    }
+    let mut segment = match open_sim_segment(layout, path) {
+        Ok(segment) => segment,
+        Err(e) => return fail(cli, &e),
+    };
+    let stop = stop_on_ctrl_c("simulate");
+    let start = Instant::now();
+    let mut updates = 0u64;
+    loop {
+        segment.publish(params, timespec(clock_gettime(ClockId::MonotonicCoarse)));
+        updates += 1;
+        if updates == 1 {
+            let until = match params.duration {
+                Some(d) => format!("for {}", secs(d)),
+                None => "until Ctrl-C".to_owned(),
+            };
+            eprintln!(
+                "simulate: writing {} to {}: status {:?}, bound {} ns, drift {} ppb, every {} \
+                 ms, {until}. Try `clockbound-shm status --path {}` in another shell.",
+                segment.describe(),
+                path.display(),
+                params.status,
+                params.bound_ns,
+                params.max_drift_ppb,
+                params.interval.as_millis(),
+                path.display()
+            );
+            if cli.json {
+                emit(
+                    &json!({
+                        "event": "started",
+                        "path": path.display().to_string(),
+                        "generation": segment.generation(),
+                        "clock_status": status_word(params.status),
+                    })
+                    .to_string(),
+                );
+            }
+        }
+        let next = start
+            + params
+                .interval
+                .saturating_mul(u32::try_from(updates).unwrap_or(u32::MAX));
+        let end = params.duration.map(|d| start + d);
+        // Sleep in slices, so that Ctrl-C and the end of --duration are noticed promptly.
+        loop {
+            let now = Instant::now();
+            if stop.load(Ordering::Relaxed) || end.is_some_and(|end| now >= end) {
+                eprintln!(
+                    "simulate: stopped after {updates} updates; {} stays as last written \
+                     (its status degrades as it ages)",
+                    path.display()
+                );
+                if cli.json {
+                    emit(&json!({ "event": "stopped", "updates": updates }).to_string());
+                }
+                return ExitCode::from(EXIT_TRUSTED);
+            }
+            if now >= next {
+                break;
+            }
+            let mut slice = (next - now).min(Duration::from_millis(50));
+            if let Some(end) = end {
+                slice = slice.min(end - now);
+            }
+            std::thread::sleep(slice);
+        }
+    }
 }
