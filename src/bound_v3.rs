@@ -21,8 +21,8 @@
 use std::time::Duration;
 
 use crate::bound::{CAUSALITY_BLUR, FREE_RUNNING_GRACE, TimeWindow};
-use crate::status::ClockStatus;
 use crate::error::{Malformed, ShmError};
+use crate::status::ClockStatus;
 use crate::timespec::{NANOS_PER_SEC, Timespec};
 
 /// The short path takes fewer ticks than this: 16 s at 4.3 GHz, 69 s at 1 GHz.

@@ -309,6 +309,25 @@ impl ShmError {
                 .field("as_of", as_of)
                 .field("mono", mono)
                 .finish(),
+            ShmError::CounterBehindSnapshot { as_of_tsc, counter } => f
+                .debug_struct("CounterBehindSnapshot")
+                .field("as_of_tsc", as_of_tsc)
+                .field("counter", counter)
+                .finish(),
+            ShmError::CounterUnavailable { arch } => f
+                .debug_struct("CounterUnavailable")
+                .field("arch", arch)
+                .finish(),
+            ShmError::LayoutNotSupported {
+                path,
+                layout,
+                reason,
+            } => f
+                .debug_struct("LayoutNotSupported")
+                .field("path", path)
+                .field("layout", layout)
+                .field("reason", reason)
+                .finish(),
             ShmError::ClockNotTrusted { status } => f
                 .debug_struct("ClockNotTrusted")
                 .field("status", status)
@@ -384,7 +403,8 @@ impl ShmError {
     /// | [`SegmentMalformed`](ShmError::SegmentMalformed) with [`Malformed::FileTooShort`] | yes | a daemon recreating the segment writes it in several steps; a fresh open can see the file part-written |
     /// | [`SegmentMalformed`](ShmError::SegmentMalformed), other problems | no | the bytes are not a ClockBound segment, or the writer is broken |
     /// | [`SegmentVersionNotSupported`](ShmError::SegmentVersionNotSupported) | no | another layout: another path or another client is needed |
-    /// | [`CausalityBreach`](ShmError::CausalityBreach) | no | the snapshot is from another clock (another boot, another time namespace) or a broken writer |
+    /// | [`LayoutNotSupported`](ShmError::LayoutNotSupported), [`CounterUnavailable`](ShmError::CounterUnavailable) | no | this CPU's counter cannot be read: read the layout 2 segment |
+    /// | [`CausalityBreach`](ShmError::CausalityBreach), [`CounterBehindSnapshot`](ShmError::CounterBehindSnapshot) | no | the snapshot is from another clock (another boot, another time namespace, a counter not synchronised across CPUs) or a broken writer |
     /// | [`ClockNotTrusted`](ShmError::ClockNotTrusted) | yes | the daemon leaves Unknown once synchronised, Disrupted once it catches up |
     /// | [`Timeout`](ShmError::Timeout) | when its last error is (or it has none) | the state waited on was still a passing one |
     /// | [`VmClockIo`](ShmError::VmClockIo) | no | a missing or unreadable device does not appear later by itself |
@@ -407,7 +427,10 @@ impl ShmError {
             | ShmError::ClockNotTrusted { .. }
             | ShmError::VmClockNotReady { .. } => true,
             ShmError::SegmentVersionNotSupported { .. }
+            | ShmError::LayoutNotSupported { .. }
             | ShmError::CausalityBreach { .. }
+            | ShmError::CounterBehindSnapshot { .. }
+            | ShmError::CounterUnavailable { .. }
             | ShmError::VmClockIo { .. }
             | ShmError::VmClockMalformed { .. } => false,
         }
@@ -438,6 +461,9 @@ pub enum NotInitialized {
         /// The file's length in bytes.
         len: u64,
     },
+    /// The header is all zeros (no magic, no version, no generation): the file has been
+    /// created or extended and nothing has been written into it yet.
+    BlankHeader,
     /// The version field is 0: the daemon wiped the segment and has not set it up again.
     Wiped,
     /// The generation is 0: nothing was ever written to the payload.
@@ -458,6 +484,9 @@ impl fmt::Display for NotInitialized {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NotInitialized::EmptyFile => f.write_str("the file is empty (is the daemon starting?)"),
+            NotInitialized::BlankHeader => {
+                f.write_str("the header is all zeros (is the daemon creating the file?)")
+            }
             NotInitialized::ShortFile { len } => write!(
                 f,
                 "the file holds {len} bytes, less than a header (is the daemon starting?)"

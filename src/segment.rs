@@ -198,6 +198,9 @@ impl Refusal {
 
 /// The header checks, in the order that tells a starting daemon from a broken segment.
 fn check<L: Layout>(header: &SegmentHeader, file_len: u64) -> Result<(), Refusal> {
+    if header.magic == [0, 0] && header.segsize == 0 && header.version == 0 {
+        return Err(Refusal::NotReady(NotInitialized::BlankHeader));
+    }
     if header.magic != layout::MAGIC {
         return Err(Refusal::Malformed(Malformed::BadMagic {
             found: header.magic,

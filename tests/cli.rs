@@ -248,7 +248,9 @@ fn missing_segment_exits_with_3_and_says_what_to_do() {
 fn bad_or_unready_segments_exit_with_3() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shm0");
-    fs::write(&path, [0u8; 80]).unwrap();
+    let mut garbage = [0u8; 80];
+    garbage[..8].copy_from_slice(b"not a cb");
+    fs::write(&path, garbage).unwrap();
     let out = run(&["now", "--path", p(&path)]);
     assert_eq!(code(&out), 3);
     assert!(stderr(&out).contains("magic"), "{}", stderr(&out));

@@ -232,7 +232,6 @@ fn is_transient_per_variant() {
 /// (`EISDIR` for a directory) rather than `EIO`, which reads as a disk failure. The error
 /// is made in the reader's open path.
 #[test]
-#[ignore = "needs reader fix"]
 fn not_a_regular_file_has_a_meaningful_errno() {
     let dir = tempfile::tempdir().unwrap();
     let err = ShmReader::open(dir.path()).unwrap_err();

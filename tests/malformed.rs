@@ -234,7 +234,7 @@ fn fifo_is_an_io_error_without_blocking() {
         .expect("open blocked on a FIFO");
     let err = result.unwrap_err();
     assert!(matches!(err, ShmError::Io { .. }), "{err:?}");
-    assert!(err.to_string().contains("not a regular file"), "{err}");
+    assert!(format!("{err:?}").contains("not a regular file"), "{err:?}");
 }
 
 #[test]
@@ -261,6 +261,14 @@ fn short_files() {
                 "len {len}: {err:?}"
             );
         }
+    }
+    // Created (or extended) and nothing written yet: a daemon or writer setting it up.
+    for len in [16, 80, 4096] {
+        assert_eq!(
+            not_initialized(&vec![0; len]),
+            NotInitialized::BlankHeader,
+            "len {len}"
+        );
     }
     for len in [16, 64, 79] {
         // A whole header of garbage is not a segment at all.

@@ -133,8 +133,7 @@ fn readers_survive_truncating_restarts() {
         .map(|l| l.ends_with(&format!("last restart seen Some({restarts})")))
         .collect::<Vec<_>>();
     assert_eq!(
-        resumed,
-        [true; 3],
+        resumed, [true; 3],
         "not every reader resumed on restart {restarts}:\n{output}"
     );
 }
