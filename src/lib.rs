@@ -160,6 +160,7 @@ pub use bound::{
 };
 pub use bound_v3::{ClockErrorBoundV3, ClockErrorBoundV3Builder};
 pub use cache::{DEFAULT_RECHECK_INTERVAL, ReaderStats};
+pub use counter::cpu_counter;
 pub use error::{Malformed, NotInitialized, ShmError, VmClockMalformed};
 pub use layout::{Layout, Layout2, Layout3, LayoutVersion, SegmentHeader};
 pub use status::ClockStatus;
