@@ -442,6 +442,20 @@ impl ShmError {
         ShmError::ClockNotTrusted { status }
     }
 
+    /// Turns an OS error of `operation` on the segment file at `path` into [`ShmError::Io`]
+    /// (for `map_err`).
+    pub(crate) fn io_at(
+        path: &Arc<Path>,
+        operation: &'static str,
+    ) -> impl FnOnce(io::Error) -> ShmError + use<> {
+        let path = Arc::clone(path);
+        move |source| ShmError::Io {
+            operation,
+            path,
+            source,
+        }
+    }
+
     pub(crate) fn malformed(path: Option<&Arc<Path>>, problem: Malformed) -> ShmError {
         ShmError::SegmentMalformed {
             path: path.cloned(),

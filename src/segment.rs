@@ -50,14 +50,7 @@ impl<L: Layout> MappedSegment<L> {
     /// See [`ShmReader::open`](crate::ShmReader::open).
     pub(crate) fn open(path: &Path, guard: bool) -> Result<MappedSegment<L>, ShmError> {
         let path: Arc<Path> = Arc::from(path);
-        let io_error = |operation: &'static str| {
-            let path = Arc::clone(&path);
-            move |source: io::Error| ShmError::Io {
-                operation,
-                path,
-                source,
-            }
-        };
+        let io_error = |operation| ShmError::io_at(&path, operation);
         if let Err(reason) = L::check_supported() {
             return Err(ShmError::LayoutNotSupported {
                 path,

@@ -1,7 +1,6 @@
 //! [`SegmentWriter`]: publishes snapshots into a segment the way the ClockBound daemon does.
 
 use std::fs::{self, File, OpenOptions};
-use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
@@ -61,14 +60,7 @@ impl<L: Layout> SegmentWriter<L> {
     /// mapped.
     pub fn new(path: impl AsRef<Path>) -> Result<SegmentWriter<L>, ShmError> {
         let path: Arc<Path> = Arc::from(path.as_ref());
-        let io_error = |operation: &'static str| {
-            let path = Arc::clone(&path);
-            move |source: io::Error| ShmError::Io {
-                operation,
-                path,
-                source,
-            }
-        };
+        let io_error = |operation| ShmError::io_at(&path, operation);
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).map_err(io_error("create the directory of"))?;
         }
