@@ -353,10 +353,12 @@ impl ClockErrorBound {
             ClockStatus::Synchronized | ClockStatus::FreeRunning => {
                 if mono >= self.void_after {
                     ClockStatus::Unknown
-                // secs < FAST_PATH_SECS, so the elapsed nanoseconds fit an i64; a grace
-                // beyond i64 nanoseconds (292 years) is never reached.
-                } else if (secs as i64) * NANOS_PER_SEC + nanos
-                    >= i64::try_from(grace.as_nanos()).unwrap_or(i64::MAX)
+                // secs < FAST_PATH_SECS: the elapsed time fits an i64 of nanoseconds, and a
+                // grace of FAST_PATH_SECS or more is not reached on this path.
+                } else if grace.as_secs() < FAST_PATH_SECS as u64
+                    && (secs as i64) * NANOS_PER_SEC + nanos
+                        >= grace.as_secs() as i64 * NANOS_PER_SEC
+                            + i64::from(grace.subsec_nanos())
                 {
                     ClockStatus::FreeRunning
                 } else {
