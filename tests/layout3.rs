@@ -1166,3 +1166,655 @@ mod malformed {
         }
     }
 }
+
+/// `SharedClockBound::open_preferring`: `shm1` when it holds a valid layout 3 segment, `shm0`
+/// otherwise, and the handle says which.
+mod choosing_the_segment {
+    use super::*;
+    use clockbound_shm::{
+        AnySnapshot, ClockErrorBound, LayoutVersion, SharedClockBound, ShmWriter, ShmWriterV3,
+        Strategy,
+    };
+    use std::path::PathBuf;
+
+    struct Files {
+        _dir: tempfile::TempDir,
+        shm0: PathBuf,
+        shm1: PathBuf,
+    }
+
+    /// A directory with a valid layout 2 `shm0`, and no `shm1` yet.
+    fn files() -> Files {
+        let dir = tempfile::tempdir().unwrap();
+        let shm0 = dir.path().join("shm0");
+        let shm1 = dir.path().join("shm1");
+        ShmWriter::new(&shm0).unwrap().write(&layout2());
+        Files {
+            _dir: dir,
+            shm0,
+            shm1,
+        }
+    }
+
+    fn layout2() -> ClockErrorBound {
+        ClockErrorBound::new(
+            ts(100, 0),
+            ts(1_100, 0),
+            77_000,
+            0,
+            1_000,
+            ClockStatus::Synchronized,
+            false,
+        )
+    }
+
+    fn open(f: &Files, strategy: Strategy) -> Result<SharedClockBound, ShmError> {
+        SharedClockBound::open_preferring(&f.shm1, &f.shm0, &segment_only().strategy(strategy))
+    }
+
+    fn assert_reads_shm0(f: &Files, what: &str) {
+        for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
+            let clock = open(f, strategy).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(clock.layout(), LayoutVersion::V2, "{what}");
+            assert_eq!(clock.path(), f.shm0.as_path(), "{what}");
+            assert_eq!(clock.strategy(), strategy, "{what}");
+            assert_eq!(clock.snapshot().unwrap(), layout2(), "{what}");
+            assert_eq!(
+                clock.snapshot().unwrap().layout(),
+                LayoutVersion::V2,
+                "{what}"
+            );
+            clock.now().unwrap_or_else(|e| panic!("{what}: {e}"));
+        }
+    }
+
+    #[test]
+    fn a_valid_shm1_is_preferred() {
+        let f = files();
+        let mut writer = ShmWriterV3::new(&f.shm1).unwrap();
+        writer.write(&fixed(100, 2));
+        for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
+            let clock = open(&f, strategy).unwrap();
+            assert_eq!(clock.layout(), LayoutVersion::V3);
+            assert_eq!(clock.layout().to_string(), "layout 3");
+            assert_eq!(clock.path(), f.shm1.as_path());
+            assert_eq!(clock.strategy(), strategy);
+            match clock.snapshot().unwrap() {
+                AnySnapshot::V3(s) => assert_eq!(s, fixed(100, 2)),
+                other => panic!("expected a layout 3 snapshot, got {other:?}"),
+            }
+            // The handle keeps reading shm1: a new update shows.
+            writer.write(&fixed(200, 4));
+            assert_eq!(clock.snapshot().unwrap(), fixed(200, 4));
+            writer.write(&fixed(100, 2));
+        }
+    }
+
+    #[test]
+    fn shm0_when_shm1_is_missing() {
+        assert_reads_shm0(&files(), "no shm1");
+    }
+
+    #[test]
+    fn shm0_when_shm1_is_garbage_or_another_layout() {
+        let f = files();
+        let cases: [(&str, Vec<u8>); 4] = [
+            ("garbage", (0..104u8).map(|i| i.wrapping_mul(37)).collect()),
+            ("empty", Vec::new()),
+            ("short", vec![0x4E; 40]),
+            ("layout 2 in shm1", fs::read(&f.shm0).unwrap()),
+        ];
+        for (what, bytes) in cases {
+            fs::write(&f.shm1, bytes).unwrap();
+            assert_reads_shm0(&f, what);
+        }
+        // A valid layout 3 segment with a field that is not: shm0.
+        let mut bytes = fs::read(&f.shm0).unwrap();
+        bytes.clear();
+        let mut writer = ShmWriterV3::new(&f.shm1).unwrap();
+        writer.write(&fixed(1, 0));
+        drop(writer);
+        bytes.extend(fs::read(&f.shm1).unwrap());
+        bytes[92..96].copy_from_slice(&9i32.to_ne_bytes());
+        fs::write(&f.shm1, &bytes).unwrap();
+        assert_reads_shm0(&f, "layout 3 with clock_status 9");
+    }
+
+    #[test]
+    fn shm0_when_shm1_is_wiped_or_never_written() {
+        let f = files();
+        let mut writer = ShmWriterV3::new(&f.shm1).unwrap();
+        assert_reads_shm0(&f, "shm1 never written");
+        writer.write(&fixed(100, 2));
+        assert_eq!(
+            open(&f, Strategy::ThreadLocal).unwrap().layout(),
+            LayoutVersion::V3
+        );
+        writer.wipe();
+        assert_reads_shm0(&f, "shm1 wiped");
+        // Written again: preferred again, for a handle opened from now on.
+        writer.write(&fixed(300, 2));
+        assert_eq!(
+            open(&f, Strategy::ArcSwap).unwrap().layout(),
+            LayoutVersion::V3
+        );
+    }
+
+    #[test]
+    fn neither_gives_shm0s_error() {
+        let f = files();
+        fs::remove_file(&f.shm0).unwrap();
+        let err = open(&f, Strategy::ThreadLocal).unwrap_err();
+        match &err {
+            ShmError::Io { path, source, .. } => {
+                assert_eq!(&**path, f.shm0.as_path());
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            }
+            other => panic!("expected shm0's ENOENT, got {other:?}"),
+        }
+        assert!(err.is_transient());
+        // shm1 garbage, shm0 missing: still shm0's error.
+        fs::write(&f.shm1, [0xA5; 104]).unwrap();
+        assert!(matches!(
+            open(&f, Strategy::ArcSwap),
+            Err(ShmError::Io { path, .. }) if *path == *f.shm0
+        ));
+    }
+}
+
+/// Everything that needs a snapshot stamped "now" from the CPU counter: x86-64 only (see
+/// `tests/common`).
+#[cfg(target_arch = "x86_64")]
+mod live {
+    use super::*;
+    use crate::common::*;
+    use clockbound_shm::{
+        AnySnapshot, FREE_RUNNING_GRACE, FREE_RUNNING_GRACE_2_0_3, LayoutVersion, SharedClockBound,
+        ShmWriterV3, Strategy, TimeWindow,
+    };
+    use rustix::time::{ClockId, clock_gettime};
+    use std::thread;
+    use std::time::Instant;
+
+    /// Slack for comparing a layout 3 window with `CLOCK_REALTIME`: the snapshots start at
+    /// `CLOCK_REALTIME` and are carried forward at the measured counter frequency, which is
+    /// good to a few ppm (a few µs over a test) and to the time between two clock reads.
+    const REALTIME_SLACK: Duration = Duration::from_micros(200);
+
+    /// A writer for a fresh `shm1`, its first snapshot written.
+    fn segment(first: &ClockErrorBoundV3) -> (tempfile::TempDir, std::path::PathBuf, ShmWriterV3) {
+        let (dir, path) = v3_temp_segment();
+        let mut writer = ShmWriterV3::new(&path).unwrap();
+        writer.write(first);
+        (dir, path, writer)
+    }
+
+    /// `w` contains the `CLOCK_REALTIME` interval `[before, after]` read around it, within
+    /// [`REALTIME_SLACK`].
+    fn assert_covers_realtime(w: &TimeWindow, before: Timespec, after: Timespec) {
+        assert!(
+            w.earliest <= after.saturating_add(REALTIME_SLACK)
+                && w.latest >= before.saturating_sub(REALTIME_SLACK),
+            "{w:?} does not cover realtime [{before}, {after}]"
+        );
+    }
+
+    #[test]
+    fn a_fresh_snapshot_gives_a_window_around_realtime() {
+        let bound = 1_000_000;
+        let (_dir, path, _writer) = segment(&v3_snapshot(
+            Duration::ZERO,
+            bound,
+            ClockStatus::Synchronized,
+        ));
+        let mut reader = open_v3(&path).unwrap();
+        for _ in 0..100 {
+            let before = v3_realtime();
+            let w = reader.now().unwrap();
+            let after = v3_realtime();
+            assert_eq!(w.clock_status, ClockStatus::Synchronized);
+            assert_covers_realtime(&w, before, after);
+            // Half-width: the bound, plus growth for at most a second of age (a few µs).
+            assert!(w.bound() >= Duration::from_nanos(bound as u64), "{w:?}");
+            assert!(
+                w.bound() < Duration::from_nanos(bound as u64 + 10_000),
+                "{w:?}"
+            );
+        }
+        // `ClockErrorBoundV3::now()` on the snapshot agrees with the reader.
+        let snapshot = *reader.snapshot().unwrap();
+        let before = v3_realtime();
+        let w = snapshot.now().unwrap();
+        assert_covers_realtime(&w, before, v3_realtime());
+    }
+
+    #[test]
+    fn the_60_s_grace() {
+        let cases = [
+            (Duration::ZERO, ClockStatus::Synchronized),
+            // A 3.x daemon polling ordinary NTP servers writes every 16 s or so.
+            (Duration::from_secs(16), ClockStatus::Synchronized),
+            (Duration::from_secs(59), ClockStatus::Synchronized),
+            (Duration::from_secs(61), ClockStatus::FreeRunning),
+            (Duration::from_secs(999), ClockStatus::FreeRunning),
+            (Duration::from_secs(1_001), ClockStatus::Unknown),
+        ];
+        for (age, expected) in cases {
+            let snapshot = v3_snapshot(age, 5_000, ClockStatus::Synchronized);
+            let (_dir, path, _writer) = segment(&snapshot);
+            let mut reader = open_v3(&path).unwrap();
+            let w = reader.now().unwrap();
+            assert_eq!(
+                w.clock_status, expected,
+                "snapshot {age:?} old, ShmReaderV3"
+            );
+            // The window grew with the age: drift 1000 ppb plus the 2^-40 period error.
+            let growth = age.as_nanos() as f64 * (1e-6 + 2f64.powi(-40));
+            let extra = w.bound().as_nanos() as f64 - 5_000.0 - growth;
+            assert!(
+                (-1e-3 * growth - 2.0..10_000.0).contains(&extra),
+                "{age:?}: bound {:?}, expected about 5 µs + {growth} ns",
+                w.bound()
+            );
+            assert_eq!(
+                snapshot.now().unwrap().clock_status,
+                expected,
+                "{age:?}, snapshot.now()"
+            );
+            for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
+                let clock =
+                    SharedClockBound::open_v3_with(&path, &segment_only().strategy(strategy))
+                        .unwrap();
+                assert_eq!(
+                    clock.now().unwrap().clock_status,
+                    expected,
+                    "{age:?}, {strategy:?}"
+                );
+            }
+            // The released 2.0.3 client's 5 s, for those who ask for it.
+            let options = segment_only().free_running_grace(FREE_RUNNING_GRACE_2_0_3);
+            let strict = ShmReaderV3::open_with(&path, &options)
+                .unwrap()
+                .now()
+                .unwrap();
+            let expected_strict = match expected {
+                ClockStatus::Synchronized if age >= Duration::from_secs(5) => {
+                    ClockStatus::FreeRunning
+                }
+                other => other,
+            };
+            assert_eq!(strict.clock_status, expected_strict, "{age:?}, 5 s grace");
+        }
+    }
+
+    #[test]
+    fn grace_boundaries_are_exact_at_a_chosen_counter() {
+        // At the measured frequency: the boundary is where the midpoint reaches as_of + 60 s.
+        let snapshot = v3_snapshot(Duration::ZERO, 5_000, ClockStatus::Synchronized);
+        let at = |counter: u64| {
+            snapshot
+                .compute_bound_at(counter, FREE_RUNNING_GRACE)
+                .unwrap()
+        };
+        let grace_end = snapshot.as_of().saturating_add(FREE_RUNNING_GRACE);
+        // Find the first counter whose midpoint reaches as_of + 60 s, by bisection.
+        let (mut lo, mut hi) = (
+            snapshot.as_of_tsc(),
+            snapshot.as_of_tsc() + v3_ticks(Duration::from_secs(61)),
+        );
+        assert!(at(lo).midpoint() < grace_end && at(hi).midpoint() >= grace_end);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if at(mid).midpoint() >= grace_end {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        assert_eq!(at(lo).clock_status, ClockStatus::Synchronized);
+        assert_eq!(at(hi).clock_status, ClockStatus::FreeRunning);
+        let void = snapshot.void_after();
+        let (mut lo, mut hi) = (hi, hi + v3_ticks(Duration::from_secs(1_000)));
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if at(mid).midpoint() >= void {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        assert_eq!(at(lo).clock_status, ClockStatus::FreeRunning);
+        assert_eq!(at(hi).clock_status, ClockStatus::Unknown);
+    }
+
+    #[test]
+    fn shared_values_serve_threads_and_move_forward() {
+        let bound = 1_000_000; // 1 ms
+        let (dir, path) = v3_temp_segment();
+        let writer = ShmWriterV3::new(&path).unwrap();
+        let daemon = V3Daemon::start(
+            writer,
+            bound,
+            ClockStatus::Synchronized,
+            Duration::from_millis(5),
+        );
+        for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
+            let clock =
+                SharedClockBound::open_v3_with(&path, &segment_only().strategy(strategy)).unwrap();
+            assert_eq!(clock.layout(), LayoutVersion::V3);
+            assert_eq!(clock.path(), path.as_path());
+            assert_eq!(clock.strategy(), strategy);
+            let seen: Vec<usize> = thread::scope(|s| {
+                let handles: Vec<_> = (0..3)
+                    .map(|_| {
+                        let clock = clock.clone();
+                        s.spawn(move || {
+                            let until = Instant::now() + Duration::from_millis(150);
+                            let mut previous: Option<TimeWindow> = None;
+                            let mut as_ofs = std::collections::BTreeSet::new();
+                            let mut last_as_of = Timespec::MIN;
+                            while Instant::now() < until {
+                                let before = v3_realtime();
+                                let w = clock.now().unwrap();
+                                let after = v3_realtime();
+                                assert_eq!(w.clock_status, ClockStatus::Synchronized);
+                                assert_covers_realtime(&w, before, after);
+                                if let Some(p) = previous {
+                                    // One model of time across updates: the midpoint and
+                                    // `earliest` never go back (2 ns for rounding); a new
+                                    // snapshot may pull `latest` in (its bound restarts).
+                                    let two = 2;
+                                    assert!(
+                                        w.midpoint().as_nanos() >= p.midpoint().as_nanos() - two,
+                                        "{strategy:?}: {p:?} then {w:?}"
+                                    );
+                                    assert!(
+                                        w.earliest.as_nanos() >= p.earliest.as_nanos() - two,
+                                        "{strategy:?}: {p:?} then {w:?}"
+                                    );
+                                }
+                                previous = Some(w);
+                                let AnySnapshot::V3(snap) = clock.snapshot().unwrap() else {
+                                    panic!("a layout 2 snapshot from a layout 3 handle");
+                                };
+                                assert!(snap.as_of() >= last_as_of, "snapshots go forward");
+                                last_as_of = snap.as_of();
+                                as_ofs.insert(snap.as_of());
+                            }
+                            as_ofs.len()
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for distinct in seen {
+                assert!(
+                    distinct >= 3,
+                    "{strategy:?}: a thread saw only {distinct} snapshots"
+                );
+            }
+        }
+        drop(daemon);
+        drop(dir);
+    }
+
+    #[test]
+    fn readers_follow_a_recreated_file() {
+        let stale = Duration::from_secs(70);
+        let (_dir, path, old_writer) =
+            segment(&v3_snapshot(stale, 1_111, ClockStatus::Synchronized));
+        let options = segment_only().recheck_interval(Duration::from_millis(100));
+        let mut reader = ShmReaderV3::open_with(&path, &options).unwrap();
+        let shared: Vec<_> = [Strategy::ThreadLocal, Strategy::ArcSwap]
+            .into_iter()
+            .map(|s| SharedClockBound::open_v3_with(&path, &options.clone().strategy(s)).unwrap())
+            .collect();
+        assert_eq!(reader.now().unwrap().clock_status, ClockStatus::FreeRunning);
+        for clock in &shared {
+            assert_eq!(clock.now().unwrap().clock_status, ClockStatus::FreeRunning);
+        }
+        drop(old_writer);
+
+        // The daemon restarts and recreates the segment: same path, new file.
+        fs::remove_file(&path).unwrap();
+        let mut new_writer = ShmWriterV3::new(&path).unwrap();
+        new_writer.write(&v3_snapshot(
+            Duration::ZERO,
+            2_222,
+            ClockStatus::Synchronized,
+        ));
+
+        // After the recheck interval, the stale snapshot makes each reader look at the path,
+        // see another file, and map it.
+        thread::sleep(Duration::from_millis(250));
+        let w = reader.now().unwrap();
+        assert_eq!(w.clock_status, ClockStatus::Synchronized);
+        assert_eq!(reader.snapshot().unwrap().bound_nsec(), 2_222);
+        assert_eq!(reader.stats().reopens, 1);
+        for clock in &shared {
+            let w = clock.now().unwrap();
+            assert_eq!(
+                w.clock_status,
+                ClockStatus::Synchronized,
+                "{:?}",
+                clock.strategy()
+            );
+            assert_eq!(
+                clock.snapshot().unwrap().bound_nsec(),
+                2_222,
+                "{:?}",
+                clock.strategy()
+            );
+        }
+        // And keeps following the new file's updates.
+        new_writer.write(&v3_snapshot(
+            Duration::ZERO,
+            3_333,
+            ClockStatus::Synchronized,
+        ));
+        reader.now().unwrap();
+        assert_eq!(reader.snapshot().unwrap().bound_nsec(), 3_333);
+        for clock in &shared {
+            assert_eq!(
+                clock.snapshot().unwrap().bound_nsec(),
+                3_333,
+                "{:?}",
+                clock.strategy()
+            );
+        }
+        assert_eq!(reader.stats().reopens, 1);
+    }
+
+    fn thread_cpu() -> Duration {
+        let t = clock_gettime(ClockId::ThreadCPUTime);
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    }
+
+    #[test]
+    fn commit_wait_on_layout_3() {
+        let bound = 5_000_000; // 5 ms
+        let (dir, path) = v3_temp_segment();
+        let _daemon = V3Daemon::start(
+            ShmWriterV3::new(&path).unwrap(),
+            bound,
+            ClockStatus::Synchronized,
+            Duration::from_millis(10),
+        );
+        let mut reader = open_v3(&path).unwrap();
+        for _ in 0..3 {
+            let t = reader.now().unwrap().latest;
+            let cpu_before = thread_cpu();
+            let wall_before = Instant::now();
+            let w = reader.wait_until_after(t, Duration::from_secs(2)).unwrap();
+            let real_at_return = v3_realtime();
+            let waited = wall_before.elapsed();
+            let cpu = thread_cpu() - cpu_before;
+            assert!(w.earliest > t, "{w:?} does not prove {t} passed");
+            assert!(reader.after(t).unwrap(), "once passed, stays passed");
+            // Right moment: true time (here CLOCK_REALTIME, within the slack) = t + bound.
+            let right_moment = t.as_nanos() + i128::from(bound);
+            let lateness = real_at_return.as_nanos() - right_moment;
+            assert!(
+                lateness <= i128::from(bound) && lateness >= -(REALTIME_SLACK.as_nanos() as i128),
+                "returned {lateness} ns after the right moment"
+            );
+            assert!(waited >= Duration::from_millis(9), "waited only {waited:?}");
+            assert!(
+                cpu < waited / 2,
+                "spun instead of sleeping: {cpu:?} over {waited:?}"
+            );
+        }
+        for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
+            let clock =
+                SharedClockBound::open_v3_with(&path, &segment_only().strategy(strategy)).unwrap();
+            let t = clock.now().unwrap().latest;
+            assert!(
+                !clock.after(t).unwrap() && !clock.before(t).unwrap(),
+                "{strategy:?}"
+            );
+            let w = clock.wait_until_after(t, Duration::from_secs(2)).unwrap();
+            assert!(w.earliest > t, "{strategy:?}");
+            assert!(clock.after(t).unwrap(), "{strategy:?}");
+        }
+        drop(dir);
+    }
+
+    #[test]
+    fn commit_wait_refuses_an_untrusted_clock_and_times_out() {
+        for status in [ClockStatus::Unknown, ClockStatus::Disrupted] {
+            let (_dir, path, _writer) = segment(&v3_snapshot(Duration::ZERO, 1_000, status));
+            let mut reader = open_v3(&path).unwrap();
+            let past = v3_realtime().saturating_sub(Duration::from_secs(30));
+            match reader.wait_until_after(past, Duration::from_secs(1)) {
+                Err(ShmError::ClockNotTrusted { status: s }) => assert_eq!(s, status),
+                other => panic!("expected ClockNotTrusted, got {other:?}"),
+            }
+        }
+        let (_dir, path, _writer) = segment(&v3_snapshot(
+            Duration::ZERO,
+            1_000,
+            ClockStatus::Synchronized,
+        ));
+        let mut reader = open_v3(&path).unwrap();
+        let past = v3_realtime().saturating_sub(Duration::from_secs(30));
+        assert!(reader.wait_until_after(past, Duration::ZERO).is_ok());
+        let far = v3_realtime().saturating_add(Duration::from_secs(30));
+        match reader.wait_until_after(far, Duration::from_millis(100)) {
+            Err(ShmError::Timeout {
+                waited,
+                last_error: None,
+                ..
+            }) => {
+                assert!(waited >= Duration::from_millis(100))
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
+
+    /// A daemon that creates `path` after `delay`, then publishes each status for its time.
+    fn start_daemon_later(
+        path: &Path,
+        delay: Duration,
+        statuses: Vec<(ClockStatus, Duration)>,
+    ) -> thread::JoinHandle<()> {
+        let path = path.to_owned();
+        thread::spawn(move || {
+            thread::sleep(delay);
+            let mut writer = ShmWriterV3::new(&path).unwrap();
+            for (status, hold) in statuses {
+                let until = Instant::now() + hold;
+                while Instant::now() < until {
+                    writer.write(&v3_snapshot(Duration::ZERO, 1_000, status));
+                    thread::sleep(Duration::from_millis(5));
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn wait_for_sync_on_layout_3() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clockbound").join("shm1");
+        let start = Instant::now();
+        let daemon = start_daemon_later(
+            &path,
+            Duration::from_millis(100),
+            vec![
+                (ClockStatus::Unknown, Duration::from_millis(150)),
+                (ClockStatus::Synchronized, Duration::from_millis(1000)),
+            ],
+        );
+        let mut reader =
+            ShmReaderV3::wait_for_sync_with(&path, &segment_only(), Duration::from_secs(10))
+                .unwrap();
+        assert!(
+            start.elapsed() >= Duration::from_millis(250),
+            "returned before the sync"
+        );
+        assert_eq!(
+            reader.now().unwrap().clock_status,
+            ClockStatus::Synchronized
+        );
+        assert_eq!(reader.layout(), LayoutVersion::V3);
+        daemon.join().unwrap();
+
+        // No file: the timeout carries ENOENT.
+        let missing = dir.path().join("none");
+        match ShmReaderV3::wait_for_sync(&missing, Duration::from_millis(50)) {
+            Err(ShmError::Timeout {
+                last_error: Some(e),
+                ..
+            }) => {
+                assert_eq!(e.errno(), rustix::io::Errno::NOENT.raw_os_error(), "{e:?}")
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        // A daemon that stays FreeRunning: never Synchronized.
+        let late = dir.path().join("shm1-free");
+        let daemon = start_daemon_later(
+            &late,
+            Duration::ZERO,
+            vec![(ClockStatus::FreeRunning, Duration::from_millis(500))],
+        );
+        match ShmReaderV3::wait_for_sync(&late, Duration::from_millis(250)) {
+            Err(ShmError::Timeout { waited, .. }) => assert!(waited >= Duration::from_millis(250)),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        daemon.join().unwrap();
+    }
+
+    /// `wait_for_sync`'s documentation says errors that waiting cannot clear (a malformed
+    /// segment, ...) are returned at once; `wait::for_sync` retries every error until the
+    /// timeout. The same on both layouts. Ignored until the code or the documentation
+    /// changes; run with `--ignored`.
+    #[test]
+    #[ignore = "wait_for_sync waits out a permanent error; its documentation says it returns at once"]
+    fn wait_for_sync_returns_a_permanent_error_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let shm0 = dir.path().join("shm0");
+        clockbound_shm::ShmWriter::new(&shm0).unwrap().write(
+            &clockbound_shm::ClockErrorBound::new(
+                ts(1, 0),
+                ts(2, 0),
+                0,
+                0,
+                0,
+                ClockStatus::Synchronized,
+                false,
+            ),
+        );
+        // A layout 2 segment where layout 3 is expected: not transient.
+        let started = Instant::now();
+        let err = ShmReaderV3::wait_for_sync(&shm0, Duration::from_secs(2)).unwrap_err();
+        assert!(!err.is_transient() || matches!(err, ShmError::Timeout { .. }));
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "waited {:?} on a permanent error: {err:?}",
+            started.elapsed()
+        );
+        assert!(
+            matches!(err, ShmError::SegmentVersionNotSupported { .. }),
+            "{err:?}"
+        );
+    }
+}
