@@ -1400,6 +1400,10 @@ mod live {
             (Duration::from_secs(1_001), ClockStatus::Unknown),
         ];
         for (age, expected) in cases {
+            if !v3_can_age(age) {
+                eprintln!("skipping age {age:?}: the counter has not run that long");
+                continue;
+            }
             let snapshot = v3_snapshot(age, 5_000, ClockStatus::Synchronized);
             let (_dir, path, _writer) = segment(&snapshot);
             let mut reader = open_v3(&path).unwrap();

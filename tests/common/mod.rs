@@ -97,6 +97,12 @@ mod v3 {
             .expect("fits a u64")
     }
 
+    /// Whether the counter has run long enough (since boot, usually) for a snapshot `age`
+    /// old: a freshly booted machine cannot have a 1000 s old counter value.
+    pub fn v3_can_age(age: Duration) -> bool {
+        v3_read_tsc() > v3_ticks(age + Duration::from_secs(1))
+    }
+
     /// A layout 3 snapshot as a 3.x daemon would have written it `age` ago: `as_of_tsc` is
     /// the counter now minus `age` in ticks, `as_of` is `CLOCK_REALTIME` now minus `age`,
     /// `void_after` 1000 s after `as_of`, the period of the measured frequency, drift
@@ -106,7 +112,10 @@ mod v3 {
         let tsc = v3_read_tsc();
         let real = v3_realtime();
         let as_of = real.saturating_sub(age);
-        v3_builder(tsc - v3_ticks(age), as_of, hz)
+        let as_of_tsc = tsc.checked_sub(v3_ticks(age)).unwrap_or_else(|| {
+            panic!("the counter has not run for {age:?} yet: check `v3_can_age` first")
+        });
+        v3_builder(as_of_tsc, as_of, hz)
             .bound_nsec(bound_nsec)
             .clock_status(status)
             .build()
