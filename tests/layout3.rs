@@ -1822,3 +1822,183 @@ mod live {
         );
     }
 }
+
+/// The layout 3 arithmetic against an exact reference in big integers: for any valid
+/// snapshot and counter, the window holds the exact window and is less than 2 ns wider on
+/// each side (unless it saturated), and its status follows the rounded midpoint. Both the
+/// short path (recent snapshots, ordinary fields) and the general one are covered.
+mod exact {
+    use super::*;
+    use clockbound_shm::{CAUSALITY_BLUR, FREE_RUNNING_GRACE};
+    use num_bigint::BigInt;
+    use proptest::prelude::*;
+
+    fn big(v: impl Into<BigInt>) -> BigInt {
+        v.into()
+    }
+
+    /// (exact earliest, exact latest, denominator), all in units of 1/denominator ns.
+    fn exact_window(s: &ClockErrorBoundV3, ticks: u64) -> (BigInt, BigInt, BigInt) {
+        let k = 64 + u32::from(s.period_shift());
+        let ke = 64 + u32::from(s.period_err_shift());
+        let g = big(1_000_000_000u64);
+        let two_k = big(1) << k;
+        let two_ke = big(1) << ke;
+        let d = &two_k * &two_ke * &g;
+        let tp = big(ticks) * big(s.period_frac());
+        // elapsed_ns = tp * 1e9 / 2^k
+        let elapsed = &tp * &g * &two_ke * &g;
+        let drift = &tp * big(s.max_drift_ppb()) * &two_ke * &g;
+        let period_err = &tp * &g * big(s.period_err_frac()) * &g;
+        let bound = big(s.bound_nsec()) * &d;
+        let mid = big(s.as_of().as_nanos()) * &d + elapsed;
+        let half = bound + drift + period_err;
+        (&mid - &half, mid + half, d)
+    }
+
+    fn snapshot_strategy() -> impl Strategy<Value = (ClockErrorBoundV3, u64)> {
+        (
+            (
+                prop_oneof![Just(0u64), any::<u64>()],
+                -(1i64 << 40)..(1i64 << 40),
+                0..1_000_000_000i64,
+                prop_oneof![3 => 28..=34u8, 1 => 0..=63u8],
+                prop_oneof![3 => (1u64 << 63).., 1 => 1..=u64::MAX],
+                prop_oneof![3 => 20..=45u8, 1 => 0..=63u8],
+                prop_oneof![2 => 0..(1u64 << 62), 1 => any::<u64>()],
+            ),
+            (
+                prop_oneof![3 => 0..(1i64 << 30), 1 => 0..=i64::MAX],
+                prop_oneof![3 => 0..100_000u32, 1 => 0..1_000_000_000u32],
+                prop_oneof![4 => 0..(1u64 << 36), 1 => any::<u64>()],
+                prop_oneof![0..=3i32],
+            ),
+        )
+            .prop_map(
+                |((as_of_tsc, sec, nsec, ps, pf, pes, pef), (bound, drift, ticks, status))| {
+                    let as_of = ts(sec, nsec);
+                    let s = ClockErrorBoundV3::builder()
+                        .as_of_tsc(as_of_tsc)
+                        .as_of(as_of)
+                        .void_after(as_of.saturating_add(Duration::from_secs(1000)))
+                        .period_frac(pf)
+                        .period_shift(ps)
+                        .period_err_frac(pef)
+                        .period_err_shift(pes)
+                        .bound_nsec(bound)
+                        .max_drift_ppb(drift)
+                        .clock_status(ClockStatus::from_wire(status).unwrap())
+                        .build();
+                    (s, ticks)
+                },
+            )
+    }
+
+    fn check(s: &ClockErrorBoundV3, ticks: u64) {
+        let counter = s.as_of_tsc().wrapping_add(ticks);
+        if counter < s.as_of_tsc() {
+            // The counter wrapped: not a time after the snapshot.
+            return;
+        }
+        let w = s.compute_bound_at(counter, FREE_RUNNING_GRACE).unwrap();
+        let (lo, hi, d) = exact_window(s, ticks);
+        let two = big(2) * &d;
+        let e = big(w.earliest.as_nanos()) * &d;
+        let l = big(w.latest.as_nanos()) * &d;
+        if w.earliest != Timespec::MIN {
+            assert!(
+                e <= lo,
+                "earliest {} above the exact one: {s:?} + {ticks}",
+                w.earliest
+            );
+            assert!(
+                e > &lo - &two,
+                "earliest {} 2 ns or more below: {s:?} + {ticks}",
+                w.earliest
+            );
+        } else {
+            assert!(
+                lo < big(Timespec::MIN.as_nanos() + 2) * &d,
+                "saturated early: {s:?}"
+            );
+        }
+        if w.latest != Timespec::MAX {
+            assert!(
+                l >= hi,
+                "latest {} below the exact one: {s:?} + {ticks}",
+                w.latest
+            );
+            assert!(
+                l < &hi + &two,
+                "latest {} 2 ns or more above: {s:?} + {ticks}",
+                w.latest
+            );
+        } else {
+            assert!(
+                hi > big(Timespec::MAX.as_nanos() - 2) * &d,
+                "saturated early: {s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn edges() {
+        let base = fixed(1_000, 0);
+        for ticks in [0, 1, 2, (1 << 36) - 1, 1 << 36, (1 << 36) + 1, u64::MAX / 2] {
+            check(&base, ticks);
+        }
+        // The largest fields the reader accepts.
+        let wide = ClockErrorBoundV3::builder()
+            .as_of(ts(1 << 40, 999_999_999))
+            .period_frac(u64::MAX)
+            .period_shift(0)
+            .period_err_frac(u64::MAX)
+            .period_err_shift(0)
+            .bound_nsec(i64::MAX)
+            .max_drift_ppb(999_999_999)
+            .clock_status(ClockStatus::Synchronized)
+            .build();
+        for ticks in [0, 1, 1 << 20, u64::MAX] {
+            check(&wide, ticks);
+        }
+    }
+
+    #[test]
+    fn a_counter_behind_as_of_tsc_within_the_blur_counts_as_no_time() {
+        // 2^30 Hz: 1 µs is 1073.74 ticks.
+        let s = fixed(1_000, 0);
+        assert_eq!(CAUSALITY_BLUR, Duration::from_micros(1));
+        let at = |behind: u64| s.compute_bound_at(s.as_of_tsc() - behind, FREE_RUNNING_GRACE);
+        for behind in [1, 500, 1_073] {
+            let w = at(behind).unwrap();
+            assert_eq!(w.midpoint(), s.as_of(), "{behind} ticks behind");
+            assert_eq!(
+                w.bound(),
+                Duration::from_nanos(10_000),
+                "{behind} ticks behind"
+            );
+        }
+        for behind in [1_074, 1 << 30, s.as_of_tsc()] {
+            match at(behind) {
+                Err(ShmError::CounterBehindSnapshot { as_of_tsc, counter }) => {
+                    assert_eq!(
+                        (as_of_tsc, counter),
+                        (s.as_of_tsc(), s.as_of_tsc() - behind)
+                    );
+                }
+                other => {
+                    panic!("{behind} ticks behind: expected CounterBehindSnapshot, got {other:?}")
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn holds_the_exact_window_and_is_less_than_2_ns_wider((s, ticks) in snapshot_strategy()) {
+            check(&s, ticks);
+        }
+    }
+}
