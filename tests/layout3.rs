@@ -1629,6 +1629,85 @@ mod live {
         assert_eq!(reader.stats().reopens, 1);
     }
 
+    /// The 16-bit generation wrapping round to the cached value: invisible at first, healed
+    /// by the full re-read once the snapshot is older than the recheck interval, which on
+    /// layout 3 is scheduled in counter ticks.
+    #[test]
+    fn a_wrapped_generation_is_healed_after_the_recheck_interval() {
+        let interval = Duration::from_millis(100);
+        let options = segment_only().recheck_interval(interval);
+        let (_dir, path, mut writer) = segment(&v3_snapshot(
+            Duration::ZERO,
+            1_111,
+            ClockStatus::Synchronized,
+        ));
+        let mut reader = ShmReaderV3::open_with(&path, &options).unwrap();
+        let shared: Vec<_> = [Strategy::ThreadLocal, Strategy::ArcSwap]
+            .into_iter()
+            .map(|s| SharedClockBound::open_v3_with(&path, &options.clone().strategy(s)).unwrap())
+            .collect();
+        let cached = reader.generation();
+        reader.now().unwrap();
+        assert_eq!(reader.stats().full_reads, 1, "{:?}", reader.stats());
+        // This thread's state for each shared value is made now, before the wrap (a state
+        // made later would read the segment afresh).
+        for clock in &shared {
+            assert_eq!(clock.snapshot().unwrap().bound_nsec(), 1_111);
+        }
+
+        let new = v3_snapshot(Duration::ZERO, 2_222, ClockStatus::Synchronized);
+        for _ in 0..32_767 {
+            writer.write(&new);
+        }
+        assert_eq!(writer.generation(), cached, "the generation wrapped round");
+        reader.now().unwrap();
+        assert_eq!(
+            reader.snapshot().unwrap().bound_nsec(),
+            1_111,
+            "invisible at first"
+        );
+        assert_eq!(reader.stats().rechecks, 0);
+        assert!(reader.stats().cache_answers >= 2, "{:?}", reader.stats());
+        for clock in &shared {
+            clock.now().unwrap();
+            assert_eq!(
+                clock.snapshot().unwrap().bound_nsec(),
+                1_111,
+                "{:?}",
+                clock.strategy()
+            );
+        }
+
+        thread::sleep(interval + Duration::from_millis(50));
+        reader.now().unwrap();
+        assert_eq!(reader.snapshot().unwrap().bound_nsec(), 2_222, "healed");
+        assert_eq!(reader.stats().rechecks, 1);
+        for clock in &shared {
+            clock.now().unwrap();
+            assert_eq!(
+                clock.snapshot().unwrap().bound_nsec(),
+                2_222,
+                "{:?}",
+                clock.strategy()
+            );
+            assert!(
+                clock.stats().rechecks >= 1,
+                "{:?}: {:?}",
+                clock.strategy(),
+                clock.stats()
+            );
+        }
+        // At most one re-read per interval.
+        let start = Instant::now();
+        let mut calls = 0;
+        while start.elapsed() < interval / 4 {
+            reader.now().unwrap();
+            calls += 1;
+        }
+        assert!(calls > 10);
+        assert_eq!(reader.stats().rechecks, 1, "{:?}", reader.stats());
+    }
+
     fn thread_cpu() -> Duration {
         let t = clock_gettime(ClockId::ThreadCPUTime);
         Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
