@@ -524,3 +524,38 @@ fn disruption_check_agrees_with_their_client() {
         "flag clear"
     );
 }
+
+/// Our builder's `with_frequency_hz` picks the period as the 3.x writer's conversion does:
+/// the same shift, and the same fraction to within its f64 precision (53 of 64 bits).
+#[test]
+fn period_from_a_frequency_as_their_writer_converts_it() {
+    for hz in [
+        1_000_000u64,
+        25_000_000,
+        999_999_999,
+        1_000_000_000,
+        1 << 30,
+        (1 << 30) + 1,
+        2_500_000_000,
+        2_899_999_999,
+        3_000_000_000,
+        4_294_967_296,
+        v3_counter_hz(),
+    ] {
+        let fields = Fields {
+            period: 1.0 / hz as f64,
+            period_err: 0.0,
+            ..sample_fields()[2]
+        };
+        let theirs = read_by_ours(&fields.theirs());
+        let ours = ClockErrorBoundV3::builder().with_frequency_hz(hz).build();
+        assert_eq!(ours.period_shift(), theirs.period_shift(), "{hz} Hz");
+        let gap = ours.period_frac().abs_diff(theirs.period_frac());
+        assert!(
+            gap <= 1 << 12,
+            "{hz} Hz: ours {:#x}, theirs {:#x}",
+            ours.period_frac(),
+            theirs.period_frac()
+        );
+    }
+}
