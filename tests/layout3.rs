@@ -1705,6 +1705,45 @@ mod live {
         assert_eq!(reader.stats().rechecks, 1, "{:?}", reader.stats());
     }
 
+    /// A snapshot stamped with a counter value ahead of this CPU's counter by more than the
+    /// 1 µs blur (another boot, unsynchronised counters, a broken writer): every reader type
+    /// reports `CounterBehindSnapshot`, never a window; within the blur, no time elapsed.
+    #[test]
+    fn a_snapshot_from_the_counter_future_is_a_causality_error() {
+        let now = v3_snapshot(Duration::ZERO, 1_000, ClockStatus::Synchronized);
+        let ahead = v3_builder(
+            now.as_of_tsc() + v3_ticks(Duration::from_secs(1)),
+            now.as_of(),
+            v3_counter_hz(),
+        )
+        .bound_nsec(1_000)
+        .clock_status(ClockStatus::Synchronized)
+        .build();
+        let (_dir, path, mut writer) = segment(&ahead);
+        let mut reader = open_v3(&path).expect("opening does not compute a window");
+        let is_behind = |r: Result<TimeWindow, ShmError>| {
+            matches!(r, Err(ShmError::CounterBehindSnapshot { as_of_tsc, counter })
+                if as_of_tsc == ahead.as_of_tsc() && counter < as_of_tsc)
+        };
+        assert!(is_behind(reader.now()));
+        assert!(is_behind(ahead.now()));
+        for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
+            let clock =
+                SharedClockBound::open_v3_with(&path, &segment_only().strategy(strategy)).unwrap();
+            assert!(is_behind(clock.now()), "{strategy:?}");
+        }
+        // The writer publishes a sane snapshot: the reader recovers.
+        writer.write(&v3_snapshot(
+            Duration::ZERO,
+            1_000,
+            ClockStatus::Synchronized,
+        ));
+        assert_eq!(
+            reader.now().unwrap().clock_status,
+            ClockStatus::Synchronized
+        );
+    }
+
     fn thread_cpu() -> Duration {
         let t = clock_gettime(ClockId::ThreadCPUTime);
         Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
