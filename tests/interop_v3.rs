@@ -24,7 +24,7 @@ use clock_bound::test_utils::{
 };
 use clockbound_shm::{
     ClockErrorBoundV3, ClockStatus, DisruptionCheck, FREE_RUNNING_GRACE, ReaderOptions,
-    ShmReaderV3, ShmWriterV3, TimeWindow, Timespec,
+    SharedClockBound, ShmReaderV3, ShmWriterV3, Strategy, TimeWindow, Timespec,
 };
 use common::*;
 
@@ -462,9 +462,12 @@ fn vmclock_body(marker: u64) -> VMClockShmBody {
     }
 }
 
-/// Both flags, with the disruption check on in both clients: with the flag set, a VMClock
-/// marker equal to the segment's leaves the status alone and a different one makes both
-/// report Disrupted; with the flag clear neither looks at the page.
+/// Both flags, with the disruption check on in both clients (ours as `ShmReaderV3` and both
+/// `SharedClockBound` strategies), on a page written by their VMClock writer: with the flag
+/// set, a marker equal to the segment's leaves the status alone and a different one makes
+/// all report Disrupted; with the flag clear none looks at the page. One difference: when
+/// the daemon flips the flag under an open client, theirs fails every `now()` until it is
+/// reopened, ours follows the segment.
 #[test]
 fn disruption_check_agrees_with_their_client() {
     let dir = tempfile::tempdir().unwrap();
@@ -485,43 +488,74 @@ fn disruption_check_agrees_with_their_client() {
             .clock_status(ClockStatus::Synchronized)
             .build()
     };
-    let statuses = |client: &mut clock_bound::Client, reader: &mut ShmReaderV3| {
-        let theirs = their_window(&client.now().unwrap()).clock_status;
-        (reader.now().unwrap().clock_status, theirs)
+    // Ours as `ShmReaderV3` and as both `SharedClockBound` strategies, theirs as `Client`.
+    struct Readers {
+        client: clock_bound::Client,
+        reader: ShmReaderV3,
+        shared: Vec<SharedClockBound>,
+    }
+    let open = || Readers {
+        client: clock_bound::Client::new_with_paths(path_str(&shm1), path_str(&vmclock)).unwrap(),
+        reader: ShmReaderV3::open_with(&shm1, &options).unwrap(),
+        shared: [Strategy::ThreadLocal, Strategy::ArcSwap]
+            .into_iter()
+            .map(|s| SharedClockBound::open_v3_with(&shm1, &options.clone().strategy(s)).unwrap())
+            .collect(),
+    };
+    let ours_only = |r: &mut Readers, expected: ClockStatus, what: &str| {
+        let status = r.reader.now().unwrap().clock_status;
+        assert_eq!(status, expected, "ShmReaderV3, {what}");
+        for clock in &r.shared {
+            let status = clock.now().unwrap().clock_status;
+            assert_eq!(status, expected, "{:?}, {what}", clock.strategy());
+        }
+    };
+    let check = |r: &mut Readers, expected: ClockStatus, what: &str| {
+        let theirs = their_window(&r.client.now().unwrap()).clock_status;
+        assert_eq!(theirs, expected, "theirs, {what}");
+        ours_only(r, expected, what);
+    };
+    // Their client refuses to answer once the segment's flag no longer matches what it saw
+    // at open; ours follows the segment (and opens the page when the flag is turned on).
+    let theirs_refuses = |r: &mut Readers, what: &str| match r.client.now() {
+        Err(e) => assert_eq!(
+            e.kind,
+            clock_bound::ErrorKind::SegmentNotInitialized,
+            "{what}"
+        ),
+        Ok(w) => panic!("{what}: their client answered {w:?}"),
     };
 
     writer.write(&snapshot(true, 41));
-    let mut client =
-        clock_bound::Client::new_with_paths(path_str(&shm1), path_str(&vmclock)).unwrap();
-    let mut reader = ShmReaderV3::open_with(&shm1, &options).unwrap();
-    assert_eq!(
-        statuses(&mut client, &mut reader),
-        (ClockStatus::Synchronized, ClockStatus::Synchronized),
-        "markers equal"
-    );
+    let mut readers = open();
+    check(&mut readers, ClockStatus::Synchronized, "markers equal");
     page.write(&vmclock_body(42));
-    assert_eq!(
-        statuses(&mut client, &mut reader),
-        (ClockStatus::Disrupted, ClockStatus::Disrupted),
-        "VMClock moved on"
-    );
+    check(&mut readers, ClockStatus::Disrupted, "VMClock moved on");
     // The daemon catches up: the segment carries the new marker.
     writer.write(&snapshot(true, 42));
-    assert_eq!(
-        statuses(&mut client, &mut reader),
-        (ClockStatus::Synchronized, ClockStatus::Synchronized),
-        "caught up"
-    );
+    check(&mut readers, ClockStatus::Synchronized, "caught up");
 
-    // Flag clear: a different marker in the page means nothing to either.
+    // Flag clear: the page means nothing to either.
     writer.write(&snapshot(false, 41));
-    let mut client =
-        clock_bound::Client::new_with_paths(path_str(&shm1), path_str(&vmclock)).unwrap();
-    let mut reader = ShmReaderV3::open_with(&shm1, &options).unwrap();
-    assert_eq!(
-        statuses(&mut client, &mut reader),
-        (ClockStatus::Synchronized, ClockStatus::Synchronized),
-        "flag clear"
+    theirs_refuses(&mut readers, "flag cleared under an open client");
+    ours_only(
+        &mut readers,
+        ClockStatus::Synchronized,
+        "flag cleared under open readers",
+    );
+    let mut readers = open();
+    check(
+        &mut readers,
+        ClockStatus::Synchronized,
+        "flag clear at open",
+    );
+    // And turned on again under readers opened without it (the page says 42).
+    writer.write(&snapshot(true, 41));
+    theirs_refuses(&mut readers, "flag set under an open client");
+    ours_only(
+        &mut readers,
+        ClockStatus::Disrupted,
+        "flag set under open readers",
     );
 }
 
