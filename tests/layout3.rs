@@ -2100,6 +2100,38 @@ mod exact {
         }
     }
 
+    /// The exact ends only move forward as the counter advances; the computed ones step back
+    /// by 1 ns at some counter values (`earliest` at about one in twelve here), because the
+    /// midpoint is rounded first and the half-width widened by that rounding. Each window
+    /// still holds the exact one, and between two real calls (tens of ns apart) the ends
+    /// move forward; but neither end is monotonic in the counter. Rounding the ends themselves (`earliest` down, `latest`
+    /// up) would keep them monotonic and under 1 ns wider than exact. Ignored: a property
+    /// the arithmetic does not have today, not a wrong window.
+    #[test]
+    #[ignore = "an end steps back 1 ns between some adjacent counter values"]
+    fn ends_never_step_back_as_the_counter_advances() {
+        let s = ClockErrorBoundV3::builder()
+            .as_of(ts(1_700_000_000, 0))
+            .void_after(ts(1_700_001_000, 0))
+            .with_frequency_hz(2_899_999_123)
+            .period_err_frac(1 << 63)
+            .period_err_shift(20)
+            .bound_nsec(10_000)
+            .max_drift_ppb(15_000)
+            .clock_status(ClockStatus::Synchronized)
+            .build();
+        let at = |c: u64| s.compute_bound_at(c, FREE_RUNNING_GRACE).unwrap();
+        let mut previous = at(1_000_000_000);
+        for counter in 1_000_000_001..1_000_020_000 {
+            let w = at(counter);
+            assert!(
+                w.earliest >= previous.earliest && w.latest >= previous.latest,
+                "counter {counter}: {previous:?} then {w:?}"
+            );
+            previous = w;
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2_000))]
 
