@@ -357,8 +357,7 @@ impl ClockErrorBound {
                 // grace of FAST_PATH_SECS or more is not reached on this path.
                 } else if grace.as_secs() < FAST_PATH_SECS as u64
                     && (secs as i64) * NANOS_PER_SEC + nanos
-                        >= grace.as_secs() as i64 * NANOS_PER_SEC
-                            + i64::from(grace.subsec_nanos())
+                        >= grace.as_secs() as i64 * NANOS_PER_SEC + i64::from(grace.subsec_nanos())
                 {
                     ClockStatus::FreeRunning
                 } else {

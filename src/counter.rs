@@ -92,6 +92,22 @@ pub(crate) fn read_counter() -> u64 {
     0
 }
 
+/// The CPU counter exactly as a layout 3 reader reads it (x86-64: `lfence; rdtsc; lfence`;
+/// aarch64: `isb; mrs cntvct_el0; isb`), or `None` on architectures where this crate cannot
+/// read it. For writers, simulators and tests that stamp layout 3 snapshots with
+/// `as_of_tsc` ([`ClockErrorBoundV3Builder::as_of_tsc`](crate::ClockErrorBoundV3Builder::as_of_tsc)).
+///
+/// ```
+/// if let Some(counter) = clockbound_shm::cpu_counter() {
+///     assert!(clockbound_shm::cpu_counter().unwrap() >= counter);
+/// }
+/// ```
+#[must_use]
+#[inline]
+pub fn cpu_counter() -> Option<u64> {
+    COUNTER_SUPPORTED.then(read_counter)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,20 +123,4 @@ mod tests {
         // At least 2 ms at any counter frequency of 1 MHz or more.
         assert!(b > a && b - a >= 2_000, "{a} then {b}");
     }
-}
-
-/// The CPU counter exactly as a layout 3 reader reads it (x86-64: `lfence; rdtsc; lfence`;
-/// aarch64: `isb; mrs cntvct_el0; isb`), or `None` on architectures where this crate cannot
-/// read it. For writers, simulators and tests that stamp layout 3 snapshots with
-/// `as_of_tsc` ([`ClockErrorBoundV3Builder::as_of_tsc`](crate::ClockErrorBoundV3Builder::as_of_tsc)).
-///
-/// ```
-/// if let Some(counter) = clockbound_shm::cpu_counter() {
-///     assert!(clockbound_shm::cpu_counter().unwrap() >= counter);
-/// }
-/// ```
-#[must_use]
-#[inline]
-pub fn cpu_counter() -> Option<u64> {
-    COUNTER_SUPPORTED.then(read_counter)
 }

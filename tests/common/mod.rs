@@ -1,4 +1,19 @@
-//! Helpers shared by integration tests (each test file that needs them says `mod common;`).
+//! Helpers shared by integration tests. Each test binary compiles this module on its own and
+//! uses a part of it (`mod common;`).
+//!
+//! Layout 2 helpers: the wire format written out from the protocol (not taken from the
+//! crate), payload bytes, and a daemon restart that truncates the segment as a 3.x daemon
+//! does on every start.
+//!
+//! Layout 3 helpers (prefix `v3_`): a layout 3 snapshot "for now" needs the CPU counter,
+//! which the crate reads privately, so the tests read it themselves with
+//! `lfence; rdtsc; lfence` (x86-64 only; every user is gated on
+//! `#[cfg(target_arch = "x86_64")]`) and convert time to ticks with a counter frequency
+//! measured against `CLOCK_MONOTONIC`. The measurement is good to a few parts per million;
+//! tests that use it keep their tolerances far wider than that, and assert exact status
+//! boundaries only through `compute_bound_at` with a counter value they choose.
+
+#![allow(dead_code)]
 
 use std::fs::File;
 use std::io;
@@ -74,4 +89,208 @@ pub fn daemon_restart_v2(
     file.write_all_at(&payload_bytes(snapshot), PAYLOAD_OFFSET as u64)?;
     file.write_all_at(&2u16.to_ne_bytes(), GENERATION_OFFSET as u64)?;
     Ok(())
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unused_imports)]
+pub use self::v3::*;
+
+#[cfg(target_arch = "x86_64")]
+mod v3 {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::thread;
+    use std::time::Duration;
+
+    use clockbound_shm::{ClockErrorBoundV3, ClockStatus, ShmWriterV3, Timespec};
+    use rustix::time::{ClockId, clock_gettime};
+
+    /// The drift every `v3_snapshot` carries, parts per billion.
+    pub const V3_DRIFT_PPB: u32 = 1_000;
+    /// The period error every `v3_snapshot` carries: 2^-40 (about 0.9 ppt), as
+    /// `period_err_frac = 2^63` over `2^(64 + 39)`.
+    pub const V3_PERIOD_ERR_FRAC: u64 = 1 << 63;
+    /// See [`V3_PERIOD_ERR_FRAC`].
+    pub const V3_PERIOD_ERR_SHIFT: u8 = 39;
+
+    /// The time-stamp counter, read between fences as the crate and the 3.x client do.
+    #[inline(always)]
+    pub fn v3_read_tsc() -> u64 {
+        use core::arch::x86_64::{_mm_lfence, _rdtsc};
+        // SAFETY: `lfence` needs SSE2, part of the x86-64 baseline; `rdtsc` exists on every
+        // x86-64 CPU and Linux allows it in user mode. Neither touches memory.
+        unsafe {
+            _mm_lfence();
+            let tsc = _rdtsc();
+            _mm_lfence();
+            tsc
+        }
+    }
+
+    fn clock(id: ClockId) -> Timespec {
+        let t = clock_gettime(id);
+        Timespec::new(t.tv_sec, t.tv_nsec)
+    }
+
+    /// `CLOCK_REALTIME` now.
+    pub fn v3_realtime() -> Timespec {
+        clock(ClockId::Realtime)
+    }
+
+    /// One (counter, monotonic ns) pair: the monotonic read between two counter reads, the
+    /// tightest pair of several attempts, the counter taken at the middle.
+    fn paired_reading() -> (u64, i128) {
+        let mut best: Option<(u64, u64, i128)> = None;
+        for _ in 0..50 {
+            let before = v3_read_tsc();
+            let mono = clock(ClockId::Monotonic).as_nanos();
+            let after = v3_read_tsc();
+            let width = after.wrapping_sub(before);
+            if best.is_none_or(|(w, _, _)| width < w) {
+                best = Some((width, before + width / 2, mono));
+            }
+        }
+        let (_, tsc, mono) = best.expect("at least one attempt");
+        (tsc, mono)
+    }
+
+    /// The counter's frequency in Hz, measured once per test binary against
+    /// `CLOCK_MONOTONIC` over about 50 ms.
+    pub fn v3_counter_hz() -> u64 {
+        static HZ: OnceLock<u64> = OnceLock::new();
+        *HZ.get_or_init(|| {
+            let (t0, m0) = paired_reading();
+            thread::sleep(Duration::from_millis(50));
+            let (t1, m1) = paired_reading();
+            let hz = u128::from(t1 - t0) * 1_000_000_000 / (m1 - m0) as u128;
+            let hz = u64::try_from(hz).expect("a counter below 2^64 Hz");
+            assert!(hz >= 1_000_000, "implausible counter frequency {hz} Hz");
+            hz
+        })
+    }
+
+    /// Counter ticks in `d`, at the measured frequency.
+    pub fn v3_ticks(d: Duration) -> u64 {
+        u64::try_from(d.as_nanos() * u128::from(v3_counter_hz()) / 1_000_000_000)
+            .expect("fits a u64")
+    }
+
+    /// Whether the counter has run long enough (since boot, usually) for a snapshot `age`
+    /// old: a freshly booted machine cannot have a 1000 s old counter value.
+    pub fn v3_can_age(age: Duration) -> bool {
+        v3_read_tsc() > v3_ticks(age + Duration::from_secs(1))
+    }
+
+    /// A layout 3 snapshot as a 3.x daemon would have written it `age` ago: `as_of_tsc` is
+    /// the counter now minus `age` in ticks, `as_of` is `CLOCK_REALTIME` now minus `age`,
+    /// `void_after` 1000 s after `as_of`, the period of the measured frequency, drift
+    /// [`V3_DRIFT_PPB`], period error 2^-40, disruption support off.
+    pub fn v3_snapshot(age: Duration, bound_nsec: i64, status: ClockStatus) -> ClockErrorBoundV3 {
+        let hz = v3_counter_hz();
+        let tsc = v3_read_tsc();
+        let real = v3_realtime();
+        let as_of = real.saturating_sub(age);
+        let as_of_tsc = tsc.checked_sub(v3_ticks(age)).unwrap_or_else(|| {
+            panic!("the counter has not run for {age:?} yet: check `v3_can_age` first")
+        });
+        v3_builder(as_of_tsc, as_of, hz)
+            .bound_nsec(bound_nsec)
+            .clock_status(status)
+            .build()
+    }
+
+    /// The builder behind [`v3_snapshot`]: everything but the bound and the status.
+    pub fn v3_builder(
+        as_of_tsc: u64,
+        as_of: Timespec,
+        hz: u64,
+    ) -> clockbound_shm::ClockErrorBoundV3Builder {
+        ClockErrorBoundV3::builder()
+            .as_of_tsc(as_of_tsc)
+            .as_of(as_of)
+            .void_after(as_of.saturating_add(Duration::from_secs(1000)))
+            .with_frequency_hz(hz)
+            .period_err_frac(V3_PERIOD_ERR_FRAC)
+            .period_err_shift(V3_PERIOD_ERR_SHIFT)
+            .max_drift_ppb(V3_DRIFT_PPB)
+    }
+
+    /// A temporary directory and the path of a `shm1` inside it.
+    pub fn v3_temp_segment() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("shm1");
+        (dir, path)
+    }
+
+    /// (version, generation) as the file holds them, at their offsets 12 and 14.
+    pub fn v3_header_of(path: &std::path::Path) -> (u16, u16) {
+        let b = std::fs::read(path).expect("read the segment");
+        (
+            u16::from_ne_bytes([b[12], b[13]]),
+            u16::from_ne_bytes([b[14], b[15]]),
+        )
+    }
+
+    /// A 3.x daemon stand-in: republishes a layout 3 snapshot every `period` until dropped.
+    ///
+    /// Its time is one consistent model (as a real daemon's is between corrections): every
+    /// snapshot's `as_of` is the first snapshot's window midpoint carried to the current
+    /// counter value, so windows computed from successive snapshots agree on the midpoint
+    /// to a nanosecond and only the bound's growth restarts.
+    pub struct V3Daemon {
+        stop: Arc<AtomicBool>,
+        handle: Option<thread::JoinHandle<()>>,
+    }
+
+    impl V3Daemon {
+        /// Starts publishing through `writer` (first update at once).
+        pub fn start(
+            mut writer: ShmWriterV3,
+            bound_nsec: i64,
+            status: ClockStatus,
+            period: Duration,
+        ) -> V3Daemon {
+            let origin = v3_snapshot(Duration::ZERO, bound_nsec, status);
+            writer.write(&origin);
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = Arc::clone(&stop);
+            let handle = thread::spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    thread::sleep(period);
+                    writer.write(&v3_carried(&origin, v3_read_tsc(), status));
+                }
+            });
+            V3Daemon {
+                stop,
+                handle: Some(handle),
+            }
+        }
+    }
+
+    /// `origin` carried to counter value `tsc`: same model, fresh `as_of`.
+    pub fn v3_carried(
+        origin: &ClockErrorBoundV3,
+        tsc: u64,
+        status: ClockStatus,
+    ) -> ClockErrorBoundV3 {
+        let mid = origin
+            .compute_bound_at(tsc, Duration::MAX)
+            .expect("origin is valid")
+            .midpoint();
+        v3_builder(tsc, mid, v3_counter_hz())
+            .bound_nsec(origin.bound_nsec())
+            .clock_status(status)
+            .build()
+    }
+
+    impl Drop for V3Daemon {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(h) = self.handle.take() {
+                h.join().expect("daemon thread");
+            }
+        }
+    }
 }
