@@ -136,7 +136,7 @@ mod x86 {
         )
         .expect("the 3.x client opens our shm1");
         let v3_shared = |strategy| {
-            SharedClockBound::open_v3_with(&seg.shm1, &options().strategy(strategy))
+            SharedClockBound::open_with(&seg.shm1, &options().strategy(strategy))
                 .expect("layout 3 shared value")
         };
         let v3_thread_local = v3_shared(Strategy::ThreadLocal);

@@ -150,6 +150,22 @@ impl<L: Layout> MappedSegment<L> {
     }
 }
 
+/// The header of the file at `path` (opened non-blocking, read with a positioned read,
+/// nothing mapped), or `None` when it cannot be read: what a caller that has to choose the
+/// layout looks at first.
+pub(crate) fn peek_header(path: &Path) -> Option<SegmentHeader> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let metadata = file.metadata().ok()?;
+    if !metadata.is_file() {
+        return None;
+    }
+    read_header(&file, metadata.len()).ok().flatten()
+}
+
 /// The first [`HEADER_LEN`] bytes of `file`, by positioned read; `None` when the file does
 /// not hold that many (a daemon is creating it).
 fn read_header(file: &File, file_len: u64) -> io::Result<Option<SegmentHeader>> {

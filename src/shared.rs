@@ -99,8 +99,8 @@ impl PartialEq<ClockErrorBoundV3> for AnySnapshot {
 /// shared by every clone, no lock on the hot path, either layout.
 ///
 /// [`open_default`](Self::open_default) reads the 3.x daemon's layout 3 segment when there
-/// is one, else the layout 2 segment; [`open`](Self::open) reads the layout 2 segment at a
-/// path, [`open_v3_with`](Self::open_v3_with) a layout 3 one.
+/// is one, else the layout 2 segment; [`open`](Self::open) reads the segment at a path, as
+/// the layout its header declares.
 ///
 /// Clones are cheap (two reference counts) and share everything; open once and hand clones
 /// to workers. Answers, freshness, self-healing and errors are those of [`ShmReader`](crate::ShmReader):
@@ -356,16 +356,19 @@ macro_rules! on_handle {
 }
 
 impl SharedClockBound {
-    /// Opens the layout 2 segment at `path` with the default [`ReaderOptions`] (strategy
-    /// `ThreadLocal`).
+    /// Opens the segment at `path` with the default [`ReaderOptions`] (strategy
+    /// `ThreadLocal`), as the layout its header declares: layout 3 for a header version of
+    /// `0x0303` (the 3.x daemon's `shm1`), layout 2 otherwise.
     ///
     /// # Errors
-    /// As [`ShmReader::open`](crate::ShmReader::open).
+    /// As [`ShmReader::open`](crate::ShmReader::open) (or
+    /// [`ShmReaderV3::open`](crate::ShmReaderV3) for a layout 3 segment).
     pub fn open(path: impl AsRef<Path>) -> Result<SharedClockBound, ShmError> {
         SharedClockBound::open_with(path, &ReaderOptions::default())
     }
 
-    /// Opens the layout 2 segment at `path` with `options`.
+    /// Opens the segment at `path` with `options`, as the layout its header declares (see
+    /// [`open`](Self::open)).
     ///
     /// # Errors
     /// As [`ShmReader::open_with`](crate::ShmReader::open_with).
@@ -373,13 +376,19 @@ impl SharedClockBound {
         path: impl AsRef<Path>,
         options: &ReaderOptions,
     ) -> Result<SharedClockBound, ShmError> {
-        SharedClockBound::open_layout::<Layout2>(path.as_ref(), options)
+        let path = path.as_ref();
+        match crate::segment::peek_header(path) {
+            Some(header) if header.version == LayoutVersion::V3.wire_version() => {
+                SharedClockBound::open_layout::<Layout3>(path, options)
+            }
+            _ => SharedClockBound::open_layout::<Layout2>(path, options),
+        }
     }
 
-    /// Opens the layout 2 segment at `path` with the given strategy.
+    /// Opens the segment at `path` with the given strategy (see [`open`](Self::open)).
     ///
     /// # Errors
-    /// As [`ShmReader::open`](crate::ShmReader::open).
+    /// As [`open`](Self::open).
     pub fn with_strategy(
         path: impl AsRef<Path>,
         strategy: Strategy,
@@ -387,27 +396,17 @@ impl SharedClockBound {
         SharedClockBound::open_with(path, &ReaderOptions::new().strategy(strategy))
     }
 
-    /// Opens the layout 2 segment at `path` with the given strategy and options.
+    /// Opens the segment at `path` with the given strategy and options (see
+    /// [`open`](Self::open)).
     ///
     /// # Errors
-    /// As [`ShmReader::open_with`](crate::ShmReader::open_with).
+    /// As [`open_with`](Self::open_with).
     pub fn with_options(
         path: impl AsRef<Path>,
         strategy: Strategy,
         options: &ReaderOptions,
     ) -> Result<SharedClockBound, ShmError> {
         SharedClockBound::open_with(path, &options.clone().strategy(strategy))
-    }
-
-    /// Opens the segment at `path` as layout 3 (`shm1`, ClockBound 3.x) with `options`.
-    ///
-    /// # Errors
-    /// As [`ShmReaderV3::open_with`](crate::ShmReaderV3).
-    pub fn open_v3_with(
-        path: impl AsRef<Path>,
-        options: &ReaderOptions,
-    ) -> Result<SharedClockBound, ShmError> {
-        SharedClockBound::open_layout::<Layout3>(path.as_ref(), options)
     }
 
     /// Opens the daemon's segment without knowing its version: the layout 3 segment
@@ -450,8 +449,9 @@ impl SharedClockBound {
         }
     }
 
-    /// Waits for the layout 2 segment at `path` to appear, become valid and report
-    /// Synchronized, then returns it opened with the default options (see
+    /// Waits for the segment at `path` (either layout, see [`open`](Self::open)) to appear,
+    /// become valid and report Synchronized, then returns it opened with the default options
+    /// (see
     /// [`ShmReader::wait_for_sync`](crate::ShmReader::wait_for_sync)).
     ///
     /// # Errors

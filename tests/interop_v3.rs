@@ -499,7 +499,7 @@ fn disruption_check_agrees_with_their_client() {
         reader: ShmReaderV3::open_with(&shm1, &options).unwrap(),
         shared: [Strategy::ThreadLocal, Strategy::ArcSwap]
             .into_iter()
-            .map(|s| SharedClockBound::open_v3_with(&shm1, &options.clone().strategy(s)).unwrap())
+            .map(|s| SharedClockBound::open_with(&shm1, &options.clone().strategy(s)).unwrap())
             .collect(),
     };
     let ours_only = |r: &mut Readers, expected: ClockStatus, what: &str| {

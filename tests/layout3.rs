@@ -1424,7 +1424,7 @@ mod live {
             );
             for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
                 let clock =
-                    SharedClockBound::open_v3_with(&path, &segment_only().strategy(strategy))
+                    SharedClockBound::open_with(&path, &segment_only().strategy(strategy))
                         .unwrap();
                 assert_eq!(
                     clock.now().unwrap().clock_status,
@@ -1501,7 +1501,7 @@ mod live {
         );
         for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
             let clock =
-                SharedClockBound::open_v3_with(&path, &segment_only().strategy(strategy)).unwrap();
+                SharedClockBound::open_with(&path, &segment_only().strategy(strategy)).unwrap();
             assert_eq!(clock.layout(), LayoutVersion::V3);
             assert_eq!(clock.path(), path.as_path());
             assert_eq!(clock.strategy(), strategy);
@@ -1568,7 +1568,7 @@ mod live {
         let mut reader = ShmReaderV3::open_with(&path, &options).unwrap();
         let shared: Vec<_> = [Strategy::ThreadLocal, Strategy::ArcSwap]
             .into_iter()
-            .map(|s| SharedClockBound::open_v3_with(&path, &options.clone().strategy(s)).unwrap())
+            .map(|s| SharedClockBound::open_with(&path, &options.clone().strategy(s)).unwrap())
             .collect();
         assert_eq!(reader.now().unwrap().clock_status, ClockStatus::FreeRunning);
         for clock in &shared {
@@ -1641,7 +1641,7 @@ mod live {
         let mut reader = ShmReaderV3::open_with(&path, &options).unwrap();
         let shared: Vec<_> = [Strategy::ThreadLocal, Strategy::ArcSwap]
             .into_iter()
-            .map(|s| SharedClockBound::open_v3_with(&path, &options.clone().strategy(s)).unwrap())
+            .map(|s| SharedClockBound::open_with(&path, &options.clone().strategy(s)).unwrap())
             .collect();
         let cached = reader.generation();
         reader.now().unwrap();
@@ -1729,7 +1729,7 @@ mod live {
         assert!(is_behind(ahead.now()));
         for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
             let clock =
-                SharedClockBound::open_v3_with(&path, &segment_only().strategy(strategy)).unwrap();
+                SharedClockBound::open_with(&path, &segment_only().strategy(strategy)).unwrap();
             assert!(is_behind(clock.now()), "{strategy:?}");
         }
         // The writer publishes a sane snapshot: the reader recovers.
@@ -1785,7 +1785,7 @@ mod live {
         }
         for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
             let clock =
-                SharedClockBound::open_v3_with(&path, &segment_only().strategy(strategy)).unwrap();
+                SharedClockBound::open_with(&path, &segment_only().strategy(strategy)).unwrap();
             let t = clock.now().unwrap().latest;
             assert!(
                 !clock.after(t).unwrap() && !clock.before(t).unwrap(),
