@@ -1424,8 +1424,7 @@ mod live {
             );
             for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
                 let clock =
-                    SharedClockBound::open_with(&path, &segment_only().strategy(strategy))
-                        .unwrap();
+                    SharedClockBound::open_with(&path, &segment_only().strategy(strategy)).unwrap();
                 assert_eq!(
                     clock.now().unwrap().clock_status,
                     expected,
@@ -2136,5 +2135,38 @@ mod exact {
         fn holds_the_exact_window_and_is_less_than_2_ns_wider((s, ticks) in snapshot_strategy()) {
             check(&s, ticks);
         }
+    }
+}
+
+/// `SharedClockBound::open` reads a path as the layout its header declares.
+#[test]
+fn shared_open_follows_the_header_version() {
+    use clockbound_shm::{
+        ClockErrorBound, LayoutVersion, SharedClockBound, ShmWriter, ShmWriterV3, Strategy,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (shm0, shm1) = (dir.path().join("shm0"), dir.path().join("shm1"));
+    ShmWriterV3::new(&shm1).unwrap().write(
+        &ClockErrorBoundV3::builder()
+            .with_frequency_hz(1_000_000_000)
+            .clock_status(ClockStatus::Synchronized)
+            .build(),
+    );
+    ShmWriter::new(&shm0).unwrap().write(&ClockErrorBound::new(
+        Timespec::new(1, 0),
+        Timespec::new(1001, 0),
+        0,
+        0,
+        0,
+        ClockStatus::Synchronized,
+        false,
+    ));
+    let options = ReaderOptions::new().disruption_check(DisruptionCheck::Off);
+    for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
+        let options = options.clone().strategy(strategy);
+        let v3 = SharedClockBound::open_with(&shm1, &options).unwrap();
+        assert_eq!(v3.layout(), LayoutVersion::V3);
+        let v2 = SharedClockBound::open_with(&shm0, &options).unwrap();
+        assert_eq!(v2.layout(), LayoutVersion::V2);
     }
 }
