@@ -32,16 +32,21 @@ pub type ShmWriterV3 = SegmentWriter<Layout3>;
 ///
 /// ```
 /// use clockbound_shm::{ClockErrorBound, ClockStatus, ShmReader, ShmWriter, Timespec};
+/// use std::time::Duration;
 ///
 /// let dir = tempfile::tempdir()?;
 /// let path = dir.path().join("shm0");
 /// let mut writer = ShmWriter::new(&path)?;
+/// // As the daemon does: stamped with the monotonic clock now, void 1000 s later.
+/// let as_of = Timespec::monotonic_coarse_now();
 /// let bound = ClockErrorBound::new(
-///     Timespec::new(100, 0), Timespec::new(1100, 0), 5_000, 0, 1_000,
+///     as_of, as_of.saturating_add(Duration::from_secs(1000)), 5_000, 0, 1_000,
 ///     ClockStatus::Synchronized, false,
 /// );
 /// writer.write(&bound);
-/// assert_eq!(ShmReader::open(&path)?.snapshot()?, &bound);
+/// let mut reader = ShmReader::open(&path)?;
+/// assert_eq!(reader.snapshot()?, &bound);
+/// assert_eq!(reader.now()?.clock_status, ClockStatus::Synchronized);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
