@@ -5,8 +5,9 @@
 //!     [--layout 2|3] [--simulate] [--path PATH]
 //! ```
 //!
-//! Reads the ClockBound daemon's segment when there is one (`shm1`, layout 3, when a
-//! ClockBound 3.x daemon writes it, else `shm0`, layout 2), and otherwise starts a simulated
+//! Reads the ClockBound daemon's segment when there is one (`shm1`, layout 3, when it holds
+//! a valid segment, as a ClockBound 3.x daemon writes it; else `shm0`, layout 2), and
+//! otherwise starts a simulated
 //! writer (a thread driving `ShmWriterV3` or `ShmWriter` on a temporary file, updating every
 //! 100 ms like the daemon) and says why. It prints whether the clock it read is healthy,
 //! then lets every worker check every window it gets; it prints a table and exits non-zero
@@ -176,6 +177,10 @@ fn realtime() -> Timespec {
 
 /// Whether this example can read the CPU counter that layout 3 snapshots are stamped with
 /// (the same architectures as the crate's layout 3 reader).
+///
+/// The simulated writer reads it without the barriers the crate's reader puts around its
+/// own reads: it only pairs each reading with a clock reading made next to it, and a few
+/// nanoseconds of reordering are nothing next to the 5 µs bound.
 const COUNTER_SUPPORTED: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
 
 /// The CPU counter a ClockBound 3.x daemon stamps its snapshots with: the time-stamp counter.
@@ -281,7 +286,7 @@ fn measure_counter_frequency() -> Result<CounterFrequency, String> {
     let error_ppb = u64::try_from(spread_ppb).unwrap_or(u64::MAX) + 1_000_000_000 / hz + 1;
     if error_ppb > MAX_COUNTER_ERROR_PPB {
         return Err(format!(
-            "the CPU counter's frequency could not be measured precisely (to {} ppm)",
+            "the CPU counter's frequency could be measured only to ±{} ppm",
             error_ppb / 1_000
         ));
     }
@@ -530,8 +535,8 @@ fn choose_source(args: &Args) -> Result<Source, String> {
                 });
             }
             Err(why) => {
-                println!("no ClockBound daemon segment to read: {why}");
-                println!("so this run reads a simulated writer started by this program");
+                println!("not reading the ClockBound daemon: {why}");
+                println!("so this run reads a simulated writer started by this program instead");
             }
         }
     }
