@@ -435,30 +435,29 @@ fn start_simulator(
 // Choosing the segment
 // ---------------------------------------------------------------------------------------
 
-/// Opens `path` as `layout` with `strategy` (and otherwise the default options).
+/// Opens `path` with `strategy` (and otherwise the default options): `SharedClockBound`
+/// reads the layout the file's header declares; `layout`, when given, must match it.
 fn open_segment(
     path: &Path,
-    layout: LayoutVersion,
+    layout: Option<LayoutVersion>,
     strategy: Strategy,
-) -> Result<SharedClockBound, ShmError> {
-    let options = ReaderOptions::new().strategy(strategy);
-    if layout == LayoutVersion::V3 {
-        SharedClockBound::open_v3_with(path, &options)
-    } else {
-        SharedClockBound::open_with(path, &options)
+) -> Result<SharedClockBound, String> {
+    let clock = SharedClockBound::open_with(path, &ReaderOptions::new().strategy(strategy))
+        .map_err(|e| e.to_string())?;
+    match layout {
+        Some(wanted) if wanted != clock.layout() => Err(format!(
+            "{} holds {}, not {wanted}",
+            path.display(),
+            clock.layout()
+        )),
+        _ => Ok(clock),
     }
 }
 
-/// Opens a segment named with `--path`: as `layout`, or, without `--layout`, as whichever
-/// layout it holds.
+/// Opens a segment named with `--path`: as whichever layout it holds (which must be
+/// `layout`, when given).
 fn open_path(path: &Path, layout: Option<LayoutVersion>) -> Result<SharedClockBound, String> {
-    if let Some(layout) = layout {
-        return open_segment(path, layout, Strategy::default()).map_err(|e| e.to_string());
-    }
-    open_segment(path, LayoutVersion::V3, Strategy::default()).or_else(|as_v3| {
-        open_segment(path, LayoutVersion::V2, Strategy::default())
-            .map_err(|as_v2| format!("as layout 3: {as_v3}; as layout 2: {as_v2}"))
-    })
+    open_segment(path, layout, Strategy::default())
 }
 
 /// Opens the daemon's segment: the one `--layout` names, or, without it, the one
@@ -466,16 +465,16 @@ fn open_path(path: &Path, layout: Option<LayoutVersion>) -> Result<SharedClockBo
 /// The error says, in a line, why there is none.
 fn open_daemon_segment(layout: Option<LayoutVersion>) -> Result<SharedClockBound, String> {
     match layout {
-        Some(LayoutVersion::V3) => SharedClockBound::open_v3_with(
-            CLOCKBOUND_SHM1_DEFAULT_PATH,
-            &ReaderOptions::default(),
-        )
-        .map_err(|e| e.to_string()),
+        Some(LayoutVersion::V3) => open_segment(
+            Path::new(CLOCKBOUND_SHM1_DEFAULT_PATH),
+            Some(LayoutVersion::V3),
+            Strategy::default(),
+        ),
         Some(_) => SharedClockBound::open(CLOCKBOUND_SHM_DEFAULT_PATH).map_err(|e| e.to_string()),
         None => SharedClockBound::open_default().map_err(|shm0_error| {
             // `open_default` returns the error for shm0 only; open shm1 again to say why
             // it was not used either.
-            let shm1_error = SharedClockBound::open_v3_with(
+            let shm1_error = SharedClockBound::open_with(
                 CLOCKBOUND_SHM1_DEFAULT_PATH,
                 &ReaderOptions::default(),
             )
@@ -721,7 +720,7 @@ fn check_window(
 
 /// Runs the workers with `strategy` for `args.duration` and prints the strategy's row.
 fn run(strategy: Strategy, source: &Source, args: &Args, simulated: bool) -> Result<Tally, String> {
-    let clock = open_segment(&source.path, source.layout, strategy).map_err(|e| e.to_string())?;
+    let clock = open_segment(&source.path, Some(source.layout), strategy)?;
     let stop = AtomicBool::new(false);
     let start = Instant::now();
     let mut total = Tally::default();
@@ -797,8 +796,8 @@ fn main() -> ExitCode {
         }
     };
     println!();
-    let health = open_segment(&source.path, source.layout, Strategy::default())
-        .and_then(|clock| print_health(&clock));
+    let health = open_segment(&source.path, Some(source.layout), Strategy::default())
+        .and_then(|clock| print_health(&clock).map_err(|e| format!("{e:?}")));
     if let Err(e) = health {
         eprintln!("error: cannot read {}: {e}", source.path.display());
         return ExitCode::FAILURE;

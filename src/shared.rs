@@ -410,9 +410,10 @@ impl SharedClockBound {
     }
 
     /// Opens the daemon's segment without knowing its version: the layout 3 segment
-    /// [`CLOCKBOUND_SHM1_DEFAULT_PATH`] when it exists and holds a valid layout 3 segment
-    /// (ClockBound 3.x, and this machine's CPU counter can be read), else the layout 2
-    /// segment [`CLOCKBOUND_SHM_DEFAULT_PATH`]. [`layout`](Self::layout) and
+    /// [`CLOCKBOUND_SHM1_DEFAULT_PATH`] when it exists, holds a valid layout 3 segment
+    /// (ClockBound 3.x, and this machine's CPU counter can be read) and is being kept up to
+    /// date, else the layout 2 segment [`CLOCKBOUND_SHM_DEFAULT_PATH`] (the rules in
+    /// [`open_preferring`](Self::open_preferring)). [`layout`](Self::layout) and
     /// [`path`](Self::path) say which it reads. Default [`ReaderOptions`].
     ///
     /// # Errors
@@ -434,7 +435,10 @@ impl SharedClockBound {
     }
 
     /// [`open_default_with`](Self::open_default_with) for segments at other paths: the
-    /// layout 3 segment at `shm1` if it can be opened, else the layout 2 one at `shm0`.
+    /// layout 3 segment at `shm1` if it opens and reads Synchronized; else the layout 2
+    /// segment at `shm0` if that one does (a `shm1` left behind by a stopped 3.x daemon,
+    /// next to a 2.x daemon writing `shm0`); else `shm1` if it opened at all (a 3.x daemon
+    /// still starting), else `shm0`.
     ///
     /// # Errors
     /// The error of opening `shm0` when neither can be opened.
@@ -443,9 +447,20 @@ impl SharedClockBound {
         shm0: impl AsRef<Path>,
         options: &ReaderOptions,
     ) -> Result<SharedClockBound, ShmError> {
-        match SharedClockBound::open_layout::<Layout3>(shm1.as_ref(), options) {
-            Ok(clock) => Ok(clock),
-            Err(_) => SharedClockBound::open_layout::<Layout2>(shm0.as_ref(), options),
+        let synchronized = |clock: &SharedClockBound| {
+            clock
+                .now()
+                .is_ok_and(|w| w.clock_status == ClockStatus::Synchronized)
+        };
+        let v3 = SharedClockBound::open_layout::<Layout3>(shm1.as_ref(), options);
+        if v3.as_ref().is_ok_and(synchronized) {
+            return v3;
+        }
+        let v2 = SharedClockBound::open_layout::<Layout2>(shm0.as_ref(), options);
+        match (v3, v2) {
+            (_, Ok(v2)) if synchronized(&v2) => Ok(v2),
+            (Ok(v3), _) => Ok(v3),
+            (Err(_), v2) => v2,
         }
     }
 

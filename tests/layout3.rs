@@ -2170,3 +2170,49 @@ fn shared_open_follows_the_header_version() {
         assert_eq!(v2.layout(), LayoutVersion::V2);
     }
 }
+
+/// A `shm1` left behind by a stopped 3.x daemon (its last snapshot long past the grace)
+/// next to a `shm0` that a 2.x daemon keeps fresh: `open_preferring` reads `shm0`; with
+/// both fresh it reads `shm1`.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_stale_shm1_gives_way_to_a_fresh_shm0() {
+    use clockbound_shm::{
+        ClockErrorBound, LayoutVersion, SharedClockBound, ShmWriter, ShmWriterV3, Strategy,
+    };
+    let age = Duration::from_secs(120);
+    if !common::v3_can_age(age) {
+        eprintln!("skipped: the counter has not run for {age:?} on this machine");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (shm0, shm1) = (dir.path().join("shm0"), dir.path().join("shm1"));
+    let now = Timespec::monotonic_coarse_now();
+    ShmWriter::new(&shm0).unwrap().write(&ClockErrorBound::new(
+        now,
+        now.saturating_add(Duration::from_secs(1000)),
+        1_000,
+        0,
+        1_000,
+        ClockStatus::Synchronized,
+        false,
+    ));
+    let mut v3 = ShmWriterV3::new(&shm1).unwrap();
+    v3.write(&common::v3_snapshot(age, 1_000, ClockStatus::Synchronized));
+    let options = ReaderOptions::new().disruption_check(DisruptionCheck::Off);
+    for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
+        let options = options.clone().strategy(strategy);
+        let clock = SharedClockBound::open_preferring(&shm1, &shm0, &options).unwrap();
+        assert_eq!(clock.layout(), LayoutVersion::V2, "{strategy:?}");
+    }
+    v3.write(&common::v3_snapshot(
+        Duration::ZERO,
+        1_000,
+        ClockStatus::Synchronized,
+    ));
+    for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
+        let options = options.clone().strategy(strategy);
+        let clock = SharedClockBound::open_preferring(&shm1, &shm0, &options).unwrap();
+        assert_eq!(clock.layout(), LayoutVersion::V3, "{strategy:?}");
+    }
+}
