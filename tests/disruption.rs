@@ -1,6 +1,8 @@
 //! The disruption-aware `now()`: the VMClock page's marker against the segment's, for
 //! `ShmReader` and both `SharedClockBound` strategies.
 
+mod common;
+
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -201,4 +203,126 @@ fn a_page_mid_update_answers_from_the_last_marker() {
     // It finishes: now the new marker counts.
     file.write_all_at(&4u32.to_le_bytes(), 12).unwrap();
     assert_eq!(reader.now().unwrap().clock_status, ClockStatus::Disrupted);
+}
+
+/// A daemon restarted with disruption support on while readers run (flag 0 -> 1): readers
+/// opened while the flag was 0 (so without the VMClock page) start checking the page with
+/// the first snapshot that has the flag, and stop reading it once a snapshot clears it
+/// again. (Issue 11, item 2: the check used to be decided once, from the snapshot taken at
+/// open.)
+#[test]
+fn disruption_support_switched_on_after_open_is_noticed_and_dropped_when_switched_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = dir.path().join("shm0");
+    let vmclock = dir.path().join("vmclock0");
+    let mut seq_count = 2;
+    // The hypervisor's marker is 8; the daemon's snapshot says 7 throughout, unless noted.
+    common::write_vmclock_page(&vmclock, seq_count, 8);
+    let mut writer = ShmWriter::new(&segment).unwrap();
+    writer.write(&common::fresh_bound(
+        1_000,
+        7,
+        ClockStatus::Synchronized,
+        false,
+    ));
+
+    let opts = options(&vmclock);
+    let mut reader = ShmReader::open_with(&segment, &opts).unwrap();
+    let thread_local =
+        SharedClockBound::with_options(&segment, Strategy::ThreadLocal, &opts).unwrap();
+    let arc_swap = SharedClockBound::with_options(&segment, Strategy::ArcSwap, &opts).unwrap();
+    let all = |reader: &mut ShmReader| {
+        [
+            ("ShmReader", reader.now().map(|w| w.clock_status)),
+            ("ThreadLocal", thread_local.now().map(|w| w.clock_status)),
+            ("ArcSwap", arc_swap.now().map(|w| w.clock_status)),
+        ]
+    };
+    let expect_all = |reader: &mut ShmReader, expected: ClockStatus, when: &str| {
+        for (who, status) in all(reader) {
+            match status {
+                Ok(status) => assert_eq!(status, expected, "{who}, {when}"),
+                Err(e) => panic!("{who}, {when}: expected {expected:?}, got the error {e}"),
+            }
+        }
+    };
+    let expect_new_threads = |expected: ClockStatus, when: &str| {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for (who, clock) in [("ThreadLocal", &thread_local), ("ArcSwap", &arc_swap)] {
+                    let status = clock.now().map(|w| w.clock_status);
+                    assert_eq!(status.ok(), Some(expected), "{who} on a new thread, {when}");
+                }
+            });
+        });
+    };
+
+    expect_all(
+        &mut reader,
+        ClockStatus::Synchronized,
+        "flag 0: the page is not looked at",
+    );
+
+    // The daemon restarts with disruption support on; its marker (7) is behind the page's.
+    writer.write(&common::fresh_bound(
+        1_000,
+        7,
+        ClockStatus::Synchronized,
+        true,
+    ));
+    expect_all(
+        &mut reader,
+        ClockStatus::Disrupted,
+        "flag switched on after open",
+    );
+    expect_new_threads(ClockStatus::Disrupted, "flag switched on after open");
+
+    // The daemon catches up: equal markers.
+    writer.write(&common::fresh_bound(
+        1_000,
+        8,
+        ClockStatus::Synchronized,
+        true,
+    ));
+    expect_all(&mut reader, ClockStatus::Synchronized, "markers equal");
+    // Another migration: the page moves on, the readers see it.
+    common::vmclock_update_marker(&vmclock, &mut seq_count, 9);
+    expect_all(&mut reader, ClockStatus::Disrupted, "page marker moved on");
+
+    // The daemon restarts with the support off: the page is no longer consulted. Garbling
+    // it (it stays mapped) proves that: a reader that still read it would get an error.
+    writer.write(&common::fresh_bound(
+        1_000,
+        8,
+        ClockStatus::Synchronized,
+        false,
+    ));
+    expect_all(&mut reader, ClockStatus::Synchronized, "flag switched off");
+    common::vmclock_garble_page(&vmclock, &mut seq_count);
+    std::fs::remove_file(&vmclock).unwrap();
+    for _ in 0..3 {
+        expect_all(
+            &mut reader,
+            ClockStatus::Synchronized,
+            "flag off, page garbled and deleted",
+        );
+    }
+    expect_new_threads(
+        ClockStatus::Synchronized,
+        "flag off, page garbled and deleted",
+    );
+
+    // Control: with the flag on again, the garbled page is read, and is an error.
+    writer.write(&common::fresh_bound(
+        1_000,
+        9,
+        ClockStatus::Synchronized,
+        true,
+    ));
+    for (who, status) in all(&mut reader) {
+        assert!(
+            matches!(status, Err(ShmError::VmClockMalformed { .. })),
+            "{who}: the garbled page must be read once the flag is back: {status:?}"
+        );
+    }
 }
