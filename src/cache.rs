@@ -175,8 +175,11 @@ impl<L: Layout> SnapshotCache<L> {
         }
     }
 
-    /// Also offer every fresh snapshot to `newest`.
+    /// Also offer every fresh snapshot to `newest`, starting with the one held now: a new
+    /// thread's first read is fresh too, and may be the newest any thread has read (while
+    /// the generation stays put, nothing else would offer it).
     pub(crate) fn share_into(&mut self, newest: Arc<NewestSnapshot<L>>) {
+        newest.offer(self.generation, &self.snapshot);
         self.newest = Some(newest);
     }
 
