@@ -57,8 +57,10 @@ pub struct ReaderStats {
 pub const DEFAULT_RECHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long opening keeps retrying while a busy writer keeps the generation moving (or odd)
-/// before it gives up with [`NotInitialized::Contended`] / `UpdateInProgress`.
-pub(crate) const OPEN_PATIENCE: Duration = Duration::from_millis(20);
+/// before it gives up with [`NotInitialized::Contended`] / `UpdateInProgress`. A writer
+/// preempted mid-update keeps the generation odd until the scheduler runs it again, which
+/// on an overloaded machine can take several time slices: the patience must outlast that.
+pub(crate) const OPEN_PATIENCE: Duration = Duration::from_millis(100);
 
 /// Once a re-read leaves the snapshot this old (the daemon has missed several updates) or
 /// finds the segment wiped, the owner checks whether the file was recreated or truncated.
