@@ -6,6 +6,7 @@ mod common;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::thread;
 use std::time::Duration;
 
 use clockbound_shm::{
@@ -324,5 +325,85 @@ fn disruption_support_switched_on_after_open_is_noticed_and_dropped_when_switche
             matches!(status, Err(ShmError::VmClockMalformed { .. })),
             "{who}: the garbled page must be read once the flag is back: {status:?}"
         );
+    }
+}
+
+/// What a thread's per-value state keeps of the VMClock page after the value is dropped.
+/// The page is mapped once per value, shared by all its threads. Once the last clone is
+/// dropped, a thread that used the value releases its hold on the mapping when it next uses
+/// another value (the dead value's slot is dropped then) or when it exits, under either
+/// strategy; under `ArcSwap` at once. Between the two, a `ThreadLocal` thread that stays
+/// idle still holds the mapping (its slot holds the value's VMClock source and watch): the
+/// test prints what it finds there rather than asserting it. (Issue 11, item 6.)
+#[test]
+fn a_dropped_values_vmclock_mapping_goes_when_its_threads_move_on_or_exit() {
+    use std::sync::mpsc;
+
+    for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
+        for moves_on in [true, false] {
+            let case = format!("{strategy:?}, thread moves on to another value: {moves_on}");
+            let s = setup(7, true);
+            let other = setup(7, false);
+            let opts = options(&s.vmclock);
+            let clock = SharedClockBound::with_options(&s.segment, strategy, &opts).unwrap();
+            assert_eq!(common::mappings_of_file(&s.vmclock), 1, "{case}: at open");
+
+            let (done_tx, done_rx) = mpsc::channel::<()>();
+            let (go_tx, go_rx) = mpsc::channel::<()>();
+            let worker = {
+                let clock = clock.clone();
+                let other_segment = other.segment.clone();
+                let other_opts = options(&other.vmclock);
+                thread::spawn(move || {
+                    assert_eq!(clock.now().unwrap().clock_status, ClockStatus::Synchronized);
+                    done_tx.send(()).unwrap();
+                    go_rx.recv().unwrap();
+                    drop(clock);
+                    done_tx.send(()).unwrap();
+                    go_rx.recv().unwrap();
+                    if moves_on {
+                        let another =
+                            SharedClockBound::with_options(&other_segment, strategy, &other_opts)
+                                .unwrap();
+                        another.now().unwrap();
+                        done_tx.send(()).unwrap();
+                        // Stay alive until the main thread has counted.
+                        go_rx.recv().unwrap();
+                    }
+                })
+            };
+            done_rx.recv().unwrap();
+            assert_eq!(
+                common::mappings_of_file(&s.vmclock),
+                1,
+                "{case}: one mapping for the value, whatever the number of threads"
+            );
+            drop(clock);
+            go_tx.send(()).unwrap();
+            done_rx.recv().unwrap();
+            // The value is gone; the worker is alive and idle.
+            let idle = common::mappings_of_file(&s.vmclock);
+            println!("{case}: mappings of the page while the thread idles after the drop: {idle}");
+            if strategy == Strategy::ArcSwap {
+                // Its threads keep only the published snapshot, which has no VMClock part.
+                assert_eq!(idle, 0, "{case}: released with the value");
+            }
+            go_tx.send(()).unwrap();
+            if moves_on {
+                done_rx.recv().unwrap();
+                assert_eq!(
+                    common::mappings_of_file(&s.vmclock),
+                    0,
+                    "{case}: released once the thread used another value"
+                );
+                go_tx.send(()).unwrap();
+            }
+            worker.join().unwrap();
+            assert_eq!(
+                common::mappings_of_file(&s.vmclock),
+                0,
+                "{case}: released once the thread exited"
+            );
+        }
     }
 }
