@@ -423,7 +423,9 @@ fn read_fresh<L: Layout>(
         if !backoff.wait() {
             match deadline {
                 Some(deadline) if Instant::now() < deadline => {
-                    std::thread::yield_now();
+                    // Off the CPU and off the segment's cache line for a moment: a writer
+                    // preempted mid-update gets to finish it, a running one is not slowed.
+                    std::thread::sleep(Duration::from_micros(50));
                     backoff = Backoff::new();
                 }
                 _ => return Err(ReadFailure::NotReady(failure)),
