@@ -402,4 +402,5 @@ mod regress {
             .count()
     }
 }
+#[allow(unused_imports)]
 pub use self::regress::*;
