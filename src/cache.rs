@@ -57,8 +57,10 @@ pub struct ReaderStats {
 pub const DEFAULT_RECHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long opening keeps retrying while a busy writer keeps the generation moving (or odd)
-/// before it gives up with [`NotInitialized::Contended`] / `UpdateInProgress`.
-pub(crate) const OPEN_PATIENCE: Duration = Duration::from_millis(20);
+/// before it gives up with [`NotInitialized::Contended`] / `UpdateInProgress`. A writer
+/// preempted mid-update keeps the generation odd until the scheduler runs it again, which
+/// on an overloaded machine can take several time slices: the patience must outlast that.
+pub(crate) const OPEN_PATIENCE: Duration = Duration::from_millis(100);
 
 /// Once a re-read leaves the snapshot this old (the daemon has missed several updates) or
 /// finds the segment wiped, the owner checks whether the file was recreated or truncated.
@@ -175,8 +177,11 @@ impl<L: Layout> SnapshotCache<L> {
         }
     }
 
-    /// Also offer every fresh snapshot to `newest`.
+    /// Also offer every fresh snapshot to `newest`, starting with the one held now: a new
+    /// thread's first read is fresh too, and may be the newest any thread has read (while
+    /// the generation stays put, nothing else would offer it).
     pub(crate) fn share_into(&mut self, newest: Arc<NewestSnapshot<L>>) {
+        newest.offer(self.generation, &self.snapshot);
         self.newest = Some(newest);
     }
 
@@ -418,7 +423,9 @@ fn read_fresh<L: Layout>(
         if !backoff.wait() {
             match deadline {
                 Some(deadline) if Instant::now() < deadline => {
-                    std::thread::yield_now();
+                    // Off the CPU and off the segment's cache line for a moment: a writer
+                    // preempted mid-update gets to finish it, a running one is not slowed.
+                    std::thread::sleep(Duration::from_micros(50));
                     backoff = Backoff::new();
                 }
                 _ => return Err(ReadFailure::NotReady(failure)),

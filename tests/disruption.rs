@@ -1,9 +1,12 @@
 //! The disruption-aware `now()`: the VMClock page's marker against the segment's, for
 //! `ShmReader` and both `SharedClockBound` strategies.
 
+mod common;
+
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::thread;
 use std::time::Duration;
 
 use clockbound_shm::{
@@ -201,4 +204,206 @@ fn a_page_mid_update_answers_from_the_last_marker() {
     // It finishes: now the new marker counts.
     file.write_all_at(&4u32.to_le_bytes(), 12).unwrap();
     assert_eq!(reader.now().unwrap().clock_status, ClockStatus::Disrupted);
+}
+
+/// A daemon restarted with disruption support on while readers run (flag 0 -> 1): readers
+/// opened while the flag was 0 (so without the VMClock page) start checking the page with
+/// the first snapshot that has the flag, and stop reading it once a snapshot clears it
+/// again. (Issue 11, item 2: the check used to be decided once, from the snapshot taken at
+/// open.)
+#[test]
+fn disruption_support_switched_on_after_open_is_noticed_and_dropped_when_switched_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = dir.path().join("shm0");
+    let vmclock = dir.path().join("vmclock0");
+    let mut seq_count = 2;
+    // The hypervisor's marker is 8; the daemon's snapshot says 7 throughout, unless noted.
+    common::write_vmclock_page(&vmclock, seq_count, 8);
+    let mut writer = ShmWriter::new(&segment).unwrap();
+    writer.write(&common::fresh_bound(
+        1_000,
+        7,
+        ClockStatus::Synchronized,
+        false,
+    ));
+
+    let opts = options(&vmclock);
+    let mut reader = ShmReader::open_with(&segment, &opts).unwrap();
+    let thread_local =
+        SharedClockBound::with_options(&segment, Strategy::ThreadLocal, &opts).unwrap();
+    let arc_swap = SharedClockBound::with_options(&segment, Strategy::ArcSwap, &opts).unwrap();
+    let all = |reader: &mut ShmReader| {
+        [
+            ("ShmReader", reader.now().map(|w| w.clock_status)),
+            ("ThreadLocal", thread_local.now().map(|w| w.clock_status)),
+            ("ArcSwap", arc_swap.now().map(|w| w.clock_status)),
+        ]
+    };
+    let expect_all = |reader: &mut ShmReader, expected: ClockStatus, when: &str| {
+        for (who, status) in all(reader) {
+            match status {
+                Ok(status) => assert_eq!(status, expected, "{who}, {when}"),
+                Err(e) => panic!("{who}, {when}: expected {expected:?}, got the error {e}"),
+            }
+        }
+    };
+    let expect_new_threads = |expected: ClockStatus, when: &str| {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for (who, clock) in [("ThreadLocal", &thread_local), ("ArcSwap", &arc_swap)] {
+                    let status = clock.now().map(|w| w.clock_status);
+                    assert_eq!(status.ok(), Some(expected), "{who} on a new thread, {when}");
+                }
+            });
+        });
+    };
+
+    expect_all(
+        &mut reader,
+        ClockStatus::Synchronized,
+        "flag 0: the page is not looked at",
+    );
+
+    // The daemon restarts with disruption support on; its marker (7) is behind the page's.
+    writer.write(&common::fresh_bound(
+        1_000,
+        7,
+        ClockStatus::Synchronized,
+        true,
+    ));
+    expect_all(
+        &mut reader,
+        ClockStatus::Disrupted,
+        "flag switched on after open",
+    );
+    expect_new_threads(ClockStatus::Disrupted, "flag switched on after open");
+
+    // The daemon catches up: equal markers.
+    writer.write(&common::fresh_bound(
+        1_000,
+        8,
+        ClockStatus::Synchronized,
+        true,
+    ));
+    expect_all(&mut reader, ClockStatus::Synchronized, "markers equal");
+    // Another migration: the page moves on, the readers see it.
+    common::vmclock_update_marker(&vmclock, &mut seq_count, 9);
+    expect_all(&mut reader, ClockStatus::Disrupted, "page marker moved on");
+
+    // The daemon restarts with the support off: the page is no longer consulted. Garbling
+    // it (it stays mapped) proves that: a reader that still read it would get an error.
+    writer.write(&common::fresh_bound(
+        1_000,
+        8,
+        ClockStatus::Synchronized,
+        false,
+    ));
+    expect_all(&mut reader, ClockStatus::Synchronized, "flag switched off");
+    common::vmclock_garble_page(&vmclock, &mut seq_count);
+    std::fs::remove_file(&vmclock).unwrap();
+    for _ in 0..3 {
+        expect_all(
+            &mut reader,
+            ClockStatus::Synchronized,
+            "flag off, page garbled and deleted",
+        );
+    }
+    expect_new_threads(
+        ClockStatus::Synchronized,
+        "flag off, page garbled and deleted",
+    );
+
+    // Control: with the flag on again, the garbled page is read, and is an error.
+    writer.write(&common::fresh_bound(
+        1_000,
+        9,
+        ClockStatus::Synchronized,
+        true,
+    ));
+    for (who, status) in all(&mut reader) {
+        assert!(
+            matches!(status, Err(ShmError::VmClockMalformed { .. })),
+            "{who}: the garbled page must be read once the flag is back: {status:?}"
+        );
+    }
+}
+
+/// What a thread's per-value state keeps of the VMClock page after the value is dropped.
+/// The page is mapped once per value, shared by all its threads. Once the last clone is
+/// dropped, a thread that used the value releases its hold on the mapping when it next uses
+/// another value (the dead value's slot is dropped then) or when it exits, under either
+/// strategy; under `ArcSwap` at once. Between the two, a `ThreadLocal` thread that stays
+/// idle still holds the mapping (its slot holds the value's VMClock source and watch): the
+/// test prints what it finds there rather than asserting it. (Issue 11, item 6.)
+#[test]
+fn a_dropped_values_vmclock_mapping_goes_when_its_threads_move_on_or_exit() {
+    use std::sync::mpsc;
+
+    for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
+        for moves_on in [true, false] {
+            let case = format!("{strategy:?}, thread moves on to another value: {moves_on}");
+            let s = setup(7, true);
+            let other = setup(7, false);
+            let opts = options(&s.vmclock);
+            let clock = SharedClockBound::with_options(&s.segment, strategy, &opts).unwrap();
+            assert_eq!(common::mappings_of_file(&s.vmclock), 1, "{case}: at open");
+
+            let (done_tx, done_rx) = mpsc::channel::<()>();
+            let (go_tx, go_rx) = mpsc::channel::<()>();
+            let worker = {
+                let clock = clock.clone();
+                let other_segment = other.segment.clone();
+                let other_opts = options(&other.vmclock);
+                thread::spawn(move || {
+                    assert_eq!(clock.now().unwrap().clock_status, ClockStatus::Synchronized);
+                    done_tx.send(()).unwrap();
+                    go_rx.recv().unwrap();
+                    drop(clock);
+                    done_tx.send(()).unwrap();
+                    go_rx.recv().unwrap();
+                    if moves_on {
+                        let another =
+                            SharedClockBound::with_options(&other_segment, strategy, &other_opts)
+                                .unwrap();
+                        another.now().unwrap();
+                        done_tx.send(()).unwrap();
+                        // Stay alive until the main thread has counted.
+                        go_rx.recv().unwrap();
+                    }
+                })
+            };
+            done_rx.recv().unwrap();
+            assert_eq!(
+                common::mappings_of_file(&s.vmclock),
+                1,
+                "{case}: one mapping for the value, whatever the number of threads"
+            );
+            drop(clock);
+            go_tx.send(()).unwrap();
+            done_rx.recv().unwrap();
+            // The value is gone; the worker is alive and idle.
+            let idle = common::mappings_of_file(&s.vmclock);
+            println!("{case}: mappings of the page while the thread idles after the drop: {idle}");
+            if strategy == Strategy::ArcSwap {
+                // Its threads keep only the published snapshot, which has no VMClock part.
+                assert_eq!(idle, 0, "{case}: released with the value");
+            }
+            go_tx.send(()).unwrap();
+            if moves_on {
+                done_rx.recv().unwrap();
+                assert_eq!(
+                    common::mappings_of_file(&s.vmclock),
+                    0,
+                    "{case}: released once the thread used another value"
+                );
+                go_tx.send(()).unwrap();
+            }
+            worker.join().unwrap();
+            assert_eq!(
+                common::mappings_of_file(&s.vmclock),
+                0,
+                "{case}: released once the thread exited"
+            );
+        }
+    }
 }

@@ -4,6 +4,8 @@
 //! Header fields are checked in the file's bytes at the PROTOCOL.md offsets (version at 12,
 //! generation at 14), written here as literals.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -320,6 +322,46 @@ fn warm_restart_keeps_generation_and_payload() {
     assert_eq!(reader.snapshot().unwrap(), &bound(200, 4));
 }
 
+/// A writer started on a segment whose previous writer died mid-update (generation left
+/// odd) restarts warm, as the daemon does: nothing is wiped, readers keep their snapshot,
+/// and the first write completes the interrupted update. (Issue 11, item 6: it used to
+/// wipe such a segment.)
+#[test]
+fn warm_restart_after_a_writer_died_mid_update() {
+    let (_dir, path) = temp_segment();
+    let mut first = ShmWriter::new(&path).unwrap();
+    first.write(&bound(100, 2));
+    first.write(&bound(100, 4));
+    let mut reader = open_reader(&path).unwrap();
+    first.simulate_interrupted_update();
+    drop(first);
+    assert_eq!(
+        header_of(&path),
+        (2, 5),
+        "the dead writer left the generation odd"
+    );
+    let bytes_before = fs::read(&path).unwrap();
+
+    let mut second = ShmWriter::new(&path).unwrap();
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        bytes_before,
+        "a warm restart changes nothing, not even the odd generation"
+    );
+    assert_eq!(second.generation(), 5);
+    assert_eq!(reader.snapshot().unwrap(), &bound(100, 4));
+    assert_eq!(reader.generation(), 4);
+
+    // The first write completes the interrupted update: 5 -> 6.
+    second.write(&bound(200, 6));
+    assert_eq!(header_of(&path), (2, 6));
+    assert_eq!(reader.snapshot().unwrap(), &bound(200, 6));
+    assert_eq!(
+        open_reader(&path).unwrap().snapshot().unwrap(),
+        &bound(200, 6)
+    );
+}
+
 #[test]
 fn cold_start_on_unusable_files_wipes_to_80_bytes() {
     let mut valid_but_unsupported = Vec::new();
@@ -442,6 +484,71 @@ fn shared_now_works_while_a_thread_exits() {
                 answers.recv().unwrap(),
                 Ok(20_000),
                 "{strategy:?}, crate's slots registered first: {ours_registered_first}"
+            );
+        }
+    }
+}
+
+/// A new thread whose first call cannot read the segment (here the writer died mid-update,
+/// leaving the generation odd for good) answers from the newest snapshot any thread of the
+/// value has read, not from the one taken at open; under both strategies, whether the
+/// thread that read the newer snapshot had used the value before the update or not. (Issue
+/// 11, item 3: `ThreadLocal` used to fall back to the snapshot taken at open.)
+#[test]
+fn a_new_thread_that_cannot_read_starts_from_the_newest_snapshot_seen() {
+    use clockbound_shm::{SharedClockBound, Strategy};
+
+    let options = ReaderOptions::new().disruption_check(DisruptionCheck::Off);
+    for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
+        for used_before_the_update in [true, false] {
+            let case = format!("{strategy:?}, used before the update: {used_before_the_update}");
+            let (_dir, path) = temp_segment();
+            let mut writer = ShmWriter::new(&path).unwrap();
+            // What open reads: a wide bound the daemon marked FreeRunning.
+            let at_open = common::fresh_bound(5_000_000, 2, ClockStatus::FreeRunning, false);
+            writer.write(&at_open);
+            let clock = SharedClockBound::with_options(&path, strategy, &options).unwrap();
+            if used_before_the_update {
+                assert_eq!(clock.snapshot().unwrap(), at_open, "{case}");
+                assert_eq!(
+                    clock.now().unwrap().clock_status,
+                    ClockStatus::FreeRunning,
+                    "{case}"
+                );
+            }
+
+            // A newer snapshot, read by this (existing) thread.
+            let newer = common::fresh_bound(1_000, 4, ClockStatus::Synchronized, false);
+            writer.write(&newer);
+            assert_eq!(
+                clock.now().unwrap().clock_status,
+                ClockStatus::Synchronized,
+                "{case}"
+            );
+            assert_eq!(clock.snapshot().unwrap(), newer, "{case}");
+
+            // The writer dies mid-update: no thread can read a fresh copy any more.
+            writer.simulate_interrupted_update();
+            let (window, snapshot) = {
+                let clock = clock.clone();
+                std::thread::spawn(move || {
+                    let window = clock.now().unwrap();
+                    (window, clock.snapshot().unwrap())
+                })
+                .join()
+                .unwrap()
+            };
+            assert_eq!(snapshot, newer, "{case}: the new thread's snapshot");
+            assert_eq!(
+                window.clock_status,
+                ClockStatus::Synchronized,
+                "{case}: the new thread's status"
+            );
+            let width = window.latest.as_nanos() - window.earliest.as_nanos();
+            assert!(
+                width < 1_000_000,
+                "{case}: the new thread's window ({width} ns) is the newer snapshot's, \
+                 not the one read at open (10 ms)"
             );
         }
     }

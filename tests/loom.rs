@@ -5,8 +5,9 @@
 //! Run with `RUSTFLAGS="--cfg loom" cargo test --release --test loom` (a separate
 //! `CARGO_TARGET_DIR` keeps the loom build from evicting the normal one).
 //!
-//! The code under test is the crate's own `SegmentCells::publish` and
-//! `copy_payload_if_unchanged`, reached through the hidden `loom_hooks::Segment`. Update
+//! The code under test is the crate's own `SegmentCells::publish`,
+//! `copy_payload_if_unchanged` and `copy_payload_confirmed`, reached through the hidden
+//! `loom_hooks::Segment`. Update
 //! number `n` writes all eight payload words equal to `n`, and the segment starts at
 //! generation 0, so update `n` ends at generation `2 n`: an accepted copy is consistent
 //! exactly when its eight words are equal to each other and to half its generation.
@@ -16,6 +17,11 @@
 //! executions by up to 2^8. Each model therefore races one reader against one or two
 //! updates with the preemption bound that keeps it to a few seconds; readers share nothing
 //! they write, so more of them add executions but no new behaviour.
+//!
+//! Against the released daemons' writer (no release fence after the odd generation) loom
+//! finds an accepted mixed copy for the plain reader *and* for the confirming reader: the
+//! two models that must fail, and do. The confirmation is a timing defence, which a model
+//! of orderings does not see.
 
 #![cfg(loom)]
 
@@ -32,8 +38,39 @@ use loom::thread;
 enum Writer {
     /// `SegmentCells::publish`: the real protocol.
     Correct,
-    /// The same without the release fence after the odd generation store.
+    /// The same without the release fence after the odd generation store: the orderings of
+    /// the released ClockBound daemons' writers (2.0.3 and 3.0.0-rc.0), which store the odd
+    /// generation, then the payload with plain stores (modelled as relaxed atomic stores,
+    /// the weakest stores that are not a data race), then the even generation with a release
+    /// store.
+    ///
+    /// The daemons store the odd generation with a *release* store; the hook stores it
+    /// relaxed. For the property checked here the two are the same: a release store only
+    /// adds a synchronises-with edge for a load that reads its value, and a reader that
+    /// reads an odd generation, at any of its generation loads, accepts nothing. In an
+    /// execution where a copy is accepted no load reads the odd value, so the release
+    /// ordering would add no edge, and the execution is one of the released writer's too.
+    /// (The other way round, the relaxed model allows every execution the release one does.)
     WithoutReleaseFence,
+}
+
+/// Which read the reader thread makes.
+#[derive(Copy, Clone)]
+enum Reader {
+    /// `copy_payload_if_unchanged` once: R1..R4.
+    Plain,
+    /// `copy_payload_confirmed`: R1, then R2..R4 twice, accepting only two equal copies;
+    /// what a reader does on a generation it has not seen before.
+    Confirmed,
+}
+
+impl Reader {
+    fn read(self, segment: &Segment) -> Option<(u16, [u64; 8])> {
+        match self {
+            Reader::Plain => segment.try_read(),
+            Reader::Confirmed => segment.try_read_confirmed(),
+        }
+    }
 }
 
 impl Writer {
@@ -48,6 +85,7 @@ impl Writer {
 /// What one model explores.
 struct Model {
     writer: Writer,
+    reader: Reader,
     /// Updates the writer thread publishes after update 1 (done before it starts).
     updates: u64,
     /// Reader threads, each making `reads` attempts. Readers write nothing shared, so one
@@ -86,6 +124,7 @@ fn explore(model: Model) -> Explored {
     let mut builder = loom::model::Builder::new();
     let Model {
         writer,
+        reader,
         updates,
         readers,
         reads,
@@ -115,7 +154,7 @@ fn explore(model: Model) -> Explored {
                 thread::spawn(move || {
                     let mut last = 0;
                     for _ in 0..reads {
-                        if let Some((generation, words)) = segment.try_read() {
+                        if let Some((generation, words)) = reader.read(&segment) {
                             let n = check_copy(generation, words);
                             // Copies never go back to an older update within a thread.
                             assert!(n >= last, "update {n} accepted after update {last}");
@@ -152,6 +191,7 @@ fn report(name: &str, explored: &Explored) {
 fn a_read_racing_an_update_is_whole_or_rejected() {
     let explored = explore(Model {
         writer: Writer::Correct,
+        reader: Reader::Plain,
         updates: 1,
         readers: 1,
         reads: 1,
@@ -165,6 +205,7 @@ fn a_read_racing_an_update_is_whole_or_rejected() {
 fn successive_reads_never_go_back() {
     let explored = explore(Model {
         writer: Writer::Correct,
+        reader: Reader::Plain,
         updates: 1,
         readers: 1,
         reads: 2,
@@ -179,6 +220,7 @@ fn successive_reads_never_go_back() {
 fn a_read_racing_two_updates_is_whole_or_rejected() {
     let explored = explore(Model {
         writer: Writer::Correct,
+        reader: Reader::Plain,
         updates: 2,
         readers: 1,
         reads: 1,
@@ -187,25 +229,14 @@ fn a_read_racing_two_updates_is_whole_or_rejected() {
     report("1 read vs 2 updates", &explored);
 }
 
-/// The model can fail: with the release fence W2 removed, a reader may see a word of the
-/// new update and still read the old generation at R4, and loom must find that execution.
-#[test]
-fn missing_release_fence_is_caught() {
+/// Explores `model`, which must fail with an accepted mixed copy, and returns the failure
+/// message (the copy loom found). Fails if loom finds none, or fails for another reason.
+fn expect_mixed_copy(name: &str, model: Model) -> String {
     let start = Instant::now();
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        explore(Model {
-            writer: Writer::WithoutReleaseFence,
-            // Exactly the model `a_read_racing_an_update_is_whole_or_rejected` passes.
-            updates: 1,
-            readers: 1,
-            reads: 1,
-            preemptions: 3,
-        })
-    }));
+    let outcome = catch_unwind(AssertUnwindSafe(|| explore(model)));
     match outcome {
         Ok(explored) => panic!(
-            "loom explored {} executions of the writer without its release fence and \
-             found no torn copy: the model cannot tell a broken seqlock from a good one",
+            "{name}: loom explored {} executions and found no accepted mixed copy",
             explored.executions
         ),
         Err(panic) => {
@@ -213,13 +244,80 @@ fn missing_release_fence_is_caught() {
                 .downcast_ref::<String>()
                 .map(String::as_str)
                 .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("<non-string panic>");
-            // The failure must be the torn copy, not some other panic in the model.
+                .unwrap_or("<non-string panic>")
+                .to_owned();
+            // The failure must be the mixed copy, not some other panic in the model.
             assert!(
                 message.contains("torn copy accepted") || message.contains("not its own"),
-                "loom failed the broken model for another reason: {message}"
+                "{name}: loom failed the model for another reason: {message}"
             );
-            println!("broken writer caught in {:.2?}: {message}", start.elapsed());
+            println!(
+                "{name}: mixed copy found in {:.2?}: {message}",
+                start.elapsed()
+            );
+            message
         }
     }
+}
+
+/// The model can fail: with the release fence W2 removed (the released daemons' writer, see
+/// [`Writer::WithoutReleaseFence`]), a reader may see a word of the new update and still
+/// read the old generation at R4, and loom must find that execution. This shows that the
+/// model tells a broken writer from a good one, and that the released daemons' orderings
+/// allow the plain seqlock reader to accept a mixed copy.
+#[test]
+fn missing_release_fence_is_caught() {
+    expect_mixed_copy(
+        "released writer vs plain reader",
+        Model {
+            writer: Writer::WithoutReleaseFence,
+            reader: Reader::Plain,
+            // Exactly the model `a_read_racing_an_update_is_whole_or_rejected` passes.
+            updates: 1,
+            readers: 1,
+            reads: 1,
+            preemptions: 3,
+        },
+    );
+}
+
+/// The confirming reader (two copies, both accepted and equal) against the released
+/// daemons' writer: the second copy does **not** exclude a mixed copy under the memory
+/// model. Nothing forces a store that R2 did not see in the first copy to be seen in the
+/// second, so both copies can be the same mix of the two updates, and loom finds such an
+/// execution. What the confirmation buys is timing (the mix must persist between the two
+/// copies), which a model of orderings cannot measure: it makes a mixed copy unlikely on
+/// real hardware, not impossible.
+#[test]
+fn missing_release_fence_defeats_the_confirming_copy_in_the_model() {
+    let message = expect_mixed_copy(
+        "released writer vs confirming reader",
+        Model {
+            writer: Writer::WithoutReleaseFence,
+            reader: Reader::Confirmed,
+            updates: 1,
+            readers: 1,
+            reads: 1,
+            preemptions: 3,
+        },
+    );
+    assert!(
+        message.contains("torn copy accepted at generation 2"),
+        "{message}"
+    );
+}
+
+/// The confirming reader with this crate's writer: like the plain reader, an accepted copy
+/// is one whole update (the confirmation must not break what the seqlock proves).
+#[test]
+fn a_confirmed_read_racing_an_update_is_whole_or_rejected() {
+    let explored = explore(Model {
+        writer: Writer::Correct,
+        reader: Reader::Confirmed,
+        updates: 1,
+        readers: 1,
+        reads: 1,
+        preemptions: 2,
+    });
+    report("1 confirmed read vs 1 update", &explored);
 }

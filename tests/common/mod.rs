@@ -294,3 +294,113 @@ mod v3 {
         }
     }
 }
+
+/// Helpers of the issue 11 regression tests: VMClock page files, fresh layout 2 snapshots,
+/// counting a file's mappings.
+mod regress {
+    use std::fs::{self, File};
+    use std::os::unix::fs::FileExt;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use clockbound_shm::{ClockErrorBound, ClockStatus, Timespec};
+    use rustix::time::{ClockId, clock_gettime};
+
+    // ---------------------------------------------------------------------------------------
+    // VMClock page files (regular files laid out like the `vmclock` device's page)
+    // ---------------------------------------------------------------------------------------
+
+    /// Offset of `seq_count` in a VMClock page.
+    pub const VMCLOCK_SEQ_COUNT_OFFSET: u64 = 12;
+    /// Offset of `disruption_marker` in a VMClock page.
+    pub const VMCLOCK_MARKER_OFFSET: u64 = 16;
+
+    /// A valid 104-byte VMClock page (little endian, kernel ABI offsets): magic "VCLK", size
+    /// 104, version 1, `seq_count`, the disruption marker, clock status Synchronized.
+    pub fn vmclock_page_bytes(seq_count: u32, marker: u64) -> Vec<u8> {
+        let mut page = vec![0u8; 104];
+        page[0..4].copy_from_slice(&0x4B4C_4356u32.to_le_bytes());
+        page[4..8].copy_from_slice(&104u32.to_le_bytes());
+        page[8..10].copy_from_slice(&1u16.to_le_bytes());
+        page[12..16].copy_from_slice(&seq_count.to_le_bytes());
+        page[16..24].copy_from_slice(&marker.to_le_bytes());
+        page[34] = 2; // Synchronized
+        page
+    }
+
+    /// Writes a valid VMClock page file at `path` (see [`vmclock_page_bytes`]).
+    pub fn write_vmclock_page(path: &Path, seq_count: u32, marker: u64) {
+        fs::write(path, vmclock_page_bytes(seq_count, marker)).unwrap();
+    }
+
+    /// Publishes a new marker in the page file in place, as the hypervisor does: `seq_count`
+    /// odd, the marker, `seq_count` even (`seq_count` goes up by 2).
+    pub fn vmclock_update_marker(path: &Path, seq_count: &mut u32, marker: u64) {
+        let file = File::options().write(true).open(path).unwrap();
+        *seq_count += 1;
+        file.write_all_at(&seq_count.to_le_bytes(), VMCLOCK_SEQ_COUNT_OFFSET)
+            .unwrap();
+        file.write_all_at(&marker.to_le_bytes(), VMCLOCK_MARKER_OFFSET)
+            .unwrap();
+        *seq_count += 1;
+        file.write_all_at(&seq_count.to_le_bytes(), VMCLOCK_SEQ_COUNT_OFFSET)
+            .unwrap();
+    }
+
+    /// Garbles the page file in place (zero magic, a new even `seq_count`): a reader that
+    /// still looks at the page gets a malformed-page error instead of a marker.
+    pub fn vmclock_garble_page(path: &Path, seq_count: &mut u32) {
+        let file = File::options().write(true).open(path).unwrap();
+        file.write_all_at(&[0u8; 4], 0).unwrap();
+        *seq_count += 2;
+        file.write_all_at(&seq_count.to_le_bytes(), VMCLOCK_SEQ_COUNT_OFFSET)
+            .unwrap();
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Layout 2 snapshots
+    // ---------------------------------------------------------------------------------------
+
+    /// `CLOCK_MONOTONIC_COARSE` now, the clock a layout 2 `as_of` is on.
+    pub fn monotonic_coarse_now() -> Timespec {
+        let t = clock_gettime(ClockId::MonotonicCoarse);
+        Timespec::new(t.tv_sec, t.tv_nsec)
+    }
+
+    /// A layout 2 snapshot taken now (`as_of` = monotonic coarse now, `void_after` 1000 s
+    /// later, drift 1000 ppb), with the given bound, marker, status and disruption flag.
+    pub fn fresh_bound(
+        bound_nsec: i64,
+        marker: u64,
+        status: ClockStatus,
+        disruption_support: bool,
+    ) -> ClockErrorBound {
+        let as_of = monotonic_coarse_now();
+        ClockErrorBound::new(
+            as_of,
+            as_of.saturating_add(Duration::from_secs(1000)),
+            bound_nsec,
+            marker,
+            1_000,
+            status,
+            disruption_support,
+        )
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Process introspection
+    // ---------------------------------------------------------------------------------------
+
+    /// Lines of `/proc/self/maps` that map the file at `path` (one per mapping).
+    pub fn mappings_of_file(path: &Path) -> usize {
+        let path = path.canonicalize().unwrap();
+        let suffix = format!(" {}", path.display());
+        fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .filter(|line| line.ends_with(&suffix))
+            .count()
+    }
+}
+#[allow(unused_imports)]
+pub use self::regress::*;
