@@ -139,8 +139,10 @@ enum ReadFailure {
 }
 
 impl<L: Layout> SnapshotCache<L> {
-    /// Takes a first snapshot, retrying for up to [`OPEN_PATIENCE`] while an update is in
-    /// progress or the copy keeps tearing.
+    /// Takes a first snapshot. With `patient` (opening: nothing to fall back on), retries
+    /// for up to [`OPEN_PATIENCE`] while an update is in progress or the copy keeps
+    /// tearing; without (a caller that has a snapshot to fall back on), gives up after a
+    /// short back-off.
     ///
     /// # Errors
     /// [`ShmError::SegmentNotInitialized`] when no consistent snapshot could be read,
@@ -151,10 +153,11 @@ impl<L: Layout> SnapshotCache<L> {
         path: &Arc<Path>,
         recheck_interval: Duration,
         grace: Duration,
+        patient: bool,
     ) -> Result<SnapshotCache<L>, ShmError> {
         let mut stats = ReaderStats::default();
         let mut snapshot = L::PLACEHOLDER;
-        let deadline = Some(Instant::now() + OPEN_PATIENCE);
+        let deadline = patient.then(|| Instant::now() + OPEN_PATIENCE);
         match read_fresh::<L>(cells, path, deadline, &mut stats, &mut snapshot) {
             Ok(generation) => {
                 let as_of = L::as_of_instant(&snapshot);

@@ -178,10 +178,10 @@ impl<P: AtomicWords> SegmentMapping<P> {
         //   shared reference does not assert that the bytes are immutable; other processes
         //   (and our own writer through another mapping) may change them concurrently, and
         //   every access is an atomic operation, so none of those is a data race.
-        // - Read-only memory: loads of atomics up to 8 bytes wide are plain loads on every
-        //   supported target and are allowed on read-only memory (see "Atomic accesses to
-        //   read-only memory" in `std::sync::atomic`); only the writer, which maps read-write,
-        //   stores.
+        // - Read-only memory: readers only make *relaxed* loads of atomics up to 8 bytes
+        //   wide (ordering comes from separate fences), which "Atomic accesses to read-only
+        //   memory" in `std::sync::atomic` allows on read-only memory; only the writer,
+        //   which maps read-write, stores.
         // - Lifetime: the returned reference borrows `self`, which holds a strong reference
         //   to the mapping, so it cannot outlive the `munmap` in `MmapRaw`'s drop (which runs
         //   only once the last handle is gone).
@@ -302,10 +302,10 @@ impl VmClockMapping {
         //   shared reference does not assert that the bytes are immutable; the hypervisor
         //   (or a test rewriting the file) changes them concurrently, and every access we
         //   make is an atomic load, so none of those is a data race on our side.
-        // - Read-only memory: the mapping is `PROT_READ`; loads of atomics up to 8 bytes
-        //   wide are plain aligned loads on every supported target and are allowed on
-        //   read-only memory (see "Atomic accesses to read-only memory" in
-        //   `std::sync::atomic`). `VmClockCells` exposes no store.
+        // - Read-only memory: the mapping is `PROT_READ`; `VmClockCells` is only read with
+        //   *relaxed* loads of atomics up to 8 bytes wide (ordering comes from separate
+        //   fences), which "Atomic accesses to read-only memory" in `std::sync::atomic`
+        //   allows on read-only memory. It exposes no store.
         // - Lifetime: the returned reference borrows `self`, which owns the mapping, so it
         //   cannot outlive the `munmap` in `MmapRaw`'s drop.
         unsafe { &*self.raw.as_ptr().cast::<VmClockCells>() }

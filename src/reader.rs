@@ -55,6 +55,7 @@ impl<L: Layout> ReaderState<L> {
             segment.path(),
             options.recheck_interval,
             options.free_running_grace,
+            true,
         )?;
         let vmclock_source = match &options.disruption_check {
             DisruptionCheck::WhenEnabled { vmclock_path } => {
@@ -177,7 +178,7 @@ impl<L: Layout> ReaderState<L> {
     ) -> Option<ReaderState<L>> {
         let (interval, grace) = self.cache.settings();
         let mut cache =
-            SnapshotCache::load(segment.cells(), segment.path(), interval, grace).ok()?;
+            SnapshotCache::load(segment.cells(), segment.path(), interval, grace, false).ok()?;
         let mut stats = self.cache.stats();
         stats.reopens += 1;
         stats.truncations_survived += u64::from(faulted);

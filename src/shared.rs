@@ -820,7 +820,7 @@ impl<L: Layout> Inner<L> {
         let mut epoch = 0;
         self.with_replacement(&mut epoch, &mut state, |segment, state| {
             let (interval, grace) = state.cache.settings();
-            match SnapshotCache::load(segment.cells(), segment.path(), interval, grace) {
+            match SnapshotCache::load(segment.cells(), segment.path(), interval, grace, false) {
                 Ok(mut cache) => {
                     cache.share_into(Arc::clone(&self.newest));
                     state.cache = cache;

@@ -36,8 +36,10 @@
 //!
 //! # Reading it
 //!
-//! The same seqlock discipline as the segment (see the `seqlock` module for the argument):
-//! `seq_count` loaded with acquire ordering (odd: retry), every field copied with relaxed
+//! The same seqlock discipline as the segment (see
+//! [`docs::memory_model`](crate::docs::memory_model) for the argument): `seq_count` loaded
+//! relaxed and followed by an acquire fence (odd: retry; only relaxed loads are documented
+//! as fine on read-only memory), every field copied with relaxed
 //! atomic loads of its natural size, an acquire fence, `seq_count` loaded again; the copy
 //! counts only if both loads returned the same even value. Bytes 16..104 are copied as eleven
 //! 8-byte words (each field lies wholly inside one word) and decoded afterwards, so no Rust
@@ -45,9 +47,10 @@
 //! is a typed error, not undefined behaviour. Multi-byte fields are converted from little
 //! endian after loading, so the reader is also correct on a big-endian host.
 
-use std::fs::{self, File};
+use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering, fence};
@@ -112,10 +115,13 @@ const _: () = {
 };
 
 impl VmClockCells {
-    /// The seqlock's first load: `seq_count` with acquire ordering.
+    /// The seqlock's first load: `seq_count`, relaxed, then an acquire fence (the page is
+    /// mapped read-only, where std documents relaxed loads only).
     #[inline(always)]
     fn load_seq_count(&self) -> u32 {
-        u32::from_le(self.seq_count.load(Ordering::Acquire))
+        let seq_count = self.seq_count.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        u32::from_le(seq_count)
     }
 
     /// Copies every field with relaxed loads, then (acquire fence) re-loads `seq_count`:
@@ -470,13 +476,18 @@ impl VmClockReader {
                 source,
             }
         };
-        // Look before opening: opening a FIFO for reading would block until a writer came.
-        let file_type = fs::metadata(&path).map_err(io_error("open"))?.file_type();
+        // Non-blocking, so that a FIFO at the path cannot hang the open; the type is checked
+        // on the file actually opened.
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .map_err(io_error("open"))?;
+        let metadata = file.metadata().map_err(io_error("stat"))?;
+        let file_type = metadata.file_type();
         if !file_type.is_file() && !file_type.is_char_device() {
             return Err(io_error("open")(not_mappable()));
         }
-        let file = File::open(&path).map_err(io_error("open"))?;
-        let metadata = file.metadata().map_err(io_error("stat"))?;
         if metadata.is_file() && metadata.len() < VMCLOCK_LEN as u64 {
             return Err(ShmError::VmClockMalformed {
                 path,

@@ -191,7 +191,13 @@
 //! - after the writer stops, a read succeeds and sees the last update;
 //! - the same writer **without the release fence W2** must fail: loom has to find an
 //!   accepted torn copy. This shows that the model can tell a broken writer from a good
-//!   one, and it is the daemon's ordering.
+//!   one, and it is the daemon's ordering;
+//! - against that fence-less writer, the **confirming reader** (the second copy) must
+//!   fail too: loom finds a torn copy that both copies agree on. Under the memory model
+//!   the confirmation excludes nothing; what it buys is timing (the inconsistent state has
+//!   to last across both copies), which loom does not model. The model pins that down so
+//!   that no one mistakes "unlikely" for "excluded";
+//! - the confirming reader against this crate's writer accepts only whole copies.
 //!
 //! What loom does not show: it models the language's memory model, not a particular CPU, so
 //! it cannot show that x86-64 makes the daemon's writer safe; and it explores orderings, not
