@@ -659,11 +659,11 @@ enum Selection {
 impl Selection {
     fn describe(&self) -> String {
         match self {
-            Selection::Header => "--path (the layout its header declares)".to_owned(),
+            Selection::Header => "--path, as the layout its header declares".to_owned(),
             Selection::Forced => "--layout".to_owned(),
-            Selection::Shm1 => "default (it holds a valid layout 3 segment)".to_owned(),
+            Selection::Shm1 => "default: it holds a valid layout 3 segment".to_owned(),
             Selection::Shm0 { shm1, why } => format!(
-                "default ({} is not a valid layout 3 segment: {why})",
+                "default: {} is not a valid layout 3 segment ({why})",
                 shm1.display()
             ),
         }
@@ -1033,7 +1033,7 @@ impl Session {
             if !announced {
                 announced = true;
                 eprintln!(
-                    "watch: reading {} (selected by {})",
+                    "watch: reading {}, selected by {}",
                     obs.source(),
                     obs.selection.describe()
                 );
