@@ -586,6 +586,28 @@ fn read_counter() -> Option<u64> {
     u64::try_from(ns / HALF_SECOND_NS).ok()
 }
 
+/// `CLOCK_REALTIME` (shown for comparison with a layout 3 window) and then the counter the
+/// window is computed at: read in that order because `read_counter` reads the counter first
+/// and does its arithmetic after. A counter read before them both notices a preemption
+/// between the two (more than 20 µs of ticks at the snapshot's frequency), which would make
+/// the comparison meaningless; the pair is then read again, up to three times.
+fn realtime_and_counter(snapshot: &ClockErrorBoundV3) -> Result<(Timespec, u64), ShmError> {
+    let unavailable = || ShmError::CounterUnavailable {
+        arch: std::env::consts::ARCH,
+    };
+    let max_gap = counter_hz(snapshot).map_or(u64::MAX, |hz| (hz * 20e-6) as u64);
+    let mut tries = 0;
+    loop {
+        let before = read_counter().ok_or_else(unavailable)?;
+        let real = timespec(clock_gettime(ClockId::Realtime));
+        let counter = read_counter().ok_or_else(unavailable)?;
+        tries += 1;
+        if counter.wrapping_sub(before) <= max_gap || tries == 3 {
+            return Ok((real, counter));
+        }
+    }
+}
+
 /// The counter frequency a layout 3 snapshot states, in Hz: `2^(64 + period_shift) /
 /// period_frac`; `None` for a zero period.
 fn counter_hz(s: &ClockErrorBoundV3) -> Option<f64> {
@@ -887,12 +909,7 @@ impl Session {
                 AnyReader::V3(reader) => {
                     reader.now()?;
                     let snapshot = *reader.snapshot()?;
-                    // `CLOCK_REALTIME` first: the counter is read at once in `read_counter`,
-                    // the arithmetic that gets it out comes after.
-                    let real = timespec(clock_gettime(ClockId::Realtime));
-                    let counter = read_counter().ok_or(ShmError::CounterUnavailable {
-                        arch: std::env::consts::ARCH,
-                    })?;
+                    let (real, counter) = realtime_and_counter(&snapshot)?;
                     let window = snapshot.compute_bound_at(counter, FREE_RUNNING_GRACE)?;
                     (
                         reader.path().to_owned(),
@@ -1565,7 +1582,7 @@ fn window_fields(obs: &Observation) -> Vec<Field> {
                     "realtime_offset",
                     clamp_i64(offset),
                     format!(
-                        "{} s (CLOCK_REALTIME - the window's midpoint)",
+                        "{} s (CLOCK_REALTIME - the window's midpoint, to about a microsecond)",
                         Timespec::from_nanos(offset)
                     ),
                 ),
