@@ -1192,6 +1192,7 @@ mod layout3 {
         let v = &json_lines(&out)[0];
         assert_eq!(v["kind"], "io");
         assert!(v["error"].as_str().unwrap().contains(p(&shm0)), "{v}");
+        assert!(!v["hint"].as_str().unwrap().contains("drop --path"), "{v}");
 
         // --path and the daemon's paths do not mix.
         let out = run(&["now", "--path", p(&shm0), "--shm1-path", p(&shm1)]);

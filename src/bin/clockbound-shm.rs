@@ -326,7 +326,7 @@ fn exit_for_error(e: &ShmError) -> ExitCode {
 /// Reports `e` (on stderr, and as a JSON object on stdout with `--json`) and returns its
 /// exit code.
 fn fail(cli: &Cli, e: &ShmError) -> ExitCode {
-    let hint = hint(e);
+    let hint = hint(e, cli.path.is_some());
     eprintln!("clockbound-shm: {}", chain(e));
     if !hint.is_empty() {
         eprintln!("hint: {hint}");
@@ -347,11 +347,11 @@ fn error_json(e: &ShmError, hint: &str) -> Value {
     })
 }
 
-/// What to do about `e`.
-fn hint(e: &ShmError) -> String {
+/// What to do about `e` (`path_given`: the segment was named with `--path`).
+fn hint(e: &ShmError, path_given: bool) -> String {
     match e {
         ShmError::Io { path, source, .. } => match source.kind() {
-            io::ErrorKind::NotFound => missing_segment_hint(path),
+            io::ErrorKind::NotFound => missing_segment_hint(path, path_given),
             io::ErrorKind::PermissionDenied => format!(
                 "This user may not read {}: check the permissions of the file and of its \
                  directories (the daemon creates it readable by all, mode 0644).",
@@ -396,7 +396,7 @@ fn hint(e: &ShmError) -> String {
             "The hypervisor is updating the VMClock page: try again.".to_owned()
         }
         ShmError::Timeout { last_error, .. } => match last_error.as_deref() {
-            Some(last) => hint(last),
+            Some(last) => hint(last, path_given),
             None => "The segment is readable but the clock did not reach Synchronized: check \
                      the daemon's time sources (its logs, `chronyc tracking` for 2.x)."
                 .to_owned(),
@@ -406,7 +406,7 @@ fn hint(e: &ShmError) -> String {
 }
 
 /// Where the daemon writes and how to find out whether it runs, for a missing segment.
-fn missing_segment_hint(path: &Path) -> String {
+fn missing_segment_hint(path: &Path, path_given: bool) -> String {
     let mut hint = String::from(
         "Is the ClockBound daemon running? It writes /var/run/clockbound/shm0 (layout 2, \
          ClockBound 2.x and 3.x) and /var/run/clockbound/shm1 (layout 3, 3.x only); \
@@ -426,10 +426,10 @@ fn missing_segment_hint(path: &Path) -> String {
         .into_iter()
         .find(|p| Path::new(p) != path && Path::new(p).exists());
     match existing {
-        Some(other) => hint.push_str(&format!(
+        Some(other) if path_given => hint.push_str(&format!(
             " {other} exists: drop --path (and --layout) to read the daemon's segment."
         )),
-        None => hint.push_str(" If the daemon writes elsewhere, pass --path."),
+        _ => hint.push_str(" If the daemon writes elsewhere, pass --path."),
     }
     hint
 }
