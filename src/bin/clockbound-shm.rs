@@ -72,7 +72,8 @@ const PACE_WINDOW: usize = 8;
 
 /// Inspect the AWS ClockBound daemon's shared-memory segments (layout 2 and layout 3).
 #[derive(Parser, Debug)]
-#[command(name = "clockbound-shm", version, after_help = EXIT_CODES)]
+// Listed after each command's own options in `COMMAND --help`.
+#[command(name = "clockbound-shm", version, after_help = EXIT_CODES, next_display_order = 100)]
 struct Cli {
     /// Read this segment file instead of choosing one of the daemon's (`simulate`: the file
     /// to write, required).
