@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use clockbound_shm::{ClockErrorBound, ClockStatus, ShmWriter, Timespec};
 use rustix::time::{ClockId, clock_gettime};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_clockbound-shm");
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -222,11 +222,11 @@ fn missing_segment_exits_with_3_and_says_what_to_do() {
     // path the user passed again, nor "the daemon creates it".
     let hint = err.lines().find(|l| l.starts_with("hint:")).unwrap();
     assert!(
-        hint.contains("/var/run/clockbound/shm0 (ClockBound 2.x and 3.x"),
+        hint.contains("/var/run/clockbound/shm0 (layout 2, ClockBound 2.x and 3.x"),
         "{hint}"
     );
     assert!(
-        hint.contains("/var/run/clockbound/shm1 (3.x only)"),
+        hint.contains("/var/run/clockbound/shm1 (layout 3, 3.x only)"),
         "{hint}"
     );
     assert!(hint.contains("systemctl status clockbound"), "{hint}");
@@ -792,4 +792,728 @@ fn simulate_writes_a_segment_the_other_commands_read() {
     let out = run(&["now", "--path", p(&path)]);
     assert_eq!(code(&out), 0);
     assert!(stdout(&out).trim_end().ends_with("FreeRunning"));
+}
+
+/// Layout 3 (`shm1`): segments stamped with the TSC, so x86-64 only (the tests read the
+/// counter themselves to write snapshots that are current).
+#[cfg(target_arch = "x86_64")]
+mod layout3 {
+    use super::*;
+    use clockbound_shm::{ClockErrorBoundV3, ShmWriterV3};
+    use std::sync::OnceLock;
+
+    fn tsc() -> u64 {
+        // SAFETY: `rdtsc` is part of every x86-64 CPU and Linux lets user space run it; the
+        // intrinsic only reads the counter into registers and touches no memory.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    }
+
+    fn nanos(t: rustix::time::Timespec) -> i128 {
+        i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec)
+    }
+
+    /// `clock` read between two TSC reads: the TSC value halfway, the clock in nanoseconds,
+    /// and the ticks between the two reads (the narrowest of up to 1000 tries, a preemption
+    /// between the reads widens one; under 2000 ticks ends the search).
+    fn paired_width(clock: ClockId) -> (u64, i128, u64) {
+        let mut best = (0, 0, u64::MAX);
+        for _ in 0..1000 {
+            let before = tsc();
+            let t = nanos(clock_gettime(clock));
+            let after = tsc();
+            let width = after.wrapping_sub(before);
+            if width < best.2 {
+                best = (before + width / 2, t, width);
+            }
+            if width < 2_000 {
+                break;
+            }
+        }
+        assert!(best.2 < 50_000, "no narrow TSC/clock pair: {best:?}");
+        best
+    }
+
+    /// [`paired_width`] without the width.
+    fn paired(clock: ClockId) -> (u64, i128) {
+        let (counter, t, _) = paired_width(clock);
+        (counter, t)
+    }
+
+    /// The TSC's frequency, measured against `CLOCK_MONOTONIC` over 20 ms (once).
+    fn tsc_hz() -> u64 {
+        static HZ: OnceLock<u64> = OnceLock::new();
+        *HZ.get_or_init(|| {
+            let (c0, m0) = paired(ClockId::Monotonic);
+            std::thread::sleep(Duration::from_millis(20));
+            let (c1, m1) = paired(ClockId::Monotonic);
+            u64::try_from(i128::from(c1 - c0) * 1_000_000_000 / (m1 - m0)).unwrap()
+        })
+    }
+
+    /// A layout 3 snapshot taken now: `as_of` is `CLOCK_REALTIME` at the current TSC value,
+    /// the measured frequency with a period error of 2^-14 (61 ppm, more than a 20 ms
+    /// measurement is off by), bound 5 µs, drift 1000 ppb, void after 1000 s.
+    fn bound_v3(status: ClockStatus, marker: u64, disruption_support: bool) -> ClockErrorBoundV3 {
+        let (as_of_tsc, real) = paired(ClockId::Realtime);
+        let as_of = Timespec::from_nanos(real);
+        ClockErrorBoundV3::builder()
+            .as_of_tsc(as_of_tsc)
+            .as_of(as_of)
+            .void_after(as_of.saturating_add(Duration::from_secs(1000)))
+            .with_frequency_hz(tsc_hz())
+            .period_err_frac(1 << 50)
+            .period_err_shift(0)
+            .bound_nsec(5_000)
+            .disruption_marker(marker)
+            .max_drift_ppb(1_000)
+            .clock_status(status)
+            .clock_disruption_support_enabled(disruption_support)
+            .build()
+    }
+
+    fn segment_v3(dir: &tempfile::TempDir, ceb: &ClockErrorBoundV3) -> (PathBuf, ShmWriterV3) {
+        let path = dir.path().join("shm1");
+        let mut writer = ShmWriterV3::new(&path).unwrap();
+        writer.write(ceb);
+        (path, writer)
+    }
+
+    /// A layout 2 segment at `dir/shm0`.
+    fn segment_v2(dir: &tempfile::TempDir, status: ClockStatus) -> (PathBuf, ShmWriter) {
+        segment(dir, &bound(status, 0, false))
+    }
+
+    fn i(v: &Value) -> i128 {
+        i128::from(v.as_i64().unwrap_or_else(|| panic!("not an i64: {v}")))
+    }
+
+    fn ts(v: &Value) -> i128 {
+        i(&v["sec"]) * 1_000_000_000 + i(&v["nsec"])
+    }
+
+    /// `--shm1-path D/shm1 --shm0-path D/shm0`: the daemon's choice, in `dir`.
+    fn auto_args<'a>(dir: &'a tempfile::TempDir, args: &[&'a str]) -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        v.extend([
+            "--shm1-path".to_owned(),
+            p(&dir.path().join("shm1")).to_owned(),
+            "--shm0-path".to_owned(),
+            p(&dir.path().join("shm0")).to_owned(),
+        ]);
+        v
+    }
+
+    fn run_owned(args: &[String]) -> Output {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args)
+    }
+
+    #[test]
+    fn status_json_shows_the_layout_3_fields_and_the_counter_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let ceb = bound_v3(ClockStatus::Synchronized, 7, false);
+        let (path, writer) = segment_v3(&dir, &ceb);
+        let before = tsc();
+        let out = run(&["status", "--json", "--path", p(&path)]);
+        let after = tsc();
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let v = &json_lines(&out)[0];
+        assert_eq!(v["path"], p(&path));
+        assert_eq!(v["layout"], 3);
+        assert_eq!(v["header"]["selected_by"]["by"], "header");
+        assert_eq!(v["header"]["version"], 0x0303);
+        assert_eq!(v["header"]["segsize"], 104);
+        assert_eq!(v["header"]["generation"], writer.generation());
+
+        let s = &v["snapshot"];
+        assert_eq!(s["as_of_tsc"], ceb.as_of_tsc());
+        assert_eq!(ts(&s["as_of"]), ceb.as_of().as_nanos());
+        assert_eq!(ts(&s["void_after"]), ceb.void_after().as_nanos());
+        assert_eq!(s["period_frac"], ceb.period_frac());
+        assert_eq!(s["period_shift"], ceb.period_shift());
+        // Hz = 2^(64 + shift) / period_frac: the frequency written, to a part in 10^9.
+        let hz = s["counter_frequency_hz"].as_f64().unwrap();
+        assert!(
+            (hz / tsc_hz() as f64 - 1.0).abs() < 1e-9,
+            "{hz} Hz shown, {} written",
+            tsc_hz()
+        );
+        // 2^50 / 2^64 = 2^-14 = 61035.15625 ppb.
+        let err = s["period_err_ppb"].as_f64().unwrap();
+        assert!((err - 61_035.156_25).abs() < 1e-6, "{err}");
+        assert_eq!(s["period_err_frac"], 1u64 << 50);
+        assert_eq!(s["period_err_shift"], 0);
+        assert_eq!(s["bound_nsec"], 5_000);
+        assert_eq!(s["disruption_marker"], 7);
+        assert_eq!(s["max_drift_ppb"], 1_000);
+        assert_eq!(s["clock_status"], "Synchronized");
+        assert_eq!(s["clock_disruption_support_enabled"], false);
+
+        let now = &v["now"];
+        // The counter the window was computed at is the TSC, read while the command ran.
+        let counter = now["counter"].as_u64().unwrap();
+        assert!(
+            (before..=after).contains(&counter),
+            "{before} <= {counter} <= {after}"
+        );
+        let age = i(&now["age_ns"]);
+        assert!((0..5_000_000_000).contains(&age), "{age}");
+        // The window: around as_of + age, and it holds CLOCK_REALTIME (the segment's as_of is
+        // CLOCK_REALTIME, its frequency measured against it).
+        let (earliest, latest) = (ts(&now["earliest"]), ts(&now["latest"]));
+        let bound = i(&now["bound_ns"]);
+        assert!(earliest < latest && bound >= 5_000, "{now}");
+        assert!((latest - earliest) / 2 <= bound && bound <= (latest - earliest) / 2 + 1);
+        let offset = i(&now["realtime_offset_ns"]);
+        assert!(
+            offset.abs() <= bound,
+            "CLOCK_REALTIME outside the window: {now}"
+        );
+        assert_eq!(
+            ts(&now["realtime"]) - (earliest + latest) / 2,
+            offset,
+            "{now}"
+        );
+        assert_eq!(now["clock_status"], "Synchronized");
+        assert_eq!(now["trusted"], true);
+        assert_eq!(v["vmclock_check"], "not_needed");
+    }
+
+    #[test]
+    fn status_text_names_the_layout_frequency_period_error_and_daemon_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let ceb = bound_v3(ClockStatus::Synchronized, 0, false);
+        let (path, _writer) = segment_v3(&dir, &ceb);
+        let out = run(&["status", "--path", p(&path)]);
+        let text = stdout(&out);
+        assert_eq!(code(&out), 0, "{text}{}", stderr(&out));
+        for expected in [
+            format!("segment {} (layout 3)", p(&path)),
+            "selected_by                       --path, as the layout its header declares"
+                .to_owned(),
+            "104 bytes".to_owned(),
+            "version                           0x0303 (layout 3)".to_owned(),
+            format!("as_of_tsc                         {}", ceb.as_of_tsc()),
+            "s UTC (".to_owned(),
+            "Z, the daemon's time)".to_owned(),
+            "counter_frequency                 ".to_owned(),
+            " Hz (".to_owned(),
+            "period_err                        61035.156 ppb".to_owned(),
+            "(period_shift ".to_owned(),
+            "5000 ns".to_owned(),
+            "ticks after as_of_tsc".to_owned(),
+            "(ticks since as_of_tsc x period)".to_owned(),
+            "CLOCK_REALTIME (for comparison; not used)".to_owned(),
+            "Synchronized (trusted)".to_owned(),
+        ] {
+            assert!(text.contains(&expected), "missing {expected:?} in:\n{text}");
+        }
+        // No layout 2 clock in a layout 3 status.
+        assert!(!text.contains("MONOTONIC"), "{text}");
+        // The UTC date is as_of's: 1970-01-01 + days.
+        let days = ceb.as_of().sec().div_euclid(86_400);
+        assert!(days > 19_000, "as_of is a current date");
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("as_of "))
+            .unwrap();
+        assert!(
+            line.contains(&format!("{} s UTC (20", ceb.as_of())),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn now_prints_one_window_and_says_which_segment_in_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _writer) = segment_v3(&dir, &bound_v3(ClockStatus::Synchronized, 0, false));
+        let (_, real_before) = paired(ClockId::Realtime);
+        let out = run(&["now", "--path", p(&path)]);
+        let (_, real_after) = paired(ClockId::Realtime);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let text = stdout(&out);
+        let parts: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(parts.len(), 3, "{text}");
+        let parse = |s: &str| {
+            let (sec, nsec) = s.split_once('.').unwrap();
+            i128::from(sec.parse::<i64>().unwrap()) * 1_000_000_000
+                + i128::from(nsec.parse::<i64>().unwrap())
+        };
+        let (earliest, latest) = (parse(parts[0]), parse(parts[1]));
+        assert!(earliest < latest);
+        // True time (CLOCK_REALTIME here) during the run lies in the window's reach.
+        assert!(earliest <= real_after && latest >= real_before, "{text}");
+        assert_eq!(parts[2], "Synchronized");
+
+        let out = run(&["now", "--json", "--path", p(&path)]);
+        assert_eq!(code(&out), 0);
+        let v = &json_lines(&out)[0];
+        assert_eq!(v["layout"], 3);
+        assert_eq!(v["path"], p(&path));
+        assert_eq!(v["clock_status"], "Synchronized");
+        assert_eq!(v["trusted"], true);
+        assert!(ts(&v["earliest"]) < ts(&v["latest"]));
+    }
+
+    #[test]
+    fn untrusted_layout_3_status_exits_with_1_and_the_vmclock_check_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, mut writer) = segment_v3(&dir, &bound_v3(ClockStatus::Unknown, 0, false));
+        for (status, expected) in [
+            (ClockStatus::Unknown, 1),
+            (ClockStatus::Disrupted, 1),
+            (ClockStatus::FreeRunning, 0),
+            (ClockStatus::Synchronized, 0),
+        ] {
+            writer.write(&bound_v3(status, 0, false));
+            for command in ["status", "now"] {
+                let out = run(&[command, "--path", p(&path)]);
+                assert_eq!(code(&out), expected, "{command} {status:?}");
+                assert!(stdout(&out).contains(&format!("{status:?}")));
+            }
+        }
+        // The daemon tracks disruptions and the VMClock marker moved on: Disrupted.
+        writer.write(&bound_v3(ClockStatus::Synchronized, 7, true));
+        let vmclock = vmclock_page(&dir, 8);
+        let out = run(&[
+            "now",
+            "--json",
+            "--path",
+            p(&path),
+            "--vmclock-path",
+            p(&vmclock),
+        ]);
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        assert_eq!(json_lines(&out)[0]["clock_status"], "Disrupted");
+        let vmclock = vmclock_page(&dir, 7);
+        let out = run(&[
+            "now",
+            "--json",
+            "--path",
+            p(&path),
+            "--vmclock-path",
+            p(&vmclock),
+        ]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert_eq!(json_lines(&out)[0]["clock_status"], "Synchronized");
+    }
+
+    #[test]
+    fn without_path_shm1_is_read_when_valid_else_shm0() {
+        let dir = tempfile::tempdir().unwrap();
+        let shm1 = dir.path().join("shm1");
+        let shm0 = dir.path().join("shm0");
+        let (_, _w0) = segment_v2(&dir, ClockStatus::FreeRunning);
+        let (_, mut w1) = segment_v3(&dir, &bound_v3(ClockStatus::Synchronized, 0, false));
+        let reads = |args: &[&str]| -> (i32, Value) {
+            let out = run_owned(&auto_args(&dir, args));
+            let c = code(&out);
+            (c, json_lines(&out).remove(0))
+        };
+
+        // Both valid: shm1, layout 3.
+        let (c, v) = reads(&["now", "--json"]);
+        assert_eq!(
+            (c, &v["layout"], &v["path"]),
+            (0, &json!(3), &json!(p(&shm1)))
+        );
+        let (_, v) = reads(&["status", "--json"]);
+        assert_eq!(v["header"]["selected_by"], json!({ "by": "auto" }));
+        let out = run_owned(&auto_args(&dir, &["status"]));
+        assert!(
+            stdout(&out).contains("default: it holds a valid layout 3 segment"),
+            "{}",
+            stdout(&out)
+        );
+        // --layout 2 reads shm0 even then.
+        let (c, v) = reads(&["now", "--json", "--layout", "2"]);
+        assert_eq!(
+            (c, &v["layout"], &v["path"]),
+            (0, &json!(2), &json!(p(&shm0)))
+        );
+        assert_eq!(v["clock_status"], "FreeRunning");
+        let (_, v) = reads(&["status", "--json", "--layout", "2"]);
+        assert_eq!(v["header"]["selected_by"]["by"], "layout_option");
+
+        // shm1 wiped (a 3.x daemon starting): shm0, and why.
+        w1.wipe();
+        let (c, v) = reads(&["status", "--json"]);
+        assert_eq!(
+            (c, &v["layout"], &v["path"]),
+            (0, &json!(2), &json!(p(&shm0)))
+        );
+        let selected = &v["header"]["selected_by"];
+        assert_eq!(selected["by"], "auto");
+        assert_eq!(selected["shm1"], p(&shm1));
+        assert!(
+            selected["shm1_not_used"]
+                .as_str()
+                .unwrap()
+                .contains(p(&shm1)),
+            "{selected}"
+        );
+        let out = run_owned(&auto_args(&dir, &["status"]));
+        assert!(
+            stdout(&out).contains(&format!(
+                "default: {} is not a valid layout 3 segment (",
+                p(&shm1)
+            )),
+            "{}",
+            stdout(&out)
+        );
+
+        // shm1 holding layout 2, or missing: shm0.
+        drop(w1);
+        fs::remove_file(&shm1).unwrap();
+        let mut w = ShmWriter::new(&shm1).unwrap();
+        w.write(&bound(ClockStatus::Synchronized, 0, false));
+        let (_, v) = reads(&["now", "--json"]);
+        assert_eq!((&v["layout"], &v["path"]), (&json!(2), &json!(p(&shm0))));
+        fs::remove_file(&shm1).unwrap();
+        let (_, v) = reads(&["status", "--json"]);
+        assert_eq!((&v["layout"], &v["path"]), (&json!(2), &json!(p(&shm0))));
+        assert!(
+            v["header"]["selected_by"]["shm1_not_used"]
+                .as_str()
+                .unwrap()
+                .contains("No such file"),
+            "{v}"
+        );
+
+        // --layout 3 reads shm1 only: no fallback.
+        let out = run_owned(&auto_args(&dir, &["now", "--layout", "3"]));
+        assert_eq!(code(&out), 3);
+        assert!(stderr(&out).contains(p(&shm1)), "{}", stderr(&out));
+
+        // Neither: the error of shm0, as SharedClockBound::open_default.
+        fs::remove_file(&shm0).unwrap();
+        let out = run_owned(&auto_args(&dir, &["now", "--json"]));
+        assert_eq!(code(&out), 3);
+        let v = &json_lines(&out)[0];
+        assert_eq!(v["kind"], "io");
+        assert!(v["error"].as_str().unwrap().contains(p(&shm0)), "{v}");
+        assert!(!v["hint"].as_str().unwrap().contains("drop --path"), "{v}");
+
+        // --path and the daemon's paths do not mix.
+        let out = run(&["now", "--path", p(&shm0), "--shm1-path", p(&shm1)]);
+        assert_eq!(code(&out), 2);
+    }
+
+    #[test]
+    fn path_is_read_as_the_layout_its_header_declares_unless_forced() {
+        let dir = tempfile::tempdir().unwrap();
+        let (shm0, _w0) = segment_v2(&dir, ClockStatus::Synchronized);
+        let (shm1, _w1) = segment_v3(&dir, &bound_v3(ClockStatus::Synchronized, 0, false));
+        for (path, layout) in [(&shm0, 2), (&shm1, 3)] {
+            let out = run(&["now", "--json", "--path", p(path)]);
+            assert_eq!(code(&out), 0, "{}", stderr(&out));
+            assert_eq!(json_lines(&out)[0]["layout"], layout);
+            let out = run(&["status", "--path", p(path)]);
+            assert!(
+                stdout(&out).contains(&format!("segment {} (layout {layout})", p(path))),
+                "{}",
+                stdout(&out)
+            );
+        }
+        // Forcing the other layout: the version is refused, with the layouts in the hint.
+        for (path, layout) in [(&shm0, "3"), (&shm1, "2")] {
+            let out = run(&["now", "--json", "--path", p(path), "--layout", layout]);
+            assert_eq!(code(&out), 3, "{}", stderr(&out));
+            let v = &json_lines(&out)[0];
+            assert_eq!(v["kind"], "version_not_supported", "{v}");
+            assert!(v["hint"].as_str().unwrap().contains("--layout"), "{v}");
+        }
+        let out = run(&["status", "--json", "--path", p(&shm1), "--layout", "3"]);
+        assert_eq!(
+            json_lines(&out)[0]["header"]["selected_by"]["by"],
+            "layout_option"
+        );
+    }
+
+    /// A writer thread publishing layout 3 snapshots with `status` every `period`.
+    fn keep_writing_v3(
+        mut writer: ShmWriterV3,
+        status: ClockStatus,
+        period: Duration,
+        stop: Arc<AtomicBool>,
+    ) -> std::thread::JoinHandle<ShmWriterV3> {
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                writer.write(&bound_v3(status, 0, false));
+                std::thread::sleep(period);
+            }
+            writer
+        })
+    }
+
+    #[test]
+    fn watch_prints_a_line_per_layout_3_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, writer) = segment_v3(&dir, &bound_v3(ClockStatus::Synchronized, 0, false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = keep_writing_v3(
+            writer,
+            ClockStatus::Synchronized,
+            Duration::from_millis(30),
+            Arc::clone(&stop),
+        );
+        let out = run_owned(&auto_args(
+            &dir,
+            &["watch", "--json", "--count", "3", "--interval-ms", "5"],
+        ));
+        let text = run_owned(&auto_args(&dir, &["watch", "--count", "2"]));
+        stop.store(true, Ordering::Relaxed);
+        thread.join().unwrap();
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let lines = json_lines(&out);
+        assert_eq!(lines.len(), 3, "{}", stdout(&out));
+        let mut generations = Vec::new();
+        for v in &lines {
+            assert_eq!(v["event"], "update");
+            assert_eq!(v["layout"], 3);
+            assert_eq!(v["path"], p(&dir.path().join("shm1")));
+            assert_eq!(v["clock_status"], "Synchronized");
+            assert!(i(&v["age_ns"]) < 5_000_000_000, "{v}");
+            generations.push(v["generation"].as_u64().unwrap());
+        }
+        assert!(
+            generations.windows(2).all(|g| g[0] < g[1]),
+            "{generations:?}"
+        );
+        assert!(
+            stderr(&out).contains(&format!(
+                "watch: reading {} (layout 3), selected by default",
+                p(&dir.path().join("shm1"))
+            )),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(code(&text), 0, "{}", stderr(&text));
+        let rows = stdout(&text);
+        let rows: Vec<&str> = rows.lines().collect();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert!(
+            rows.iter().all(|r| r.starts_with("generation ")),
+            "{rows:?}"
+        );
+    }
+
+    #[test]
+    fn waitsync_waits_for_a_late_3x_daemon_on_shm1() {
+        let dir = tempfile::tempdir().unwrap();
+        let shm1 = dir.path().join("shm1");
+        let daemon = {
+            let shm1 = shm1.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                let mut writer = ShmWriterV3::new(&shm1).unwrap();
+                for status in [ClockStatus::Unknown, ClockStatus::Synchronized] {
+                    for _ in 0..40 {
+                        writer.write(&bound_v3(status, 0, false));
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+                writer
+            })
+        };
+        let out = run_owned(&auto_args(&dir, &["waitsync", "--json", "--timeout", "15"]));
+        let _writer = daemon.join().unwrap();
+        let err = stderr(&out);
+        assert_eq!(code(&out), 0, "{err}");
+        // Progress: nothing there (shm0's error), Unknown on shm1, then success.
+        assert!(err.contains("No such file or directory"), "{err}");
+        assert!(
+            err.contains(&format!("{} (layout 3) has clock status Unknown", p(&shm1))),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("{} (layout 3) is Synchronized", p(&shm1))),
+            "{err}"
+        );
+        let v = &json_lines(&out)[0];
+        assert_eq!((&v["layout"], &v["path"]), (&json!(3), &json!(p(&shm1))));
+        assert_eq!(v["clock_status"], "Synchronized");
+    }
+
+    #[test]
+    fn waitsync_moves_from_shm0_to_shm1_once_shm1_is_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        // A stale shm0 that never synchronises; shm1 appears later, synchronised.
+        let (_, _w0) = segment_v2(&dir, ClockStatus::Unknown);
+        let shm1 = dir.path().join("shm1");
+        let daemon = {
+            let shm1 = shm1.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(500));
+                let mut writer = ShmWriterV3::new(&shm1).unwrap();
+                for _ in 0..300 {
+                    writer.write(&bound_v3(ClockStatus::Synchronized, 0, false));
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                writer
+            })
+        };
+        let out = run_owned(&auto_args(&dir, &["waitsync", "--json", "--timeout", "15"]));
+        let _writer = daemon.join().unwrap();
+        let err = stderr(&out);
+        assert_eq!(code(&out), 0, "{err}");
+        assert!(err.contains("(layout 2) has clock status Unknown"), "{err}");
+        assert!(
+            err.contains(&format!(
+                "{} now holds a valid layout 3 segment: reading it instead",
+                p(&shm1)
+            )),
+            "{err}"
+        );
+        let v = &json_lines(&out)[0];
+        assert_eq!((&v["layout"], &v["path"]), (&json!(3), &json!(p(&shm1))));
+    }
+
+    #[test]
+    fn waitsync_on_layout_3_times_out_with_4() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _writer) = segment_v3(&dir, &bound_v3(ClockStatus::FreeRunning, 0, false));
+        let out = run(&["waitsync", "--timeout", "0.5", "--path", p(&path)]);
+        assert_eq!(code(&out), 4, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("(layout 3) has clock status FreeRunning"),
+            "{}",
+            stderr(&out)
+        );
+    }
+
+    #[test]
+    fn simulate_layout_3_writes_a_segment_the_other_commands_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sim").join("shm1");
+        let sim = Command::new(BIN)
+            .args([
+                "simulate",
+                "--layout",
+                "3",
+                "--path",
+                p(&path),
+                "--bound-ns",
+                "20000",
+                "--interval-ms",
+                "50",
+                "--duration",
+                "2",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = None;
+        for _ in 0..200 {
+            let out = run(&["status", "--json", "--path", p(&path)]);
+            if code(&out) != 3 {
+                first = Some(json_lines(&out).remove(0));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let first = first.expect("simulate wrote a readable segment");
+        assert_eq!(first["layout"], 3, "{first}");
+        let s = &first["snapshot"];
+        assert_eq!(s["clock_status"], "Synchronized");
+        // The bound asked for, plus the uncertainty of pairing as_of with a counter value.
+        let bound = i(&s["bound_nsec"]);
+        assert!((20_000..1_020_000).contains(&bound), "{s}");
+        assert_eq!(ts(&s["void_after"]) - ts(&s["as_of"]), 1_000_000_000_000);
+        // The frequency it measured agrees with ours, and it states an error for it.
+        let hz = s["counter_frequency_hz"].as_f64().unwrap();
+        assert!(
+            (hz / tsc_hz() as f64 - 1.0).abs() < 1e-3,
+            "simulate measured {hz} Hz, the test {}",
+            tsc_hz()
+        );
+        assert!(s["period_err_ppb"].as_f64().unwrap() > 0.0, "{s}");
+        // The window holds CLOCK_REALTIME, which as_of is taken from.
+        let now = &first["now"];
+        assert!(
+            i(&now["realtime_offset_ns"]).abs() <= i(&now["bound_ns"]),
+            "{now}"
+        );
+        assert_eq!(now["clock_status"], "Synchronized");
+
+        // A second writer on the same segment is refused, whatever its layout.
+        for layout in ["3", "2"] {
+            let out = run(&["simulate", "--layout", layout, "--path", p(&path)]);
+            assert_eq!(code(&out), 3, "{}", stderr(&out));
+            assert!(stderr(&out).contains("another writer"), "{}", stderr(&out));
+        }
+
+        // It keeps updating (and stays honest as the measurement lengthens), then stops.
+        std::thread::sleep(Duration::from_millis(600));
+        let later = &json_lines(&run(&["status", "--json", "--path", p(&path)]))[0];
+        assert!(
+            later["header"]["generation"].as_u64() > first["header"]["generation"].as_u64(),
+            "{later}"
+        );
+        assert!(
+            i(&later["now"]["realtime_offset_ns"]).abs() <= i(&later["now"]["bound_ns"]),
+            "{later}"
+        );
+        let out = wait_output(sim);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("writing layout 3 (shm1; CPU counter measured at"),
+            "{}",
+            stderr(&out)
+        );
+        let out = run(&["now", "--path", p(&path)]);
+        assert_eq!(code(&out), 0);
+        assert!(stdout(&out).trim_end().ends_with("Synchronized"));
+    }
+
+    #[test]
+    fn simulate_layout_3_windows_hold_clock_realtime_with_no_bound_or_drift_to_hide_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shm1");
+        let sim = Command::new(BIN)
+            .args(["simulate", "--layout", "3", "--path", p(&path)])
+            .args(["--bound-ns", "0", "--max-drift-ppb", "0"])
+            .args(["--interval-ms", "100", "--duration", "1.5"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut reader = None;
+        for _ in 0..200 {
+            if let Ok(r) = clockbound_shm::ShmReaderV3::open(&path) {
+                reader = Some(r);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut reader = reader.expect("simulate wrote a readable segment");
+        // What is left is the simulator's own uncertainty: pairing as_of with a counter
+        // value, and the error of the frequency it measured. CLOCK_REALTIME, which as_of is
+        // taken from, stays inside (give or take our own pairing).
+        let mut checked = 0;
+        let mut widest = 0;
+        while checked < 20 {
+            let snapshot = *reader.snapshot().unwrap();
+            let (counter, real, width) = paired_width(ClockId::Realtime);
+            let w = snapshot
+                .compute_bound_at(counter, Duration::from_secs(60))
+                .unwrap();
+            let slack = i128::from(width) * 1_000_000_000 / i128::from(tsc_hz()) / 2 + 1;
+            assert!(
+                w.earliest.as_nanos() - slack <= real && real <= w.latest.as_nanos() + slack,
+                "CLOCK_REALTIME {real} outside [{}, {}] ({snapshot:?})",
+                w.earliest,
+                w.latest
+            );
+            widest = widest.max(w.bound().as_nanos());
+            checked += 1;
+            std::thread::sleep(Duration::from_millis(60));
+        }
+        assert!(widest > 0);
+        let out = wait_output(sim);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
 }

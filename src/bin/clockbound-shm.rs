@@ -1,17 +1,23 @@
-//! `clockbound-shm`: look at the ClockBound daemon's shared-memory segment from a shell.
+//! `clockbound-shm`: look at the ClockBound daemon's shared-memory segments from a shell.
 //!
-//! Built with the `cli` feature. `status` shows everything in the segment, `now` prints one
+//! Built with the `cli` feature. `status` shows everything in a segment, `now` prints one
 //! window for scripts, `watch` prints a line per update (and says so when updates stop),
 //! `waitsync` waits for a synchronised clock (init containers, readiness probes), and
 //! `simulate` writes a segment the way the daemon does, to try the others without one.
 //! The exit codes are listed in `EXIT_CODES` and in `--help`.
+//!
+//! Both layouts are read: layout 2 (`shm0`) and layout 3 (`shm1`, ClockBound 3.x). Without
+//! `--path` the segment is chosen as `SharedClockBound::open_default` chooses it: `shm1`
+//! when it holds a valid layout 3 segment, else `shm0`. With `--path` the layout is the one
+//! the file's header declares, unless `--layout` says otherwise.
 //!
 //! The text and JSON outputs of `status` come from one list of fields (`Field`); `now`,
 //! `watch` and `waitsync` pick theirs from the same definitions.
 
 use std::collections::VecDeque;
 use std::error::Error as _;
-use std::io::{self, Write};
+use std::fs::File;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,9 +27,10 @@ use std::time::{Duration, Instant};
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use clockbound_shm::{
-    CLOCKBOUND_SHM_DEFAULT_PATH, ClockErrorBound, ClockStatus, DisruptionCheck, ReaderOptions,
-    SegmentHeader, ShmError, ShmReader, ShmWriter, TimeWindow, Timespec, VMCLOCK_DEFAULT_PATH,
-    VmClockReader, VmClockSnapshot,
+    CLOCKBOUND_SHM_DEFAULT_PATH, CLOCKBOUND_SHM1_DEFAULT_PATH, ClockErrorBound, ClockErrorBoundV3,
+    ClockStatus, DisruptionCheck, FREE_RUNNING_GRACE, LayoutVersion, ReaderOptions, SegmentHeader,
+    ShmError, ShmReader, ShmReaderV3, ShmWriter, ShmWriterV3, TimeWindow, Timespec,
+    VMCLOCK_DEFAULT_PATH, VmClockReader, VmClockSnapshot,
 };
 use rustix::time::{ClockId, clock_gettime};
 use serde_json::{Map, Value, json};
@@ -50,8 +57,11 @@ Exit status:
      disruption check and the VMClock page cannot be read (--no-vmclock skips the check)
   4  waitsync: timed out before the clock was Synchronized
 
-Where the daemon writes: /var/run/clockbound/shm0 (ClockBound 2.x and 3.x, layout 2, read
-by this tool) and /var/run/clockbound/shm1 (3.x only, layout 3).";
+Which segment is read: without --path, /var/run/clockbound/shm1 (layout 3, written by
+ClockBound 3.x) when it holds a valid layout 3 segment, else /var/run/clockbound/shm0
+(layout 2, written by ClockBound 2.x and 3.x); --layout 3 or --layout 2 reads that one
+only. With --path FILE, FILE is read as the layout its header declares (--layout forces
+one). Every command says which file and layout it read (`now`: in --json only).";
 
 /// How long a `watch` waits for a second update before it knows the daemon's pace.
 const SILENCE_BEFORE_PACE_KNOWN: Duration = Duration::from_secs(20);
@@ -60,14 +70,32 @@ const MIN_SILENCE: Duration = Duration::from_secs(1);
 /// How many recent gaps between updates set the daemon's usual pace.
 const PACE_WINDOW: usize = 8;
 
-/// Inspect the AWS ClockBound daemon's shared-memory segment.
+/// Inspect the AWS ClockBound daemon's shared-memory segments (layout 2 and layout 3).
 #[derive(Parser, Debug)]
-#[command(name = "clockbound-shm", version, after_help = EXIT_CODES)]
+// Listed after each command's own options in `COMMAND --help`.
+#[command(name = "clockbound-shm", version, after_help = EXIT_CODES, next_display_order = 100)]
 struct Cli {
-    /// The daemon's segment file [default: /var/run/clockbound/shm0; `simulate` needs it
-    /// given].
+    /// Read this segment file instead of choosing one of the daemon's (`simulate`: the file
+    /// to write, required).
     #[arg(long, global = true, value_name = "FILE")]
     path: Option<PathBuf>,
+
+    /// The segment layout: 3 (`shm1`, ClockBound 3.x, time from the CPU counter) or 2
+    /// (`shm0`). Reading: use only that layout [default: shm1 if it holds a valid layout 3
+    /// segment, else shm0; with --path, the layout the file's header declares]. `simulate`:
+    /// the layout written [default: 2].
+    #[arg(long, global = true, value_enum, value_name = "2|3")]
+    layout: Option<LayoutArg>,
+
+    /// Where the daemon's layout 3 segment is, when choosing without --path.
+    #[arg(long, global = true, value_name = "FILE", default_value = CLOCKBOUND_SHM1_DEFAULT_PATH,
+          conflicts_with = "path")]
+    shm1_path: PathBuf,
+
+    /// Where the daemon's layout 2 segment is, when choosing without --path.
+    #[arg(long, global = true, value_name = "FILE", default_value = CLOCKBOUND_SHM_DEFAULT_PATH,
+          conflicts_with = "path")]
+    shm0_path: PathBuf,
 
     /// The VMClock device. Read when given, and whenever the segment says the daemon runs
     /// with clock disruption support (then /dev/vmclock0 unless given).
@@ -90,8 +118,15 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Show every field of the segment, the window for now, and the VMClock check.
+    ///
+    /// Says which file and layout it reads (and, when it chose, why). Layout 3 also shows
+    /// the counter's frequency and period error, `as_of` on the daemon's UTC clock with the
+    /// counter value `as_of_tsc`, and the counter value the window was computed at.
     Status,
-    /// Print one window: `EARLIEST LATEST STATUS` (seconds.nanoseconds, CLOCK_REALTIME).
+    /// Print one window: `EARLIEST LATEST STATUS` (seconds.nanoseconds, UTC).
+    ///
+    /// Layout 2 windows are around CLOCK_REALTIME; layout 3 windows are around the daemon's
+    /// own time, from the CPU counter. `--json` adds the file and the layout read.
     Now,
     /// Print a line per update, and a warning while updates stop, until Ctrl-C.
     ///
@@ -115,6 +150,10 @@ enum Command {
     },
     /// Wait until the clock is Synchronized (for init containers and readiness probes).
     ///
+    /// Without --path it waits for the daemon's segment chosen as the other commands choose
+    /// it, and keeps looking for a valid shm1 while it reads shm0 (a ClockBound 3.x daemon
+    /// that is starting).
+    ///
     /// Exits 0 once the clock is Synchronized, 4 when the timeout passes first, 3 at once on
     /// an error that waiting cannot clear (a malformed segment, no permission, a VMClock
     /// page the segment asks for that cannot be read). A missing, empty or unwritten
@@ -128,10 +167,13 @@ enum Command {
     },
     /// Write a segment the way the daemon does, to try the other commands without one.
     ///
-    /// Publishes a plausible snapshot (as_of = CLOCK_MONOTONIC_COARSE now, void_after 1000 s
-    /// later) every interval until Ctrl-C or --duration, with the daemon's protocol. Needs
-    /// --path; refuses a segment that another writer is updating. The segment stays when
-    /// it stops, and ages as a dead daemon's would.
+    /// Publishes a plausible snapshot every interval until Ctrl-C or --duration, with the
+    /// daemon's protocol. Layout 2 (the default): as_of = CLOCK_MONOTONIC_COARSE now.
+    /// Layout 3 (--layout 3): as_of = CLOCK_REALTIME now at the CPU counter value as_of_tsc,
+    /// with the counter's frequency measured against CLOCK_MONOTONIC (20 ms at start, then
+    /// since start) and the period error that measurement allows. void_after is as_of +
+    /// 1000 s. Needs --path; refuses a segment that another writer is updating. The segment
+    /// stays when it stops, and ages as a dead daemon's would.
     Simulate {
         /// The status written.
         #[arg(long, value_enum, default_value_t = SimStatus::Synchronized)]
@@ -149,9 +191,6 @@ enum Command {
         /// Stop after this many seconds [default: until Ctrl-C].
         #[arg(long, value_name = "SECS", value_parser = parse_secs)]
         duration: Option<Duration>,
-        /// The segment layout to write.
-        #[arg(long, value_enum, default_value_t = SimLayout::V2)]
-        layout: SimLayout,
     },
 }
 
@@ -175,12 +214,15 @@ impl From<SimStatus> for ClockStatus {
     }
 }
 
-/// A segment layout `simulate` can write.
-#[derive(Copy, Clone, Debug, ValueEnum)]
-enum SimLayout {
-    /// Layout version 2 (`shm0`), ClockBound 2.x.
+/// A segment layout, as `--layout` names it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum LayoutArg {
+    /// Layout 2 (`shm0`): ClockBound 2.x, and 3.x for older clients.
     #[value(name = "2")]
     V2,
+    /// Layout 3 (`shm1`): ClockBound 3.x, time from the CPU counter.
+    #[value(name = "3")]
+    V3,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -191,13 +233,6 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
 }
 
 impl Cli {
-    /// The segment to read: `--path`, or the daemon's default.
-    fn segment_path(&self) -> PathBuf {
-        self.path
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(CLOCKBOUND_SHM_DEFAULT_PATH))
-    }
-
     /// The VMClock device to read when the check runs.
     fn vmclock_path(&self) -> PathBuf {
         self.vmclock_path
@@ -216,7 +251,6 @@ fn main() -> ExitCode {
             max_drift_ppb,
             interval_ms,
             duration,
-            layout,
         } => {
             let Some(path) = cli.path.clone() else {
                 Cli::command()
@@ -234,7 +268,7 @@ fn main() -> ExitCode {
                 interval: Duration::from_millis(*interval_ms),
                 duration: *duration,
             };
-            simulate(&cli, &path, *layout, &params)
+            simulate(&cli, &path, cli.layout.unwrap_or(LayoutArg::V2), &params)
         }
         command => {
             let mut session = match Session::open(&cli) {
@@ -293,7 +327,7 @@ fn exit_for_error(e: &ShmError) -> ExitCode {
 /// Reports `e` (on stderr, and as a JSON object on stdout with `--json`) and returns its
 /// exit code.
 fn fail(cli: &Cli, e: &ShmError) -> ExitCode {
-    let hint = hint(e);
+    let hint = hint(e, cli.path.is_some());
     eprintln!("clockbound-shm: {}", chain(e));
     if !hint.is_empty() {
         eprintln!("hint: {hint}");
@@ -314,11 +348,11 @@ fn error_json(e: &ShmError, hint: &str) -> Value {
     })
 }
 
-/// What to do about `e`.
-fn hint(e: &ShmError) -> String {
+/// What to do about `e` (`path_given`: the segment was named with `--path`).
+fn hint(e: &ShmError, path_given: bool) -> String {
     match e {
         ShmError::Io { path, source, .. } => match source.kind() {
-            io::ErrorKind::NotFound => missing_segment_hint(path),
+            io::ErrorKind::NotFound => missing_segment_hint(path, path_given),
             io::ErrorKind::PermissionDenied => format!(
                 "This user may not read {}: check the permissions of the file and of its \
                  directories (the daemon creates it readable by all, mode 0644).",
@@ -339,21 +373,31 @@ fn hint(e: &ShmError) -> String {
              it stays short, restart the daemon to have it rewrite the segment."
             .to_owned(),
         ShmError::SegmentMalformed { .. } | ShmError::SegmentVersionNotSupported { .. } => {
-            "This is not a ClockBound segment of layout version 2: check --path (ClockBound \
-             3.x writes layout 2 to shm0 and layout 3 to shm1) and the daemon's version, \
-             then restart the daemon to have it rewrite the segment."
+            "This is not a ClockBound segment of the layout expected (2 or 3): check --path and \
+             --layout (ClockBound 3.x writes layout 2 to shm0 and layout 3 to shm1) and the \
+             daemon's version, then restart the daemon to have it rewrite the segment."
                 .to_owned()
         }
         ShmError::CausalityBreach { .. } => "The snapshot's as_of is ahead of this host's \
              monotonic clock: it was written on another boot, in another time namespace, or \
              by a broken writer. Restart the daemon."
             .to_owned(),
+        ShmError::CounterBehindSnapshot { .. } => "The CPU counter reads before the \
+             snapshot's as_of_tsc: the snapshot was written on another boot or another \
+             machine, the counter is not synchronised across CPUs, or the writer is broken. \
+             Restart the daemon; --layout 2 reads shm0, which does not use the counter."
+            .to_owned(),
+        ShmError::LayoutNotSupported { .. } | ShmError::CounterUnavailable { .. } => {
+            "Layout 3 needs the CPU counter, which this tool reads on x86-64 and aarch64 only: \
+             read the layout 2 segment (--layout 2)."
+                .to_owned()
+        }
         ShmError::VmClockIo { .. } | ShmError::VmClockMalformed { .. } => vmclock_hint(e),
         ShmError::VmClockNotReady { .. } => {
             "The hypervisor is updating the VMClock page: try again.".to_owned()
         }
         ShmError::Timeout { last_error, .. } => match last_error.as_deref() {
-            Some(last) => hint(last),
+            Some(last) => hint(last, path_given),
             None => "The segment is readable but the clock did not reach Synchronized: check \
                      the daemon's time sources (its logs, `chronyc tracking` for 2.x)."
                 .to_owned(),
@@ -363,12 +407,12 @@ fn hint(e: &ShmError) -> String {
 }
 
 /// Where the daemon writes and how to find out whether it runs, for a missing segment.
-fn missing_segment_hint(path: &Path) -> String {
+fn missing_segment_hint(path: &Path, path_given: bool) -> String {
     let mut hint = String::from(
-        "Is the ClockBound daemon running? It writes /var/run/clockbound/shm0 (ClockBound \
-         2.x and 3.x; the layout this tool reads) and /var/run/clockbound/shm1 (3.x only). \
-         Check it with `systemctl status clockbound` (the packaged unit) or \
-         `pgrep -a clockbound`.",
+        "Is the ClockBound daemon running? It writes /var/run/clockbound/shm0 (layout 2, \
+         ClockBound 2.x and 3.x) and /var/run/clockbound/shm1 (layout 3, 3.x only); \
+         without --path this tool reads shm1 when it is valid, else shm0. Check the daemon \
+         with `systemctl status clockbound` (the packaged unit) or `pgrep -a clockbound`.",
     );
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     if let Some(dir) = dir.filter(|d| !d.exists()) {
@@ -379,14 +423,14 @@ fn missing_segment_hint(path: &Path) -> String {
             dir.display()
         ));
     }
-    if path != Path::new(CLOCKBOUND_SHM_DEFAULT_PATH)
-        && Path::new(CLOCKBOUND_SHM_DEFAULT_PATH).exists()
-    {
-        hint.push_str(&format!(
-            " {CLOCKBOUND_SHM_DEFAULT_PATH} exists: drop --path to read it."
-        ));
-    } else {
-        hint.push_str(" If the daemon writes elsewhere, pass --path.");
+    let existing = [CLOCKBOUND_SHM1_DEFAULT_PATH, CLOCKBOUND_SHM_DEFAULT_PATH]
+        .into_iter()
+        .find(|p| Path::new(p) != path && Path::new(p).exists());
+    match existing {
+        Some(other) if path_given => hint.push_str(&format!(
+            " {other} exists: drop --path (and --layout) to read the daemon's segment."
+        )),
+        _ => hint.push_str(" If the daemon writes elsewhere, pass --path."),
     }
     hint
 }
@@ -431,6 +475,10 @@ fn kind(e: &ShmError) -> &'static str {
         ShmError::SegmentMalformed { .. } => "malformed",
         ShmError::SegmentVersionNotSupported { .. } => "version_not_supported",
         ShmError::CausalityBreach { .. } => "causality_breach",
+        ShmError::CounterBehindSnapshot { .. } => "counter_behind_snapshot",
+        ShmError::CounterUnavailable { .. } | ShmError::LayoutNotSupported { .. } => {
+            "layout_not_supported"
+        }
         ShmError::Timeout { .. } => "timeout",
         ShmError::VmClockIo { .. } => "vmclock_io",
         ShmError::VmClockMalformed { .. } => "vmclock_malformed",
@@ -515,17 +563,163 @@ impl VmCheck {
     }
 }
 
+/// The CPU counter now (the TSC on x86-64, `CNTVCT_EL0` on aarch64), read by the library
+/// with the barriers the protocol asks for; `None` where the library reads no counter.
+///
+/// The library has no call that returns the counter itself, but a layout 3 snapshot turns a
+/// counter value into a time exactly when a tick lasts a whole number of nanoseconds: this
+/// probe says a tick lasts half a second (`period_frac` 2^63, `period_shift` 0) and counter
+/// 0 was time 0, with no bound, drift or period error, so the window it gives at the
+/// current counter value is the single instant `counter * 0.5 s`. Every counter value fits
+/// (2^64 half seconds is within `Timespec`'s range), so dividing back is exact.
+fn read_counter() -> Option<u64> {
+    const HALF_SECOND_NS: i128 = 500_000_000;
+    const PROBE: ClockErrorBoundV3 = ClockErrorBoundV3::builder()
+        .period_frac(1 << 63)
+        .period_shift(0)
+        .void_after(Timespec::MAX)
+        .build();
+    let w = PROBE.now().ok()?;
+    let ns = w.earliest.as_nanos();
+    if w.latest != w.earliest || ns % HALF_SECOND_NS != 0 {
+        return None;
+    }
+    u64::try_from(ns / HALF_SECOND_NS).ok()
+}
+
+/// `CLOCK_REALTIME` (shown for comparison with a layout 3 window) and then the counter the
+/// window is computed at: read in that order because `read_counter` reads the counter first
+/// and does its arithmetic after. A counter read before them both notices a preemption
+/// between the two (more than 20 µs of ticks at the snapshot's frequency), which would make
+/// the comparison meaningless; the pair is then read again, up to three times.
+fn realtime_and_counter(snapshot: &ClockErrorBoundV3) -> Result<(Timespec, u64), ShmError> {
+    let unavailable = || ShmError::CounterUnavailable {
+        arch: std::env::consts::ARCH,
+    };
+    let max_gap = counter_hz(snapshot).map_or(u64::MAX, |hz| (hz * 20e-6) as u64);
+    let mut tries = 0;
+    loop {
+        let before = read_counter().ok_or_else(unavailable)?;
+        let real = timespec(clock_gettime(ClockId::Realtime));
+        let counter = read_counter().ok_or_else(unavailable)?;
+        tries += 1;
+        if counter.wrapping_sub(before) <= max_gap || tries == 3 {
+            return Ok((real, counter));
+        }
+    }
+}
+
+/// The counter frequency a layout 3 snapshot states, in Hz: `2^(64 + period_shift) /
+/// period_frac`; `None` for a zero period.
+fn counter_hz(s: &ClockErrorBoundV3) -> Option<f64> {
+    (s.period_frac() != 0)
+        .then(|| 2f64.powi(64 + i32::from(s.period_shift())) / s.period_frac() as f64)
+}
+
+/// The relative error of a layout 3 snapshot's period, in parts per billion:
+/// `period_err_frac / 2^(64 + period_err_shift) * 1e9`.
+fn period_err_ppb(s: &ClockErrorBoundV3) -> f64 {
+    s.period_err_frac() as f64 / 2f64.powi(64 + i32::from(s.period_err_shift())) * 1e9
+}
+
+/// A snapshot of either layout, copied out of the reader.
+#[derive(Copy, Clone, Debug)]
+enum Snap {
+    V2(ClockErrorBound),
+    V3(ClockErrorBoundV3),
+}
+
+impl Snap {
+    fn as_of(&self) -> Timespec {
+        match self {
+            Snap::V2(s) => s.as_of(),
+            Snap::V3(s) => s.as_of(),
+        }
+    }
+
+    fn disruption_marker(&self) -> u64 {
+        match self {
+            Snap::V2(s) => s.disruption_marker(),
+            Snap::V3(s) => s.disruption_marker(),
+        }
+    }
+
+    fn clock_disruption_support_enabled(&self) -> bool {
+        match self {
+            Snap::V2(s) => s.clock_disruption_support_enabled(),
+            Snap::V3(s) => s.clock_disruption_support_enabled(),
+        }
+    }
+}
+
+/// The clock readings a window was computed from.
+#[derive(Copy, Clone, Debug)]
+enum Clocks {
+    /// Layout 2: `CLOCK_REALTIME`, then `CLOCK_MONOTONIC_COARSE`.
+    V2 { real: Timespec, mono: Timespec },
+    /// Layout 3: `CLOCK_REALTIME` (shown for comparison only), then the CPU counter (and how
+    /// many ticks it is past the snapshot's `as_of_tsc`).
+    V3 {
+        counter: u64,
+        ticks: i128,
+        real: Timespec,
+    },
+}
+
+/// How the segment was chosen, for the operator.
+#[derive(Clone, Debug)]
+enum Selection {
+    /// `--path`, as the layout its header declares.
+    Header,
+    /// `--layout` (with or without `--path`).
+    Forced,
+    /// Without `--path` or `--layout`: shm1 held a valid layout 3 segment.
+    Shm1,
+    /// Without `--path` or `--layout`: shm1 could not be read as layout 3 (why: the error).
+    Shm0 { shm1: PathBuf, why: String },
+}
+
+impl Selection {
+    fn describe(&self) -> String {
+        match self {
+            Selection::Header => "--path, as the layout its header declares".to_owned(),
+            Selection::Forced => "--layout".to_owned(),
+            Selection::Shm1 => "default: it holds a valid layout 3 segment".to_owned(),
+            Selection::Shm0 { shm1, why } => format!(
+                "default: {} is not a valid layout 3 segment ({why})",
+                shm1.display()
+            ),
+        }
+    }
+
+    fn json(&self) -> Value {
+        match self {
+            Selection::Header => json!({ "by": "header" }),
+            Selection::Forced => json!({ "by": "layout_option" }),
+            Selection::Shm1 => json!({ "by": "auto" }),
+            Selection::Shm0 { shm1, why } => json!({
+                "by": "auto",
+                "shm1": shm1.display().to_string(),
+                "shm1_not_used": why,
+            }),
+        }
+    }
+}
+
 /// Everything one look at the segment found.
 struct Observation {
     path: PathBuf,
+    layout: LayoutVersion,
+    selection: Selection,
     header: SegmentHeader,
-    snapshot: ClockErrorBound,
+    snapshot: Snap,
     /// The generation of the snapshot.
     generation: u16,
-    real: Timespec,
-    mono: Timespec,
+    clocks: Clocks,
     window: TimeWindow,
-    /// `mono - as_of`, nanoseconds (slightly negative within the coarse clock's blur).
+    /// Layout 2: `mono - as_of`; layout 3: the window's midpoint `- as_of` (the counter's
+    /// ticks since `as_of_tsc` times the period). Nanoseconds; slightly negative within the
+    /// blur allowed.
     age_ns: i128,
     vmclock: VmCheck,
     /// The window's status, Disrupted when the VMClock marker says so.
@@ -569,26 +763,125 @@ impl Observation {
             eprintln!("hint: {}", vmclock_hint(error));
         }
     }
+
+    /// `/var/run/clockbound/shm1 (layout 3)`.
+    fn source(&self) -> String {
+        format!("{} ({})", self.path.display(), self.layout)
+    }
 }
+
+/// A reader of either layout.
+enum AnyReader {
+    V2(ShmReader),
+    V3(ShmReaderV3),
+}
+
+/// The command reads the VMClock page itself (to show it, to explain a Disrupted status, and
+/// to show the segment when the page cannot be read), so the readers' own check is off.
+fn reader_options() -> ReaderOptions {
+    ReaderOptions::new().disruption_check(DisruptionCheck::Off)
+}
+
+fn open_layout(path: &Path, layout: LayoutArg) -> Result<AnyReader, ShmError> {
+    Ok(match layout {
+        LayoutArg::V2 => AnyReader::V2(ShmReader::open_with(path, &reader_options())?),
+        LayoutArg::V3 => AnyReader::V3(ShmReaderV3::open_with(path, &reader_options())?),
+    })
+}
+
+/// The layout the header of the file at `path` declares: 3 for `0x0303` (or any version
+/// whose bytes say 3 or later, so that the layout 3 reader names the version it expects),
+/// 2 for anything else, including a file that cannot be read (the layout 2 reader then
+/// reports why).
+fn declared_layout(path: &Path) -> LayoutArg {
+    let mut header = [0u8; 16];
+    let read = File::open(path).and_then(|mut f| f.read_exact(&mut header));
+    let version = u16::from_ne_bytes([header[12], header[13]]);
+    let [hi, lo] = version.to_be_bytes();
+    if read.is_ok() && (hi >= 3 || lo >= 3) {
+        LayoutArg::V3
+    } else {
+        LayoutArg::V2
+    }
+}
+
+/// Opens the segment the options name (see `EXIT_CODES`).
+fn open_segment(cli: &Cli) -> Result<(AnyReader, Selection), ShmError> {
+    match (&cli.path, cli.layout) {
+        (Some(path), Some(layout)) => Ok((open_layout(path, layout)?, Selection::Forced)),
+        (Some(path), None) => Ok((open_layout(path, declared_layout(path))?, Selection::Header)),
+        (None, Some(LayoutArg::V3)) => Ok((
+            open_layout(&cli.shm1_path, LayoutArg::V3)?,
+            Selection::Forced,
+        )),
+        (None, Some(LayoutArg::V2)) => Ok((
+            open_layout(&cli.shm0_path, LayoutArg::V2)?,
+            Selection::Forced,
+        )),
+        // As `SharedClockBound::open_default` chooses.
+        (None, None) => match open_layout(&cli.shm1_path, LayoutArg::V3) {
+            Ok(reader) => Ok((reader, Selection::Shm1)),
+            Err(shm1_error) => {
+                let reader = open_layout(&cli.shm0_path, LayoutArg::V2)?;
+                let selection = Selection::Shm0 {
+                    shm1: cli.shm1_path.clone(),
+                    why: chain(&shm1_error),
+                };
+                Ok((reader, selection))
+            }
+        },
+    }
+}
+
+/// How often a session that fell back to shm0 looks whether shm1 has become valid.
+const SHM1_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The open segment and, once needed, the VMClock page.
 struct Session {
-    reader: ShmReader,
+    reader: AnyReader,
+    selection: Selection,
     vmclock: Option<VmClockReader>,
+    /// When a session that fell back to shm0 last tried shm1.
+    shm1_tried: Option<Instant>,
 }
 
 impl Session {
     fn open(cli: &Cli) -> Result<Session, ShmError> {
+        let (reader, selection) = open_segment(cli)?;
         Ok(Session {
-            // The command reads the VMClock page itself (to show it, to explain a Disrupted
-            // status, and to show the segment when the page cannot be read), so the
-            // reader's own check is off.
-            reader: ShmReader::open_with(
-                cli.segment_path(),
-                &ReaderOptions::new().disruption_check(DisruptionCheck::Off),
-            )?,
+            reader,
+            selection,
             vmclock: None,
+            shm1_tried: Some(Instant::now()),
         })
+    }
+
+    /// A session that reads shm0 because shm1 was not a valid layout 3 segment switches to
+    /// shm1 once it is (a ClockBound 3.x daemon that was starting), saying so on stderr.
+    /// Returns whether it switched.
+    fn prefer_shm1_once_valid(&mut self, cli: &Cli, command: &str) -> bool {
+        if !matches!(self.selection, Selection::Shm0 { .. })
+            || self
+                .shm1_tried
+                .is_some_and(|at| at.elapsed() < SHM1_RETRY_INTERVAL)
+        {
+            return false;
+        }
+        self.shm1_tried = Some(Instant::now());
+        if let Ok(reader) = open_layout(&cli.shm1_path, LayoutArg::V3) {
+            eprintln!(
+                "{command}: {} now holds a valid layout 3 segment: reading it instead",
+                cli.shm1_path.display()
+            );
+            *self = Session {
+                reader,
+                selection: Selection::Shm1,
+                vmclock: None,
+                shm1_tried: None,
+            };
+            return true;
+        }
+        false
     }
 
     /// One look: the segment's snapshot, the window at this instant, the VMClock check.
@@ -596,13 +889,45 @@ impl Session {
         // `now()` runs the reader's self-healing checks (full re-read of an old snapshot,
         // a segment recreated on disk); the window is then computed from the same snapshot
         // and clock readings that the age is, so the numbers shown agree with each other.
-        self.reader.now()?;
-        let snapshot = *self.reader.snapshot()?;
-        let generation = self.reader.generation();
-        let header = self.reader.header();
-        let (real, mono) = read_clocks();
-        let window = snapshot.compute_bound_at(real, mono)?;
-        let age_ns = mono.as_nanos() - snapshot.as_of().as_nanos();
+        let (path, layout, header, snapshot, generation, clocks, window, age_ns) =
+            match &mut self.reader {
+                AnyReader::V2(reader) => {
+                    reader.now()?;
+                    let snapshot = *reader.snapshot()?;
+                    let (real, mono) = read_clocks();
+                    let window = snapshot.compute_bound_at(real, mono)?;
+                    (
+                        reader.path().to_owned(),
+                        reader.layout(),
+                        reader.header(),
+                        Snap::V2(snapshot),
+                        reader.generation(),
+                        Clocks::V2 { real, mono },
+                        window,
+                        mono.as_nanos() - snapshot.as_of().as_nanos(),
+                    )
+                }
+                AnyReader::V3(reader) => {
+                    reader.now()?;
+                    let snapshot = *reader.snapshot()?;
+                    let (real, counter) = realtime_and_counter(&snapshot)?;
+                    let window = snapshot.compute_bound_at(counter, FREE_RUNNING_GRACE)?;
+                    (
+                        reader.path().to_owned(),
+                        reader.layout(),
+                        reader.header(),
+                        Snap::V3(snapshot),
+                        reader.generation(),
+                        Clocks::V3 {
+                            counter,
+                            ticks: i128::from(counter) - i128::from(snapshot.as_of_tsc()),
+                            real,
+                        },
+                        window,
+                        window.midpoint().as_nanos() - snapshot.as_of().as_nanos(),
+                    )
+                }
+            };
         let vmclock = self.vmclock_check(cli, snapshot.clock_disruption_support_enabled());
         let mut status = window.clock_status;
         if let VmCheck::Read {
@@ -616,12 +941,13 @@ impl Session {
             }
         }
         Ok(Observation {
-            path: self.reader.path().to_owned(),
+            path,
+            layout,
+            selection: self.selection.clone(),
             header,
             snapshot,
             generation,
-            real,
-            mono,
+            clocks,
             window,
             age_ns,
             vmclock,
@@ -680,7 +1006,15 @@ impl Session {
         let line = if cli.json {
             let v = pick_json(
                 &window_fields(&obs),
-                &["earliest", "latest", "bound_ns", "clock_status", "trusted"],
+                &[
+                    "earliest",
+                    "latest",
+                    "bound_ns",
+                    "clock_status",
+                    "trusted",
+                    "path",
+                    "layout",
+                ],
             );
             Value::Object(v).to_string()
         } else {
@@ -707,8 +1041,21 @@ impl Session {
         let mut silence = Silence::new(silence_after);
         let mut lines = 0u64;
         let mut code = ExitCode::SUCCESS;
+        let mut announced = false;
         while !stop.load(Ordering::Relaxed) && count.is_none_or(|n| lines < n) {
+            if self.prefer_shm1_once_valid(cli, "watch") {
+                last = None;
+                silence = Silence::new(silence_after);
+            }
             let obs = self.observe(cli)?;
+            if !announced {
+                announced = true;
+                eprintln!(
+                    "watch: reading {}, selected by {}",
+                    obs.source(),
+                    obs.selection.describe()
+                );
+            }
             if obs.vmclock.name() != last_vmclock {
                 last_vmclock = obs.vmclock.name();
                 obs.report_vmclock_failure();
@@ -849,6 +1196,8 @@ fn watch_line(cli: &Cli, obs: &Observation) -> String {
         );
         v.insert("event".into(), json!("update"));
         v.insert("generation".into(), json!(obs.generation));
+        v.insert("path".into(), json!(obs.path.display().to_string()));
+        v.insert("layout".into(), json!(layout_number(obs.layout)));
         v.insert("vmclock_check".into(), json!(obs.vmclock.name()));
         Value::Object(v).to_string()
     } else {
@@ -954,6 +1303,7 @@ fn pick_json(fields: &[Field], keys: &[&str]) -> Map<String, Value> {
 fn sections_json(obs: &Observation, sections: &[Section]) -> Value {
     let mut out = Map::new();
     out.insert("path".into(), json!(obs.path.display().to_string()));
+    out.insert("layout".into(), json!(layout_number(obs.layout)));
     for section in sections {
         let value = section
             .fields
@@ -997,13 +1347,16 @@ fn status_sections(obs: &Observation) -> Vec<Section> {
     vec![
         Section {
             key: "header",
-            heading: format!("segment {}", obs.path.display()),
-            fields: Some(header_fields(&obs.header, obs.generation)),
+            heading: format!("segment {}", obs.source()),
+            fields: Some(header_fields(obs)),
         },
         Section {
             key: "snapshot",
             heading: "snapshot".to_owned(),
-            fields: Some(snapshot_fields(&obs.snapshot, obs.generation)),
+            fields: Some(match &obs.snapshot {
+                Snap::V2(s) => snapshot_fields(s, obs.generation),
+                Snap::V3(s) => snapshot_fields_v3(s, obs.generation),
+            }),
         },
         Section {
             key: "now",
@@ -1014,8 +1367,22 @@ fn status_sections(obs: &Observation) -> Vec<Section> {
     ]
 }
 
-fn header_fields(h: &SegmentHeader, snapshot_generation: u16) -> Vec<Field> {
+/// The layout number an operator knows it by: 2 or 3.
+fn layout_number(layout: LayoutVersion) -> u8 {
+    match layout {
+        LayoutVersion::V3 => 3,
+        _ => 2,
+    }
+}
+
+fn header_fields(obs: &Observation) -> Vec<Field> {
+    let h = &obs.header;
     vec![
+        field(
+            "selected_by",
+            obs.selection.json(),
+            obs.selection.describe(),
+        ),
         field(
             "magic",
             json!([h.magic[0], h.magic[1]]),
@@ -1028,11 +1395,18 @@ fn header_fields(h: &SegmentHeader, snapshot_generation: u16) -> Vec<Field> {
         ),
         json_only("magic_ok", h.magic_ok()),
         field("segsize", h.segsize, format!("{} bytes", h.segsize)),
-        field("version", h.version, h.version.to_string()),
+        field(
+            "version",
+            h.version,
+            match obs.layout {
+                LayoutVersion::V3 => format!("{:#06x} (layout 3)", h.version),
+                _ => format!("{} (layout 2)", h.version),
+            },
+        ),
         field(
             "generation",
             h.generation,
-            format!("{} (snapshot read at {snapshot_generation})", h.generation),
+            format!("{} (snapshot read at {})", h.generation, obs.generation),
         ),
     ]
 }
@@ -1078,8 +1452,92 @@ fn snapshot_fields(s: &ClockErrorBound, generation: u16) -> Vec<Field> {
     ]
 }
 
-/// The window at this instant and how it was computed (`status`'s "now" section; `now` and
-/// `watch` pick from it).
+fn snapshot_fields_v3(s: &ClockErrorBoundV3, generation: u16) -> Vec<Field> {
+    let hz = counter_hz(s);
+    let err_ppb = period_err_ppb(s);
+    vec![
+        json_only("generation", generation),
+        field("as_of_tsc", s.as_of_tsc(), s.as_of_tsc().to_string()),
+        field(
+            "as_of",
+            ts_json(s.as_of()),
+            format!(
+                "{} s UTC ({}, the daemon's time)",
+                s.as_of(),
+                utc(s.as_of())
+            ),
+        ),
+        field(
+            "void_after",
+            ts_json(s.void_after()),
+            format!("{} s UTC ({})", s.void_after(), utc(s.void_after())),
+        ),
+        labelled(
+            "counter_frequency_hz",
+            "counter_frequency",
+            hz,
+            match hz {
+                Some(hz) => format!("{hz:.3} Hz ({:.6} GHz)", hz / 1e9),
+                None => "none (period_frac 0)".to_owned(),
+            },
+        ),
+        field(
+            "period_frac",
+            s.period_frac(),
+            format!(
+                "{} (period_shift {}: {} s per tick)",
+                s.period_frac(),
+                s.period_shift(),
+                hz.map_or_else(|| "0".to_owned(), |hz| format!("{:.6e}", 1.0 / hz))
+            ),
+        ),
+        json_only("period_shift", s.period_shift()),
+        labelled(
+            "period_err_ppb",
+            "period_err",
+            err_ppb,
+            format!("{err_ppb:.3} ppb"),
+        ),
+        field(
+            "period_err_frac",
+            s.period_err_frac(),
+            format!(
+                "{} (period_err_shift {})",
+                s.period_err_frac(),
+                s.period_err_shift()
+            ),
+        ),
+        json_only("period_err_shift", s.period_err_shift()),
+        field(
+            "bound_nsec",
+            s.bound_nsec(),
+            format!("{} ns", s.bound_nsec()),
+        ),
+        field(
+            "disruption_marker",
+            s.disruption_marker(),
+            s.disruption_marker().to_string(),
+        ),
+        field(
+            "max_drift_ppb",
+            s.max_drift_ppb(),
+            format!("{} ppb", s.max_drift_ppb()),
+        ),
+        field(
+            "clock_status",
+            status_word(s.clock_status()),
+            format!("{:?} (as written)", s.clock_status()),
+        ),
+        field(
+            "clock_disruption_support_enabled",
+            s.clock_disruption_support_enabled(),
+            s.clock_disruption_support_enabled().to_string(),
+        ),
+    ]
+}
+
+/// The window at this instant and how it was computed (`status`'s "now" section; `now`,
+/// `watch` and `waitsync` pick from it).
 fn window_fields(obs: &Observation) -> Vec<Field> {
     let w = &obs.window;
     let trust = if obs.vmclock.required_failure().is_some() {
@@ -1089,24 +1547,71 @@ fn window_fields(obs: &Observation) -> Vec<Field> {
     } else {
         "NOT trusted"
     };
-    vec![
-        field(
-            "realtime",
-            ts_json(obs.real),
-            format!("{} s CLOCK_REALTIME", obs.real),
-        ),
-        labelled(
-            "monotonic_coarse",
-            "monotonic",
-            ts_json(obs.mono),
-            format!("{} s CLOCK_MONOTONIC_COARSE", obs.mono),
-        ),
-        labelled(
-            "age_ns",
-            "age",
-            clamp_i64(obs.age_ns),
-            format!("{} s (monotonic - as_of)", Timespec::from_nanos(obs.age_ns)),
-        ),
+    let mut fields = vec![
+        json_only("path", obs.path.display().to_string()),
+        json_only("layout", layout_number(obs.layout)),
+    ];
+    match obs.clocks {
+        Clocks::V3 {
+            counter,
+            ticks,
+            real,
+        } => {
+            let offset = real.as_nanos() - w.midpoint().as_nanos();
+            fields.extend([
+                field(
+                    "counter",
+                    counter,
+                    format!("{counter} ({ticks} ticks after as_of_tsc)"),
+                ),
+                labelled(
+                    "age_ns",
+                    "age",
+                    clamp_i64(obs.age_ns),
+                    format!(
+                        "{} s (ticks since as_of_tsc x period)",
+                        Timespec::from_nanos(obs.age_ns)
+                    ),
+                ),
+                field(
+                    "realtime",
+                    ts_json(real),
+                    format!("{real} s CLOCK_REALTIME (for comparison; not used)"),
+                ),
+                labelled(
+                    "realtime_offset_ns",
+                    "realtime_offset",
+                    clamp_i64(offset),
+                    format!(
+                        "{} s (CLOCK_REALTIME - the window's midpoint, to about a microsecond)",
+                        Timespec::from_nanos(offset)
+                    ),
+                ),
+            ]);
+        }
+        Clocks::V2 { real, mono } => {
+            fields.extend([
+                field(
+                    "realtime",
+                    ts_json(real),
+                    format!("{real} s CLOCK_REALTIME"),
+                ),
+                labelled(
+                    "monotonic_coarse",
+                    "monotonic",
+                    ts_json(mono),
+                    format!("{mono} s CLOCK_MONOTONIC_COARSE"),
+                ),
+                labelled(
+                    "age_ns",
+                    "age",
+                    clamp_i64(obs.age_ns),
+                    format!("{} s (monotonic - as_of)", Timespec::from_nanos(obs.age_ns)),
+                ),
+            ]);
+        }
+    }
+    fields.extend([
         field("earliest", ts_json(w.earliest), format!("{} s", w.earliest)),
         field("latest", ts_json(w.latest), format!("{} s", w.latest)),
         labelled(
@@ -1122,7 +1627,32 @@ fn window_fields(obs: &Observation) -> Vec<Field> {
             format!("{:?} ({trust})", obs.status),
         ),
         json_only("trusted", obs.trusted()),
-    ]
+    ]);
+    fields
+}
+
+/// `2026-12-03T16:06:01.123456789Z` for a time on the UTC (`CLOCK_REALTIME`) scale.
+fn utc(t: Timespec) -> String {
+    let days = t.sec().div_euclid(86_400);
+    let secs_of_day = t.sec().rem_euclid(86_400);
+    // Days since 1970-01-01 to a proleptic Gregorian date, in 400-year eras of 146097 days
+    // (the era starts on 0000-03-01, so the leap day is the era-year's last).
+    let z = i128::from(days) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i128::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        secs_of_day / 3_600,
+        secs_of_day % 3_600 / 60,
+        secs_of_day % 60,
+        t.nsec()
+    )
 }
 
 fn vmclock_section(obs: &Observation) -> Section {
@@ -1272,7 +1802,10 @@ fn waitsync(cli: &Cli, timeout: Duration) -> ExitCode {
     let mut last_progress = start;
     loop {
         let attempt = match session.as_mut() {
-            Some(s) => s.observe(cli),
+            Some(s) => {
+                s.prefer_shm1_once_valid(cli, "waitsync");
+                s.observe(cli)
+            }
             None => Session::open(cli).and_then(|mut s| {
                 let obs = s.observe(cli);
                 session = Some(s);
@@ -1298,20 +1831,31 @@ fn waitsync(cli: &Cli, timeout: Duration) -> ExitCode {
                     let waited = start.elapsed();
                     eprintln!(
                         "waitsync: {} is Synchronized (waited {})",
-                        obs.path.display(),
+                        obs.source(),
                         secs(waited)
                     );
                     if cli.json {
                         let mut v = pick_json(
                             &window_fields(&obs),
-                            &["clock_status", "trusted", "bound_ns", "earliest", "latest"],
+                            &[
+                                "clock_status",
+                                "trusted",
+                                "bound_ns",
+                                "earliest",
+                                "latest",
+                                "path",
+                                "layout",
+                            ],
                         );
                         v.insert("waited_ns".into(), json!(duration_ns(waited)));
                         emit(&Value::Object(v).to_string());
                     }
                     return ExitCode::from(EXIT_TRUSTED);
                 }
-                _ => (format!("clock status {:?}", obs.status), None),
+                _ => (
+                    format!("{} has clock status {:?}", obs.source(), obs.status),
+                    None,
+                ),
             },
             Err(e) if !e.is_transient() => return fail(cli, &e),
             Err(e) => (chain(&e), Some(e)),
@@ -1349,19 +1893,20 @@ struct SimParams {
 
 /// A segment `simulate` publishes to, one implementation per layout.
 trait SimSegment {
-    /// Publishes one update computed at `mono` (`CLOCK_MONOTONIC_COARSE`).
-    fn publish(&mut self, params: &SimParams, mono: Timespec);
+    /// Publishes one update computed now.
+    fn publish(&mut self, params: &SimParams) -> Result<(), ShmError>;
     /// The segment's generation after the last update.
     fn generation(&self) -> u16;
-    /// What the layout is, for the start line.
-    fn describe(&self) -> &'static str;
+    /// What is written, for the start line.
+    fn describe(&self) -> String;
 }
 
 /// Layout version 2, through the crate's writer.
 struct SimV2(ShmWriter);
 
 impl SimSegment for SimV2 {
-    fn publish(&mut self, p: &SimParams, mono: Timespec) {
+    fn publish(&mut self, p: &SimParams) -> Result<(), ShmError> {
+        let mono = timespec(clock_gettime(ClockId::MonotonicCoarse));
         // As the daemon does: the bound as of now, void 1000 s later, no disruption support.
         self.0.write(&ClockErrorBound::new(
             mono,
@@ -1372,36 +1917,172 @@ impl SimSegment for SimV2 {
             p.status,
             false,
         ));
+        Ok(())
     }
 
     fn generation(&self) -> u16 {
         self.0.generation()
     }
 
-    fn describe(&self) -> &'static str {
-        "layout 2 (ClockBound 2.x, shm0)"
+    fn describe(&self) -> String {
+        "layout 2 (shm0)".to_owned()
     }
 }
 
-fn open_sim_segment(layout: SimLayout, path: &Path) -> Result<Box<dyn SimSegment>, ShmError> {
-    match layout {
-        SimLayout::V2 => Ok(Box::new(SimV2(ShmWriter::new(path)?))),
+/// How long `simulate --layout 3` measures the counter before its first update.
+const SIM_CALIBRATION: Duration = Duration::from_millis(20);
+
+/// A clock reading paired with the CPU counter: the clock read between two counter reads.
+#[derive(Copy, Clone, Debug)]
+struct CounterPair {
+    /// Halfway between the two counter reads.
+    counter: u64,
+    clock: Timespec,
+    /// Ticks between the two counter reads: the pairing is uncertain by half of it.
+    width: u64,
+}
+
+/// The narrowest pairing of `clock` with the counter out of a few tries (a preemption
+/// between the reads widens one); `None` without a counter.
+fn counter_pair(clock: ClockId) -> Option<CounterPair> {
+    let mut best: Option<CounterPair> = None;
+    for _ in 0..5 {
+        let before = read_counter()?;
+        let t = timespec(clock_gettime(clock));
+        let after = read_counter()?;
+        // A counter that went backwards (another CPU's) pairs nothing.
+        let Some(width) = after.checked_sub(before) else {
+            continue;
+        };
+        let pair = CounterPair {
+            counter: before + width / 2,
+            clock: t,
+            width,
+        };
+        if best.is_none_or(|b| pair.width < b.width) {
+            best = Some(pair);
+        }
+    }
+    best
+}
+
+/// Layout version 3, through the crate's writer: `as_of` is `CLOCK_REALTIME` at the counter
+/// value `as_of_tsc`, the period is measured against `CLOCK_MONOTONIC` since the start (which
+/// `CLOCK_REALTIME` follows, slewing included), and the period error is what that
+/// measurement allows.
+struct SimV3 {
+    writer: ShmWriterV3,
+    start: CounterPair,
+    /// The counter frequency written last, Hz.
+    hz: u64,
+}
+
+impl SimV3 {
+    fn open(path: &Path) -> Result<SimV3, ShmError> {
+        let unavailable = || ShmError::CounterUnavailable {
+            arch: std::env::consts::ARCH,
+        };
+        let start = counter_pair(ClockId::Monotonic).ok_or_else(unavailable)?;
+        let writer = ShmWriterV3::new(path)?;
+        std::thread::sleep(SIM_CALIBRATION);
+        Ok(SimV3 {
+            writer,
+            start,
+            hz: 0,
+        })
+    }
+
+    /// The counter's frequency (Hz, rounded to an integer as written) and a bound on the
+    /// relative error of the period written, from the start of the simulation to now.
+    fn measure(&self) -> Option<(u64, f64)> {
+        let now = counter_pair(ClockId::Monotonic)?;
+        let ticks = now.counter.checked_sub(self.start.counter)?;
+        let ns = now.clock.as_nanos() - self.start.clock.as_nanos();
+        if ticks == 0 || ns <= 0 {
+            return None;
+        }
+        let hz = (ticks as f64 * 1e9 / ns as f64).round();
+        if !(1.0..=u64::MAX as f64).contains(&hz) {
+            return None;
+        }
+        // The ticks are uncertain by half of each pairing's width and a tick of resolution,
+        // the nanoseconds by one of resolution, the written frequency by half a hertz of
+        // rounding; twice all that.
+        let tick_err = (self.start.width as f64 + now.width as f64) / 2.0 + 1.0;
+        let err = 2.0 * (tick_err / ticks as f64 + 1.0 / ns as f64 + 0.5 / hz);
+        Some((hz as u64, err.min(0.5)))
     }
 }
 
-/// Whether another writer (a daemon, another `simulate`) is updating `path`: its generation
-/// moves within a short look.
+impl SimSegment for SimV3 {
+    fn publish(&mut self, p: &SimParams) -> Result<(), ShmError> {
+        let unavailable = || ShmError::CounterUnavailable {
+            arch: std::env::consts::ARCH,
+        };
+        let (hz, err) = self.measure().ok_or_else(unavailable)?;
+        let at = counter_pair(ClockId::Realtime).ok_or_else(unavailable)?;
+        // `as_of` belongs to a counter value known to half the pairing's width: that, in
+        // nanoseconds and rounded up, is added to the bound.
+        let pairing_ns = (at.width as f64 / 2.0 / hz as f64 * 1e9).ceil() as i64 + 1;
+        self.hz = hz;
+        self.writer.write(
+            &ClockErrorBoundV3::builder()
+                .as_of_tsc(at.counter)
+                .as_of(at.clock)
+                .void_after(at.clock.saturating_add(Duration::from_secs(1000)))
+                .with_frequency_hz(hz)
+                // Shift 0: the fraction is the error in units of 2^-64, rounded up.
+                .period_err_frac((err * 2f64.powi(64)).ceil() as u64)
+                .period_err_shift(0)
+                .bound_nsec(p.bound_ns.saturating_add(pairing_ns))
+                .max_drift_ppb(p.max_drift_ppb)
+                .clock_status(p.status)
+                .build(),
+        );
+        Ok(())
+    }
+
+    fn generation(&self) -> u16 {
+        self.writer.generation()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "layout 3 (shm1; CPU counter measured at {:.6} GHz)",
+            self.hz as f64 / 1e9
+        )
+    }
+}
+
+fn open_sim_segment(layout: LayoutArg, path: &Path) -> Result<Box<dyn SimSegment>, ShmError> {
+    Ok(match layout {
+        LayoutArg::V2 => Box::new(SimV2(ShmWriter::new(path)?)),
+        LayoutArg::V3 => Box::new(SimV3::open(path)?),
+    })
+}
+
+/// The generation in the header of the file at `path`, if it has a ClockBound header.
+fn header_generation(path: &Path) -> Option<u16> {
+    let mut header = [0u8; 16];
+    File::open(path).ok()?.read_exact(&mut header).ok()?;
+    let magic = [
+        u32::from_ne_bytes([header[0], header[1], header[2], header[3]]),
+        u32::from_ne_bytes([header[4], header[5], header[6], header[7]]),
+    ];
+    (magic == clockbound_shm::layout::MAGIC).then(|| u16::from_ne_bytes([header[14], header[15]]))
+}
+
+/// Whether another writer (a daemon, another `simulate`) is updating `path`, whatever its
+/// layout: its generation moves within a short look.
 fn another_writer(path: &Path) -> bool {
-    let options = ReaderOptions::new().disruption_check(DisruptionCheck::Off);
-    let Ok(reader) = ShmReader::open_with(path, &options) else {
+    let Some(before) = header_generation(path) else {
         return false;
     };
-    let before = reader.header().generation;
     std::thread::sleep(Duration::from_millis(250));
-    reader.header().generation != before
+    header_generation(path).is_some_and(|now| now != before)
 }
 
-fn simulate(cli: &Cli, path: &Path, layout: SimLayout, params: &SimParams) -> ExitCode {
+fn simulate(cli: &Cli, path: &Path, layout: LayoutArg, params: &SimParams) -> ExitCode {
     if params.bound_ns < 0 || params.max_drift_ppb >= 1_000_000_000 {
         Cli::command()
             .error(
@@ -1427,7 +2108,9 @@ fn simulate(cli: &Cli, path: &Path, layout: SimLayout, params: &SimParams) -> Ex
     let start = Instant::now();
     let mut updates = 0u64;
     loop {
-        segment.publish(params, timespec(clock_gettime(ClockId::MonotonicCoarse)));
+        if let Err(e) = segment.publish(params) {
+            return fail(cli, &e);
+        }
         updates += 1;
         if updates == 1 {
             let until = match params.duration {
