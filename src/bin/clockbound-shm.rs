@@ -565,26 +565,8 @@ impl VmCheck {
 
 /// The CPU counter now (the TSC on x86-64, `CNTVCT_EL0` on aarch64), read by the library
 /// with the barriers the protocol asks for; `None` where the library reads no counter.
-///
-/// The library has no call that returns the counter itself, but a layout 3 snapshot turns a
-/// counter value into a time exactly when a tick lasts a whole number of nanoseconds: this
-/// probe says a tick lasts half a second (`period_frac` 2^63, `period_shift` 0) and counter
-/// 0 was time 0, with no bound, drift or period error, so the window it gives at the
-/// current counter value is the single instant `counter * 0.5 s`. Every counter value fits
-/// (2^64 half seconds is within `Timespec`'s range), so dividing back is exact.
 fn read_counter() -> Option<u64> {
-    const HALF_SECOND_NS: i128 = 500_000_000;
-    const PROBE: ClockErrorBoundV3 = ClockErrorBoundV3::builder()
-        .period_frac(1 << 63)
-        .period_shift(0)
-        .void_after(Timespec::MAX)
-        .build();
-    let w = PROBE.now().ok()?;
-    let ns = w.earliest.as_nanos();
-    if w.latest != w.earliest || ns % HALF_SECOND_NS != 0 {
-        return None;
-    }
-    u64::try_from(ns / HALF_SECOND_NS).ok()
+    clockbound_shm::cpu_counter()
 }
 
 /// `CLOCK_REALTIME` (shown for comparison with a layout 3 window) and then the counter the
