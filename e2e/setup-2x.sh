@@ -23,8 +23,10 @@
 #   setup-2x.sh stop                   stop everything this setup started
 #   setup-2x.sh daemon-restart [MODE]  stop the daemon, start it in MODE (default plain)
 #   setup-2x.sh daemon-stop            stop the daemon only
-#   setup-2x.sh crash-loop N           start the daemon N times with disruption support and
-#                                      no VMClock device: it panics at every start
+#   setup-2x.sh ensure                 (re)start the plain daemon unless it runs, Synchronized
+#   setup-2x.sh crash-loop N           remove shm0, then start the daemon N times with
+#                                      disruption support and no VMClock device: each start
+#                                      recreates shm0 (truncating it), then panics
 #   setup-2x.sh env                    print the variables the Rust suite reads
 set -euo pipefail
 E2E_NAME=setup-2x
@@ -140,6 +142,9 @@ crash_loop() {
     local n="$1" i pid rc
     other_setup_running 3x && die "the 3.x setup is running"
     pid_of clockbound >/dev/null && die "stop the daemon first (daemon-stop)"
+    # A valid segment would be reused as is; without one (as after a reboot: /var/run is a
+    # tmpfs) every start recreates it with a truncating create before panicking.
+    rm -f "$SHM0"
     for ((i = 1; i <= n; i++)); do
         # Disruption support on, no VMClock device: the daemon opens the segment (recreating
         # it when it is unusable), then panics.
@@ -174,6 +179,15 @@ stop)
     stop_proc chronyd-tracked
     stop_proc chronyd-upstream
     rm -f "$CHRONY_SOCK_DIR/chronyd.sock"
+    ;;
+ensure)
+    # What every test starts from: the plain daemon running, the segment Synchronized.
+    require_root
+    if ! pid_of clockbound >/dev/null || [ "$(cat "$STATE/clockbound.mode" 2>/dev/null)" != plain ] ||
+        [ "$("$E2E_DIR/shmstatus" "$SHM0")" != Synchronized ]; then
+        stop_proc clockbound
+        start_daemon plain
+    fi
     ;;
 daemon-stop)
     require_root
