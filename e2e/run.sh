@@ -74,11 +74,11 @@ for setup in "${setups[@]}"; do
     start=$SECONDS
     case "$setup" in
     2x)
-        nice cargo test --release --features e2e --test e2e_2x -- --test-threads=1
+        nice cargo test --release --features e2e --test e2e_2x -- --test-threads=1 --nocapture
         ;;
     3x)
         if [ "${CLOCKBOUND_E2E_V3:-}" = 1 ]; then
-            nice cargo test --release --features e2e-v3 --test e2e_3x -- --test-threads=1
+            nice cargo test --release --features e2e-v3 --test e2e_3x -- --test-threads=1 --nocapture
         else
             log "the 3.x suite is not enabled yet (CLOCKBOUND_E2E_V3=1 runs it): setup checked only"
         fi
