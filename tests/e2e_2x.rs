@@ -368,6 +368,73 @@ fn disrupted_on_sigusr1_and_back_on_sigusr2() {
     );
 }
 
+/// Sends SIGCONT to the daemon when dropped (a test that stopped it may have failed).
+struct ContinueDaemon<'a>(&'a Setup);
+
+impl Drop for ContinueDaemon<'_> {
+    fn drop(&mut self) {
+        self.0.signal("CONT");
+    }
+}
+
+/// Writes `marker` into the VMClock page as the hypervisor would: `seq_count` odd, the
+/// marker, `seq_count` even again.
+fn set_vmclock_marker(page: &std::path::Path, marker: u64) {
+    use std::os::unix::fs::FileExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(page)
+        .expect("open the VMClock page");
+    let mut seq = [0u8; 4];
+    file.read_exact_at(&mut seq, 12).expect("read seq_count");
+    let seq = u32::from_le_bytes(seq);
+    let even = seq.wrapping_add(2) & !1;
+    file.write_all_at(&(even | 1).to_le_bytes(), 12).unwrap();
+    file.write_all_at(&marker.to_le_bytes(), 16).unwrap();
+    file.write_all_at(&even.to_le_bytes(), 12).unwrap();
+}
+
+#[test]
+fn vmclock_marker_change_is_disrupted_until_the_daemon_catches_up() {
+    let Some(setup) = setup() else { return };
+    setup.ctl(&["daemon-restart", "disruption"]);
+    let _back = BackToPlain(&setup);
+    let mut ours = OurReaders::open(&setup.vmclock_options());
+    wait_until(Duration::from_secs(10), "Synchronized at first", || {
+        ours.now()
+            .iter()
+            .all(|(_, w)| w.clock_status == ClockStatus::Synchronized)
+    });
+
+    // A live migration the daemon has not seen yet: the daemon is frozen, so the segment
+    // still carries the old marker and says Synchronized.
+    setup.signal("STOP");
+    let cont = ContinueDaemon(&setup);
+    set_vmclock_marker(&setup.vmclock, 1);
+    for (name, w) in ours.now() {
+        assert_eq!(
+            w.clock_status,
+            ClockStatus::Disrupted,
+            "{name}: the VMClock marker moved on, the segment's did not"
+        );
+    }
+    drop(cont);
+
+    // The daemon notices, adopts the new marker and synchronises again.
+    wait_until(
+        Duration::from_secs(30),
+        "Synchronized with the new marker",
+        || {
+            let windows = ours.now();
+            ours.plain.snapshot().expect("snapshot").disruption_marker() == 1
+                && windows
+                    .iter()
+                    .all(|(_, w)| w.clock_status == ClockStatus::Synchronized)
+        },
+    );
+}
+
 /// What one reader thread saw.
 #[derive(Default)]
 struct Tally {
