@@ -66,7 +66,7 @@ CONF
     for name in upstream tracked; do
         # -d: foreground, log to stderr; -x: never touch the clock; -L 0: log everything.
         "${NO_SYS_TIME[@]}" "$CHRONYD" -d -x -u root -L 0 -f "$STATE/$name.conf" \
-            >"$STATE/chronyd-$name.log" 2>&1 &
+            </dev/null >"$STATE/chronyd-$name.log" 2>&1 &
         record_pid "chronyd-$name" $! "$CHRONYD"
         check_no_sys_time "chronyd-$name"
     done
@@ -108,7 +108,7 @@ start_daemon() {
     old_gen="$("$E2E_DIR/shmstatus" --generation "$SHM0")"
     case "$mode" in
     plain)
-        "${NO_SYS_TIME[@]}" "$DAEMON" -d >>"$STATE/clockbound.log" 2>&1 &
+        "${NO_SYS_TIME[@]}" "$DAEMON" -d </dev/null >>"$STATE/clockbound.log" 2>&1 &
         ;;
     disruption)
         make_vmclock_page
@@ -128,7 +128,7 @@ start_daemon() {
             mount --rbind "$state/dev" /dev
             exec "$@"
         ' sh "$STATE" "${NO_SYS_TIME[@]}" "$DAEMON" \
-            >>"$STATE/clockbound.log" 2>&1 &
+            </dev/null >>"$STATE/clockbound.log" 2>&1 &
         ;;
     *) die "unknown daemon mode: $mode" ;;
     esac
@@ -148,7 +148,7 @@ crash_loop() {
     for ((i = 1; i <= n; i++)); do
         # Disruption support on, no VMClock device: the daemon opens the segment (recreating
         # it when it is unusable), then panics.
-        "${NO_SYS_TIME[@]}" "$DAEMON" >>"$STATE/clockbound-crash.log" 2>&1 &
+        "${NO_SYS_TIME[@]}" "$DAEMON" </dev/null >>"$STATE/clockbound-crash.log" 2>&1 &
         pid=$!
         echo "$pid" >"$STATE/clockbound-crash.pid"
         rc=0

@@ -51,7 +51,8 @@ enter_netns() {
 }
 
 start_netns() {
-    unshare --net -- "$SLEEP" infinity &
+    # No inherited stdio: the holder outlives this script and must not keep a pipe open.
+    unshare --net -- "$SLEEP" infinity </dev/null >/dev/null 2>&1 &
     record_pid netns $! "$SLEEP"
     enter_netns
     "${IN_NETNS[@]}" ip link set lo up
@@ -74,14 +75,14 @@ bindcmdaddress /
 pidfile $STATE/chronyd.chrony-pid
 CONF
     "${IN_NETNS[@]}" "${NO_SYS_TIME[@]}" "$CHRONYD" -d -x -u root -L 0 -f "$STATE/chronyd.conf" \
-        >"$STATE/chronyd.log" 2>&1 &
+        </dev/null >"$STATE/chronyd.log" 2>&1 &
     record_pid chronyd $! "$CHRONYD"
     check_no_sys_time chronyd
 }
 
 start_relay() {
     "${IN_NETNS[@]}" "${NO_SYS_TIME[@]}" "$PYTHON" "$E2E_DIR/ntp-relay" 123 "$SERVER_PORT" \
-        >"$STATE/relay.log" 2>&1 &
+        </dev/null >"$STATE/relay.log" 2>&1 &
     record_pid relay $! "$PYTHON"
     check_no_sys_time relay
 }
@@ -101,7 +102,7 @@ start_daemon() {
 server = "127.0.0.1"
 CONF
     "${IN_NETNS[@]}" "${NO_SYS_TIME[@]}" "$STATE/notime" "$DAEMON" -c "$STATE/clockbound.toml" \
-        >>"$STATE/clockbound.log" 2>&1 &
+        </dev/null >>"$STATE/clockbound.log" 2>&1 &
     record_pid clockbound $! "$DAEMON"
     check_no_sys_time clockbound
     local pid
