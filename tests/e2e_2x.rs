@@ -629,7 +629,7 @@ fn reader_process_survives_a_crash_looping_daemon() {
 }
 
 #[test]
-fn plain_daemon_leaves_the_vmclock_page_alone() {
+fn default_reader_needs_no_vmclock_device_when_support_is_off() {
     // With disruption support off the segment says so, and a reader with default options
     // opens without a VMClock device (this machine has none).
     let Some(_setup) = setup() else { return };
