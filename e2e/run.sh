@@ -34,7 +34,7 @@ esac
 if [ "$(id -u)" -ne 0 ]; then
     [ "${CI:-}" = true ] && die "CI=true but not root: the end-to-end suites need root"
     log "SKIPPED: the end-to-end suites need root (the daemons write $SHM_DIR);"
-    log "run \`sudo bash e2e/run.sh $which\` on a disposable Debian machine or VM"
+    log "run \`sudo env PATH=\"\$PATH\" bash e2e/run.sh $which\` on a disposable Debian VM"
     exit 0
 fi
 

@@ -179,6 +179,9 @@ stop)
     stop_proc chronyd-tracked
     stop_proc chronyd-upstream
     rm -f "$CHRONY_SOCK_DIR/chronyd.sock"
+    # A segment left behind without its daemon ages into Unknown and misleads whatever
+    # looks for a daemon on this machine later (the example, the CLI, other tests).
+    rm -f "$SHM0" "$SHM1"
     ;;
 ensure)
     # What every test starts from: the plain daemon running, the segment Synchronized.

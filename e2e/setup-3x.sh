@@ -136,6 +136,9 @@ stop)
     stop_proc relay
     stop_proc chronyd
     stop_proc netns
+    # A segment left behind without its daemon ages into Unknown and misleads whatever
+    # looks for a daemon on this machine later (the example, the CLI, other tests).
+    rm -f "$SHM0" "$SHM1"
     ;;
 ensure)
     require_root
