@@ -73,6 +73,17 @@ impl AnySnapshot {
         }
     }
 
+    /// When the snapshot was computed, on its layout's clock: `CLOCK_MONOTONIC_COARSE` for
+    /// layout 2, the daemon's UTC time (the `CLOCK_REALTIME` scale) for layout 3. Compare
+    /// only snapshots of one layout.
+    #[must_use]
+    pub fn as_of(&self) -> Timespec {
+        match self {
+            AnySnapshot::V2(s) => s.as_of(),
+            AnySnapshot::V3(s) => s.as_of(),
+        }
+    }
+
     /// The bound at `as_of`, in nanoseconds.
     #[must_use]
     pub fn bound_nsec(&self) -> i64 {
