@@ -30,13 +30,12 @@ use crate::timespec::{NANOS_PER_SEC, Timespec};
 
 /// The short path takes fewer ticks than this: 16 s at 4.3 GHz, 69 s at 1 GHz.
 const FAST_MAX_TICKS: u64 = 1 << 36;
-/// ... counters of at most 2^35 Hz (`period_shift` up to 34; at least 1, so that a count of
-/// nanoseconds, a high word shifted by it, leaves room to round up by one) ...
-const FAST_MAX_SHIFT: u32 = 34;
-/// ... drifts under 2^28 ppb (27 %) ...
-const FAST_MAX_DRIFT: u32 = 1 << 28;
-/// ... and bounds under 2^30 ns (1.07 s). Within these limits every intermediate fits a
-/// `u128` (see `recent_parts`).
+/// ... counters under 2^33 Hz, 8.6 GHz (`period_shift` up to 32) ...
+const FAST_MAX_SHIFT: u32 = 32;
+/// ... drifts under 2^25 ppb (3.4 %) ...
+const FAST_MAX_DRIFT: u32 = 1 << 25;
+/// ... and bounds under 2^30 ns (1.07 s). Within these limits every intermediate, and every
+/// sum of them, fits a `u128` with room to spare: no overflow checks (see `recent_parts`).
 const FAST_MAX_BOUND: u64 = 1 << 30;
 /// 1e9 = 2^9 * 5^9: the short path multiplies by 5^9 and folds 2^9 into the shifts, which
 /// keeps the product for the period error within 128 bits.
@@ -392,7 +391,7 @@ impl ClockErrorBoundV3 {
     ///
     /// Both ends are the exact ends rounded outwards (`earliest` down, `latest` up), and the
     /// status is judged on the exact `t`; see `compute_bound_at`. The usual case (a snapshot
-    /// younger than 2^36 ticks, a counter of at most 2^35 Hz, a bound under 2^30 ns,
+    /// younger than 2^36 ticks, a counter under 2^33 Hz, a bound under 2^30 ns,
     /// ordinary drift and period error) takes a short path of 128-bit multiplications and
     /// shifts: no division, no loop. Everything else takes the general path, with identical
     /// results.
@@ -420,30 +419,32 @@ impl ClockErrorBoundV3 {
     /// (`None` otherwise): `t`, the exact `t` rounded down to a whole nanosecond, and how far
     /// `earliest` lies below it and `latest` above it, in whole nanoseconds. The same numbers
     /// as [`exact_parts`](Self::exact_parts), with `k = 64 + s`, `s = period_shift` in
-    /// 1..=34. Every quantity in units of 2^-k ns is a high word and a low word: the high word
-    /// holds the bits from 2^64 up, so dividing by 2^k is a shift of the high word by `s`.
+    /// 0..=32. Every quantity in units of 2^-k ns is a high word and a low word: the high
+    /// word holds the bits from 2^64 up, so dividing by 2^k is a shift of the high word by
+    /// `s`.
     ///
     /// - `a = ticks * period_frac` (< 2^100): whole seconds `a_hi >> s`, and `f = (a mod
     ///   2^k) * 1e9` (< 2^128) the rest in units of 2^-k ns: whole nanoseconds `f >> k`
-    ///   (below 1e9), and `frac`, the low `k` bits of `f`, what `t` lost to the rounding;
-    /// - drift growth = `a * max_drift_ppb` (< 2^128 for drift < 2^28);
+    ///   (below 1e9), and `frac`, the low `k` bits of `f`, the part of `t` rounded off;
+    /// - drift growth = `a * max_drift_ppb` (< 2^125 for drift < 2^25);
     /// - period-error growth = `a * 1e9 * period_err_frac / 2^(64 + period_err_shift)`
     ///   = `y * period_err_frac / 2^(55 + period_err_shift)` with `y = a * 5^9` (< 2^122): the
-    ///   192-bit product as a high `u128` and a low word, shifted; the bits shifted out only
-    ///   matter as "some were non-zero" (`cut`: the exact growth lies strictly between two
-    ///   multiples of 2^-k);
-    /// - `growth` = bound + both growths (with checked additions), and then
-    ///   `latest - t = ceil((growth + frac) / 2^k)` and `t - earliest = ceil((growth - frac)
-    ///   / 2^k)`, both counting `cut` as "inexact"; the second is 0 when `growth < frac`
-    ///   (with `cut`, still below `frac`, which is a whole number of units: `earliest` rounds
-    ///   down to `t` itself).
+    ///   192-bit product as a high `u128` and a low word, shifted (< 2^122); the bits shifted
+    ///   out only matter as "some were non-zero" (`cut`: the exact growth lies strictly
+    ///   between two multiples of 2^-k);
+    /// - `growth` = bound (< 2^126 for s <= 32) + both growths, `< 2^127`;
+    /// - with `m = 2^k - 1 + cut` (< 2^97): `latest - t = ceil((growth + cut + frac) / 2^k)`
+    ///   `= (growth + m + frac) >> k`, and `t - earliest = ceil((growth + cut - frac) / 2^k)`
+    ///   `= (growth + m - frac) >> k`. The second holds when `growth < frac` too: the exact
+    ///   value then lies in (-1, 0) ns and rounds to 0, and so does the shift, as `m - frac`
+    ///   is at least `cut`. No sum comes near 2^128, and nothing is negative.
     #[inline(always)]
     fn recent_parts(&self, counter: u64) -> Option<(Timespec, u64, u64)> {
         let ticks = counter.checked_sub(self.as_of_tsc)?;
         let s = u32::from(self.period_shift);
         let err_shift = u32::from(self.period_err_shift);
         if ticks >= FAST_MAX_TICKS
-            || s.wrapping_sub(1) >= FAST_MAX_SHIFT
+            || s > FAST_MAX_SHIFT
             || self.max_drift_ppb >= FAST_MAX_DRIFT
             || self.bound_nsec as u64 >= FAST_MAX_BOUND
             || (err_shift < 9 && self.period_err_frac != 0)
@@ -457,15 +458,15 @@ impl ClockErrorBoundV3 {
         let (a_hi, a_lo) = split(wide(ticks, self.period_frac)); // a_hi < 2^36
         let secs = a_hi >> s;
         let (f_hi, f_lo) = split(wide(a_lo, NANOS_PER_SEC as u64));
-        // (a mod 2^k) * 1e9 < 2^(98 + 30): no carry out of the high word.
+        // (a mod 2^k) * 1e9 < 2^(96 + 30): no carry out of the high word.
         let f_hi = f_hi + (a_hi & low_mask) * NANOS_PER_SEC as u64;
         let nanos = f_hi >> s;
         let frac = (u128::from(f_hi & low_mask) << 64) | u128::from(f_lo);
 
         // The growth terms multiply `ticks` by per-snapshot factors (which do not wait for
         // the counter), one multiplication deep instead of two.
-        // drift = ticks * (period_frac * drift), the factor < 2^92: its high word times
-        // ticks is below 2^(28 + 36).
+        // drift = ticks * (period_frac * drift), the factor < 2^89: its high word times
+        // ticks is below 2^(25 + 36).
         let (pd_hi, pd_lo) = split(wide(self.period_frac, u64::from(self.max_drift_ppb)));
         let drift = wide(ticks, pd_lo) + (u128::from(ticks * pd_hi) << 64);
 
@@ -475,28 +476,18 @@ impl ClockErrorBoundV3 {
         let y_hi = y_hi + ticks * p5_hi;
         let err = self.period_err_frac;
         let (low_carry, low) = split(wide(y_lo, err));
-        let top = wide(y_hi, err) + u128::from(low_carry); // y * err >> 64, < 2^123
+        let top = wide(y_hi, err) + u128::from(low_carry); // y * err >> 64, < 2^122
         // err_shift >= 9 here, or the product is zero and any shift gives zero.
         let cut_bits = err_shift.saturating_sub(9);
         let period_growth = top >> cut_bits;
         let cut = (low != 0) | (top & ((1u128 << cut_bits) - 1) != 0);
 
-        // bound < 2^30 and s <= 34: bound * 2^s fits the high word.
+        // bound < 2^30 and s <= 32: bound * 2^s < 2^62 fits the high word.
         let bound = u128::from((self.bound_nsec as u64) << s) << 64;
-        let (growth, o1) = bound.overflowing_add(drift);
-        let (growth, o2) = growth.overflowing_add(period_growth);
-        let (up, o3) = growth.overflowing_add(frac);
-        if o1 | o2 | o3 {
-            return None;
-        }
-        // ceil((x + cut) / 2^k) for x >= 0; s >= 1 leaves room for the + 1.
-        let ceil_k = |x: u128| {
-            let (hi, lo) = split(x);
-            (hi >> s) + u64::from(cut | (hi & low_mask != 0) | (lo != 0))
-        };
-        let above = ceil_k(up);
-        let (down, short) = growth.overflowing_sub(frac);
-        let below = if short { 0 } else { ceil_k(down) };
+        let m = ((u128::from(low_mask) << 64) | u128::from(u64::MAX)) + u128::from(cut);
+        let rounded_up = bound + drift + period_growth + m;
+        let above = ((rounded_up + frac) >> 64) as u64 >> s;
+        let below = ((rounded_up - frac) >> 64) as u64 >> s;
 
         // t = as_of + secs s + nanos ns; nanos < 1e9, so one carry at most.
         let mut sec = self.as_of.sec().checked_add(secs as i64)?;
@@ -1126,6 +1117,56 @@ mod tests {
                 for counter in [0, 1, 1 << 36, u64::MAX] {
                     check_against_reference(&c, counter, GRACE).unwrap();
                 }
+            }
+        }
+    }
+
+    /// Every field at the edge of the short path's limits: its sums, unchecked, must not
+    /// overflow (a debug build would panic), and the result must still be exact.
+    #[test]
+    fn short_path_limits_leave_room() {
+        for shift in 0..=FAST_MAX_SHIFT as u8 {
+            for as_of in [ts(0, 999_999_999), ts(1_700_000_000, 0)] {
+                let c = ClockErrorBoundV3::builder()
+                    .as_of_tsc(1)
+                    .as_of(as_of)
+                    .void_after(Timespec::MAX)
+                    .period_frac(u64::MAX)
+                    .period_shift(shift)
+                    .period_err_frac(u64::MAX)
+                    .period_err_shift(9)
+                    .bound_nsec(FAST_MAX_BOUND as i64 - 1)
+                    .max_drift_ppb(FAST_MAX_DRIFT - 1)
+                    .clock_status(ClockStatus::Synchronized)
+                    .build();
+                for ticks in [0, 1, FAST_MAX_TICKS - 1] {
+                    assert!(c.recent_parts(1 + ticks).is_some(), "shift {shift}");
+                    check_against_reference(&c, 1 + ticks, GRACE).unwrap();
+                }
+                // One step past each limit takes the general path.
+                let past = [
+                    ClockErrorBoundV3 {
+                        period_shift: FAST_MAX_SHIFT as u8 + 1,
+                        ..c
+                    },
+                    ClockErrorBoundV3 {
+                        max_drift_ppb: FAST_MAX_DRIFT,
+                        ..c
+                    },
+                    ClockErrorBoundV3 {
+                        bound_nsec: FAST_MAX_BOUND as i64,
+                        ..c
+                    },
+                    ClockErrorBoundV3 {
+                        period_err_shift: 8,
+                        ..c
+                    },
+                ];
+                for p in past {
+                    assert!(p.recent_parts(1).is_none());
+                    check_against_reference(&p, 1, GRACE).unwrap();
+                }
+                assert!(c.recent_parts(1 + FAST_MAX_TICKS).is_none());
             }
         }
     }
