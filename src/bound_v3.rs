@@ -954,8 +954,8 @@ mod tests {
             at(5 * second, Duration::from_secs(5)),
             ClockStatus::FreeRunning
         );
-        // The exact t is what counts: 1 tick is 0.93 ns, short of 1 ns (the old rounded
-        // midpoint, 1 ns, turned FreeRunning here); 2 ticks, 1.86 ns, are past it.
+        // The exact t is what counts, not a rounded one: 1 tick is 0.93 ns, short of 1 ns;
+        // 2 ticks, 1.86 ns, are past it.
         assert_eq!(at(0, Duration::from_nanos(1)), ClockStatus::Synchronized);
         assert_eq!(at(1, Duration::from_nanos(1)), ClockStatus::Synchronized);
         assert_eq!(at(2, Duration::from_nanos(1)), ClockStatus::FreeRunning);
@@ -1414,7 +1414,10 @@ mod tests {
         let v = c
             .compute_bound_at(later, grace)
             .map_err(|e| TestCaseError::fail(format!("{e} at the later counter {later}")))?;
-        prop_assert!(v.latest >= w.latest, "latest stepped back: {w:?} then {v:?}");
+        prop_assert!(
+            v.latest >= w.latest,
+            "latest stepped back: {w:?} then {v:?}"
+        );
         if bound_grows_slower_than_time(c) {
             prop_assert!(
                 v.earliest >= w.earliest,
