@@ -891,6 +891,27 @@ mod tests {
         // 3 ticks = 2.793967723846435546875 ns.
         assert_eq!(at(3), (2, 3));
         assert_eq!(at(0), (0, 0));
+        // A period error far below 2^-k ns (2^-127 of 1953125 ns) on a whole-nanosecond t:
+        // only the "bits were cut" flag says the bound is not zero, and both ends must still
+        // move out by 1 ns, on both paths (the second with a bound past the short path's).
+        let tiny = exact_clock().period_err_frac(1).period_err_shift(63).build();
+        let counter = 1_000_000 + (1 << 21);
+        for bound in [0, FAST_MAX_BOUND as i64] {
+            let c = ClockErrorBoundV3 {
+                bound_nsec: bound,
+                ..tiny
+            };
+            assert_eq!(c.recent_parts(counter).is_some(), bound == 0);
+            let w = c.compute_bound_at(counter, GRACE).unwrap();
+            let b = i128::from(bound);
+            assert_eq!(
+                (
+                    w.earliest.as_nanos() - c.as_of().as_nanos(),
+                    w.latest.as_nanos() - c.as_of().as_nanos()
+                ),
+                (1_953_124 - b, 1_953_126 + b)
+            );
+        }
         // A bound of 1 ns and 1e6 ppb over 2^20 ticks (976.5625 ns of drift): t - bound =
         // 975584.9375 and t + bound = 977540.0625.
         let d = exact_clock().bound_nsec(1).max_drift_ppb(1_000_000).build();
