@@ -390,11 +390,11 @@ impl ClockErrorBoundV3 {
     /// than the arithmetic.
     ///
     /// Both ends are the exact ends rounded outwards (`earliest` down, `latest` up), and the
-    /// status is judged on the exact `t`; see `compute_bound_at`. The usual case (a snapshot
-    /// younger than 2^36 ticks, a counter under 2^33 Hz, a bound under 2^30 ns,
-    /// ordinary drift and period error) takes a short path of 128-bit multiplications and
-    /// shifts: no division, no loop. Everything else takes the general path, with identical
-    /// results.
+    /// status is judged on the exact `t`; see [`compute_bound_at`](Self::compute_bound_at).
+    /// The usual case (a snapshot younger than 2^36 ticks, a counter under 2^33 Hz, a bound
+    /// under 2^30 ns, ordinary drift and period error) takes a short path of 128-bit
+    /// multiplications, additions and shifts: no division, no loop, no overflow check.
+    /// Everything else takes the general path, with identical results.
     #[inline(always)]
     pub(crate) fn write_window_at(
         &self,
@@ -894,7 +894,10 @@ mod tests {
         // A period error far below 2^-k ns (2^-127 of 1953125 ns) on a whole-nanosecond t:
         // only the "bits were cut" flag says the bound is not zero, and both ends must still
         // move out by 1 ns, on both paths (the second with a bound past the short path's).
-        let tiny = exact_clock().period_err_frac(1).period_err_shift(63).build();
+        let tiny = exact_clock()
+            .period_err_frac(1)
+            .period_err_shift(63)
+            .build();
         let counter = 1_000_000 + (1 << 21);
         for bound in [0, FAST_MAX_BOUND as i64] {
             let c = ClockErrorBoundV3 {
