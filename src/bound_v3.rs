@@ -14,9 +14,12 @@
 //! earliest = t - bound,   latest = t + bound
 //! ```
 //!
-//! Everything is exact integer arithmetic: `t` is rounded to the nearest nanosecond (halves
-//! up) and the half-width is the exact bound plus that rounding, rounded up, so the window
-//! holds the exact one and is less than 2 ns wider on each side. No system clock is read.
+//! Everything is exact integer arithmetic, and only the ends are rounded, outwards:
+//! `earliest` down and `latest` up to whole nanoseconds. So the window holds the exact one,
+//! each end lies less than 1 ns from the exact end, and each end is a non-decreasing function
+//! of the counter, as the exact ends are (`latest` always; `earliest` whenever drift and
+//! period error together grow the bound no faster than time passes, as every real snapshot
+//! does). No system clock is read.
 
 use std::time::Duration;
 
@@ -27,13 +30,12 @@ use crate::timespec::{NANOS_PER_SEC, Timespec};
 
 /// The short path takes fewer ticks than this: 16 s at 4.3 GHz, 69 s at 1 GHz.
 const FAST_MAX_TICKS: u64 = 1 << 36;
-/// ... counters of at most 2^35 Hz (`period_shift` up to 34; at least 1 so the rounding bit
-/// lies above the 64 fractional bits every shift has) ...
-const FAST_MAX_SHIFT: u32 = 34;
-/// ... drifts under 2^28 ppb (27 %) ...
-const FAST_MAX_DRIFT: u32 = 1 << 28;
-/// ... and bounds under 2^30 ns (1.07 s). Within these limits every intermediate fits a
-/// `u128` (see `recent_parts`).
+/// ... counters under 2^33 Hz, 8.6 GHz (`period_shift` up to 32) ...
+const FAST_MAX_SHIFT: u32 = 32;
+/// ... drifts under 2^25 ppb (3.4 %) ...
+const FAST_MAX_DRIFT: u32 = 1 << 25;
+/// ... and bounds under 2^30 ns (1.07 s). Within these limits every intermediate, and every
+/// sum of them, fits a `u128` with room to spare: no overflow checks (see `recent_parts`).
 const FAST_MAX_BOUND: u64 = 1 << 30;
 /// 1e9 = 2^9 * 5^9: the short path multiplies by 5^9 and folds 2^9 into the shifts, which
 /// keeps the product for the period error within 128 bits.
@@ -348,18 +350,27 @@ impl ClockErrorBoundV3 {
 
     /// The window at the instant the CPU counter read `counter`.
     ///
-    /// `t = as_of + (counter - as_of_tsc) * period`, rounded to the nearest nanosecond
-    /// (halves up), is the window's midpoint; the half-width is `bound_nsec` plus the growth
-    /// by drift and period error, plus the rounding of `t`, rounded up. So the window holds
-    /// the exact window, and is less than 2 ns wider on each side. Results saturate at
-    /// [`Timespec::MIN`] / [`Timespec::MAX`]; no field values overflow or panic.
+    /// With `t = as_of + (counter - as_of_tsc) * period` and `bound` = `bound_nsec` plus the
+    /// growth by drift and period error, both exact (fractions of a nanosecond included),
+    /// `earliest` is `t - bound` rounded down and `latest` is `t + bound` rounded up, to whole
+    /// nanoseconds. So the window holds the exact window, and each end lies less than 1 ns
+    /// from the exact end. Results saturate at [`Timespec::MIN`] / [`Timespec::MAX`]; no
+    /// field values overflow or panic.
+    ///
+    /// As the counter advances, `latest` never decreases, and neither does `earliest` as long
+    /// as `max_drift_ppb / 1e9 + period_err <= 1`, that is, while the bound grows no faster
+    /// than time passes (real snapshots: some parts per million). Windows taken one after the
+    /// other, on one counter, therefore never step back: if `earliest` has passed an instant,
+    /// it stays past it. (A snapshot beyond that rate is accepted, and its exact `earliest`
+    /// itself moves back as time passes; this one follows it.)
     ///
     /// A counter behind `as_of_tsc` by ticks worth at most 1 µs counts as no time elapsed
     /// (counters on different CPUs may disagree by a little).
     ///
-    /// The status: Unknown and Disrupted pass through. Synchronized and FreeRunning become
-    /// Unknown once `t` reaches `void_after`, and otherwise FreeRunning once `t` reaches
-    /// `as_of + grace`.
+    /// The status is judged on the exact `t`, never on a rounded one, so it is never fresher
+    /// than the truth: Unknown and Disrupted pass through; Synchronized and FreeRunning become
+    /// Unknown at the first counter value at which the exact `t` reaches `void_after`, and
+    /// otherwise FreeRunning at the first at which it reaches `as_of + grace`.
     ///
     /// # Errors
     /// [`ShmError::SegmentMalformed`] for a field the arithmetic cannot honestly use (a
@@ -378,10 +389,12 @@ impl ClockErrorBoundV3 {
     /// pieces of other sizes than it is read in, and the store-forwarding stalls cost more
     /// than the arithmetic.
     ///
-    /// The usual case (a snapshot younger than 2^36 ticks, a counter of at most 2^35 Hz, a
-    /// bound under 2^30 ns, ordinary drift and period error) takes a short path of
-    /// 128-bit multiplications and shifts: no division, no loop. Everything else takes the
-    /// general path, with identical results.
+    /// Both ends are the exact ends rounded outwards (`earliest` down, `latest` up), and the
+    /// status is judged on the exact `t`; see [`compute_bound_at`](Self::compute_bound_at).
+    /// The usual case (a snapshot younger than 2^36 ticks, a counter under 2^33 Hz, a bound
+    /// under 2^30 ns, ordinary drift and period error) takes a short path of 128-bit
+    /// multiplications, additions and shifts: no division, no loop, no overflow check.
+    /// Everything else takes the general path, with identical results.
     #[inline(always)]
     pub(crate) fn write_window_at(
         &self,
@@ -391,9 +404,9 @@ impl ClockErrorBoundV3 {
     ) -> Result<(), ShmError> {
         self.check_arithmetic_fields()
             .map_err(|problem| ShmError::malformed(None, problem))?;
-        if let Some((t, half_width)) = self.recent_parts(counter) {
-            out.earliest = t.saturating_sub_nanos(half_width);
-            out.latest = t.saturating_add_nanos(half_width);
+        if let Some((t, below, above)) = self.recent_parts(counter) {
+            out.earliest = t.saturating_sub_nanos(below);
+            out.latest = t.saturating_add_nanos(above);
             out.clock_status = self.status_at(t, grace);
             return Ok(());
         }
@@ -402,29 +415,36 @@ impl ClockErrorBoundV3 {
         Ok(())
     }
 
-    /// The midpoint `t` and the half-width at `counter`, when it is not behind `as_of_tsc`
-    /// and all fits the short path's limits; `None` otherwise. The same numbers as
-    /// [`exact_parts`](Self::exact_parts), with `k = 64 + s`, `s = period_shift` in 1..=34.
-    /// Every quantity in units of 2^-k is a high word and a low word: the high word holds
-    /// the bits from 2^64 up, so dividing by 2^k is a shift of the high word by `s`.
+    /// At `counter`, when it is not behind `as_of_tsc` and all fits the short path's limits
+    /// (`None` otherwise): `t`, the exact `t` rounded down to a whole nanosecond, and how far
+    /// `earliest` lies below it and `latest` above it, in whole nanoseconds. The same numbers
+    /// as [`exact_parts`](Self::exact_parts), with `k = 64 + s`, `s = period_shift` in
+    /// 0..=32. Every quantity in units of 2^-k ns is a high word and a low word: the high
+    /// word holds the bits from 2^64 up, so dividing by 2^k is a shift of the high word by
+    /// `s`.
     ///
     /// - `a = ticks * period_frac` (< 2^100): whole seconds `a_hi >> s`, and `f = (a mod
-    ///   2^k) * 1e9` (< 2^128) the rest in units of 2^-k ns;
-    /// - the nanoseconds rounded: `(f + 2^(k-1)) >> k` (0..=1e9); the rounding's size: the
-    ///   low `k` bits of `f`, or 2^k minus them when rounded up;
-    /// - drift growth = `a * max_drift_ppb` (< 2^128 for drift < 2^28);
+    ///   2^k) * 1e9` (< 2^128) the rest in units of 2^-k ns: whole nanoseconds `f >> k`
+    ///   (below 1e9), and `frac`, the low `k` bits of `f`, the part of `t` rounded off;
+    /// - drift growth = `a * max_drift_ppb` (< 2^125 for drift < 2^25);
     /// - period-error growth = `a * 1e9 * period_err_frac / 2^(64 + period_err_shift)`
     ///   = `y * period_err_frac / 2^(55 + period_err_shift)` with `y = a * 5^9` (< 2^122): the
-    ///   192-bit product as a high `u128` and a low word, shifted; the bits shifted out only
-    ///   matter as "some were non-zero" (they round the half-width up);
-    /// - half-width = ceil of the sum / 2^k, with checked additions.
+    ///   192-bit product as a high `u128` and a low word, shifted (< 2^122); the bits shifted
+    ///   out only matter as "some were non-zero" (`cut`: the exact growth lies strictly
+    ///   between two multiples of 2^-k);
+    /// - `growth` = bound (< 2^126 for s <= 32) + both growths, `< 2^127`;
+    /// - with `m = 2^k - 1 + cut` (< 2^97): `latest - t = ceil((growth + cut + frac) / 2^k)`
+    ///   `= (growth + m + frac) >> k`, and `t - earliest = ceil((growth + cut - frac) / 2^k)`
+    ///   `= (growth + m - frac) >> k`. The second holds when `growth < frac` too: the exact
+    ///   value then lies in (-1, 0) ns and rounds to 0, and so does the shift, as `m - frac`
+    ///   is at least `cut`. No sum comes near 2^128, and nothing is negative.
     #[inline(always)]
-    fn recent_parts(&self, counter: u64) -> Option<(Timespec, u64)> {
+    fn recent_parts(&self, counter: u64) -> Option<(Timespec, u64, u64)> {
         let ticks = counter.checked_sub(self.as_of_tsc)?;
         let s = u32::from(self.period_shift);
         let err_shift = u32::from(self.period_err_shift);
         if ticks >= FAST_MAX_TICKS
-            || s.wrapping_sub(1) >= FAST_MAX_SHIFT
+            || s > FAST_MAX_SHIFT
             || self.max_drift_ppb >= FAST_MAX_DRIFT
             || self.bound_nsec as u64 >= FAST_MAX_BOUND
             || (err_shift < 9 && self.period_err_frac != 0)
@@ -432,27 +452,21 @@ impl ClockErrorBoundV3 {
             return None;
         }
         let low_mask = (1u64 << s) - 1; // bits of the high word below 2^k
-        let half_hi = 1u64 << (s - 1); // 2^(k-1), in the high word
         let wide = |x: u64, y: u64| u128::from(x) * u128::from(y);
         let split = |x: u128| ((x >> 64) as u64, x as u64);
 
         let (a_hi, a_lo) = split(wide(ticks, self.period_frac)); // a_hi < 2^36
         let secs = a_hi >> s;
         let (f_hi, f_lo) = split(wide(a_lo, NANOS_PER_SEC as u64));
-        // (a mod 2^k) * 1e9 < 2^(98 + 30): no carry out of the high word.
+        // (a mod 2^k) * 1e9 < 2^(96 + 30): no carry out of the high word.
         let f_hi = f_hi + (a_hi & low_mask) * NANOS_PER_SEC as u64;
-        let nanos = (f_hi + half_hi) >> s;
-        let below = (u128::from(f_hi & low_mask) << 64) | u128::from(f_lo);
-        let rounding = if f_hi & low_mask >= half_hi {
-            (1u128 << (64 + s)) - below
-        } else {
-            below
-        };
+        let nanos = f_hi >> s;
+        let frac = (u128::from(f_hi & low_mask) << 64) | u128::from(f_lo);
 
         // The growth terms multiply `ticks` by per-snapshot factors (which do not wait for
         // the counter), one multiplication deep instead of two.
-        // drift = ticks * (period_frac * drift), the factor < 2^92: its high word times
-        // ticks is below 2^(28 + 36).
+        // drift = ticks * (period_frac * drift), the factor < 2^89: its high word times
+        // ticks is below 2^(25 + 36).
         let (pd_hi, pd_lo) = split(wide(self.period_frac, u64::from(self.max_drift_ppb)));
         let drift = wide(ticks, pd_lo) + (u128::from(ticks * pd_hi) << 64);
 
@@ -462,32 +476,27 @@ impl ClockErrorBoundV3 {
         let y_hi = y_hi + ticks * p5_hi;
         let err = self.period_err_frac;
         let (low_carry, low) = split(wide(y_lo, err));
-        let top = wide(y_hi, err) + u128::from(low_carry); // y * err >> 64, < 2^123
+        let top = wide(y_hi, err) + u128::from(low_carry); // y * err >> 64, < 2^122
         // err_shift >= 9 here, or the product is zero and any shift gives zero.
-        let cut = err_shift.saturating_sub(9);
-        let period_growth = top >> cut;
-        let period_cut = (low != 0) | (top & ((1u128 << cut) - 1) != 0);
+        let cut_bits = err_shift.saturating_sub(9);
+        let period_growth = top >> cut_bits;
+        let cut = (low != 0) | (top & ((1u128 << cut_bits) - 1) != 0);
 
-        // bound < 2^30 and s <= 34: bound * 2^s fits the high word.
+        // bound < 2^30 and s <= 32: bound * 2^s < 2^62 fits the high word.
         let bound = u128::from((self.bound_nsec as u64) << s) << 64;
-        let (sum, o1) = bound.overflowing_add(drift);
-        let (sum, o2) = sum.overflowing_add(rounding);
-        let (sum, o3) = sum.overflowing_add(period_growth);
-        if o1 | o2 | o3 {
-            return None;
-        }
-        let (sum_hi, sum_lo) = split(sum);
-        let inexact = period_cut | (sum_hi & low_mask != 0) | (sum_lo != 0);
-        let half_width = (sum_hi >> s) + u64::from(inexact);
+        let m = ((u128::from(low_mask) << 64) | u128::from(u64::MAX)) + u128::from(cut);
+        let rounded_up = bound + drift + period_growth + m;
+        let above = ((rounded_up + frac) >> 64) as u64 >> s;
+        let below = ((rounded_up - frac) >> 64) as u64 >> s;
 
-        // t = as_of + secs s + nanos ns; nanos <= 1e9, so one carry at most.
+        // t = as_of + secs s + nanos ns; nanos < 1e9, so one carry at most.
         let mut sec = self.as_of.sec().checked_add(secs as i64)?;
         let mut nsec = self.as_of.nsec() + nanos as i64;
         if nsec >= NANOS_PER_SEC {
             nsec -= NANOS_PER_SEC;
             sec = sec.checked_add(1)?;
         }
-        Some((Timespec::from_normalised(sec, nsec)?, half_width))
+        Some((Timespec::from_normalised(sec, nsec)?, below, above))
     }
 
     /// The window by the general arithmetic: any counter (behind `as_of_tsc` within the
@@ -496,14 +505,16 @@ impl ClockErrorBoundV3 {
     #[inline(never)]
     fn window_general(&self, counter: u64, grace: Duration) -> Result<TimeWindow, ShmError> {
         let ticks = self.ticks_since_as_of(counter)?;
-        let (elapsed, half_width) = self.exact_parts(ticks);
-        // elapsed < 2^95 and half_width < 2^97 (see `exact_parts`): no overflow in i128.
-        let mid = self.as_of.as_nanos() + elapsed as i128;
-        let half_width = half_width as i128;
+        let (elapsed, below, above) = self.exact_parts(ticks);
+        // |as_of| < 2^94, elapsed < 2^95, below and above < 2^97 (see `exact_parts`): no
+        // overflow in i128.
+        let t = self.as_of.as_nanos() + elapsed as i128;
         Ok(TimeWindow {
-            earliest: Timespec::from_nanos(mid - half_width),
-            latest: Timespec::from_nanos(mid + half_width),
-            clock_status: self.status_at(Timespec::from_nanos(mid), grace),
+            earliest: Timespec::from_nanos(t - below as i128),
+            latest: Timespec::from_nanos(t + above as i128),
+            // `t` is at least `as_of`: saturation can only meet `Timespec::MAX`, which every
+            // threshold is at or below, as the exact `t` then is too.
+            clock_status: self.status_at(Timespec::from_nanos(t), grace),
         })
     }
 
@@ -529,44 +540,47 @@ impl ClockErrorBoundV3 {
         }
     }
 
-    /// The exact arithmetic for `ticks` ticks: the elapsed nanoseconds rounded to nearest
-    /// (halves up), and the half-width, the ceiling of `bound_nsec` plus the drift growth
-    /// plus the period-error growth plus the size of that rounding.
+    /// The exact arithmetic for `ticks` ticks: the elapsed nanoseconds rounded down, and
+    /// how far the exact `earliest` and `latest` lie below and above that, each rounded up to
+    /// whole nanoseconds (so both ends round outwards).
     ///
     /// With `k = 64 + period_shift`, everything but the period-error growth is a multiple of
-    /// 2^-k ns, so the ceiling needs that growth only to 2^-k ns, rounded up: its floor in
-    /// units of 2^-k plus "were any bits cut". Bounds: `ticks * period_frac < 2^128`,
-    /// `elapsed * 2^k < 2^158`, the period-error product < 2^222, the sum < 2^191; elapsed
-    /// < 2^95 ns and the half-width < 2^63 + 2^95 + 2^95 + 1 < 2^97 ns.
-    fn exact_parts(&self, ticks: u64) -> (u128, u128) {
+    /// 2^-k ns, so rounding to whole nanoseconds needs that growth only to 2^-k ns: its floor
+    /// in units of 2^-k plus `cut`, "were any bits cut" (the exact growth then lies strictly
+    /// between two units). Bounds: `ticks * period_frac < 2^128`, `elapsed * 2^k < 2^158`,
+    /// the period-error product < 2^222, the growth plus the fraction < 2^191; elapsed
+    /// < 2^95 ns, and both distances < 2^63 + 2^95 + 2^95 + 2 < 2^97 ns.
+    fn exact_parts(&self, ticks: u64) -> (u128, u128, u128) {
         let k = 64 + u32::from(self.period_shift);
         let a = u128::from(ticks) * u128::from(self.period_frac);
         let elapsed = U256::product(a, NANOS_PER_SEC as u64);
-        let half = U256::from(1).shl(k - 1);
-        let rounded = elapsed.add(half).shr(k).low_u128();
-        let below = elapsed.low_bits(k);
-        let rounding = if below >= half {
-            U256::from(1).shl(k).sub(below)
-        } else {
-            below
-        };
+        let whole = elapsed.shr(k).low_u128();
+        let frac = elapsed.low_bits(k);
         let drift = U256::product(a, u64::from(self.max_drift_ppb));
         let period_err = elapsed.mul(self.period_err_frac);
         let err_scale = 64 + u32::from(self.period_err_shift);
         let period_growth = period_err.shr(err_scale);
-        let period_cut = !period_err.low_bits(err_scale).is_zero();
-        let sum = U256::from(self.bound_nsec as u128)
+        let cut = !period_err.low_bits(err_scale).is_zero();
+        let growth = U256::from(self.bound_nsec as u128)
             .shl(k)
             .add(drift)
-            .add(rounding)
             .add(period_growth);
-        let half_width =
-            sum.shr(k).low_u128() + u128::from(period_cut || !sum.low_bits(k).is_zero());
-        (rounded, half_width)
+        // ceil((x + cut) / 2^k), x >= 0.
+        let ceil_k = |x: U256| x.shr(k).low_u128() + u128::from(cut || !x.low_bits(k).is_zero());
+        let above = ceil_k(growth.add(frac));
+        // growth + cut - frac, when negative, is above -2^k: `earliest` rounds down to `t`.
+        let below = if growth >= frac {
+            ceil_k(growth.sub(frac))
+        } else {
+            0
+        };
+        (whole, below, above)
     }
 
-    /// The status at midpoint `t`: Unknown and Disrupted pass through; Synchronized and
-    /// FreeRunning become Unknown from `void_after`, else FreeRunning from `as_of + grace`.
+    /// The status at `t`, the exact `t` rounded down: Unknown and Disrupted pass through;
+    /// Synchronized and FreeRunning become Unknown from `void_after`, else FreeRunning from
+    /// `as_of + grace`. Both thresholds are whole nanoseconds, so the rounded `t` reaches one
+    /// exactly when the exact `t` does.
     #[inline(always)]
     fn status_at(&self, t: Timespec, grace: Duration) -> ClockStatus {
         match self.clock_status {
@@ -584,9 +598,9 @@ impl ClockErrorBoundV3 {
     }
 
     /// The smallest counter value at which at least `since_as_of` has elapsed since
-    /// `as_of_tsc` (exactly; the rounded midpoint can get there up to half a nanosecond
-    /// sooner), saturating at `u64::MAX`; `u64::MAX` when the period is 0. The reader uses it
-    /// to know when a snapshot that the writer has not replaced needs another look.
+    /// `as_of_tsc`, exactly (so `counter_at(grace)` is where the status turns FreeRunning),
+    /// saturating at `u64::MAX`; `u64::MAX` when the period is 0. The reader uses it to know
+    /// when a snapshot that the writer has not replaced needs another look.
     #[allow(dead_code)] // Used by the reader once it reads layout 3.
     pub(crate) fn counter_at(&self, since_as_of: Duration) -> u64 {
         if self.period_frac == 0 {
@@ -858,36 +872,63 @@ mod tests {
     }
 
     #[test]
-    fn midpoint_ties_round_up_and_the_width_covers_the_rounding() {
-        // 2^20 ticks = 976562.5 ns exactly: the midpoint rounds up to 976563 and the
-        // half-width is ceil(0.5) = 1, so the window [976562, 976564] holds 976562.5.
+    fn ends_round_outwards_to_whole_nanoseconds() {
+        // Bound 0: the window is the exact t, rounded down and up.
         let c = exact_clock().build();
-        let w = c.compute_bound_at(1_000_000 + (1 << 20), GRACE).unwrap();
+        let at = |ticks: u64| {
+            let w = c.compute_bound_at(1_000_000 + ticks, GRACE).unwrap();
+            (
+                w.earliest.as_nanos() - c.as_of().as_nanos(),
+                w.latest.as_nanos() - c.as_of().as_nanos(),
+            )
+        };
+        // 2^20 ticks = 976562.5 ns exactly.
+        assert_eq!(at(1 << 20), (976_562, 976_563));
+        // 2^20 - 1 ticks = 976561.568677425384521484375 ns.
+        assert_eq!(at((1 << 20) - 1), (976_561, 976_562));
+        // 2^21 ticks = 1953125 ns exactly: nothing to round, a window of zero width.
+        assert_eq!(at(1 << 21), (1_953_125, 1_953_125));
+        // 3 ticks = 2.793967723846435546875 ns.
+        assert_eq!(at(3), (2, 3));
+        assert_eq!(at(0), (0, 0));
+        // A period error far below 2^-k ns (2^-127 of 1953125 ns) on a whole-nanosecond t:
+        // only the "bits were cut" flag says the bound is not zero, and both ends must still
+        // move out by 1 ns, on both paths (the second with a bound past the short path's).
+        let tiny = exact_clock()
+            .period_err_frac(1)
+            .period_err_shift(63)
+            .build();
+        let counter = 1_000_000 + (1 << 21);
+        for bound in [0, FAST_MAX_BOUND as i64] {
+            let c = ClockErrorBoundV3 {
+                bound_nsec: bound,
+                ..tiny
+            };
+            assert_eq!(c.recent_parts(counter).is_some(), bound == 0);
+            let w = c.compute_bound_at(counter, GRACE).unwrap();
+            let b = i128::from(bound);
+            assert_eq!(
+                (
+                    w.earliest.as_nanos() - c.as_of().as_nanos(),
+                    w.latest.as_nanos() - c.as_of().as_nanos()
+                ),
+                (1_953_124 - b, 1_953_126 + b)
+            );
+        }
+        // A bound of 1 ns and 1e6 ppb over 2^20 ticks (976.5625 ns of drift): t - bound =
+        // 975584.9375 and t + bound = 977540.0625.
+        let d = exact_clock().bound_nsec(1).max_drift_ppb(1_000_000).build();
+        let w = d.compute_bound_at(1_000_000 + (1 << 20), GRACE).unwrap();
         assert_eq!(
             (w.earliest, w.latest),
             (
-                ts(1_700_000_002, 500_976_562),
-                ts(1_700_000_002, 500_976_564)
+                ts(1_700_000_002, 500_975_584),
+                ts(1_700_000_002, 500_977_541)
             )
         );
-        // 2^20 - 1 ticks = 976561.568677425384521484375 ns: rounds up, half-width
-        // ceil(0.431322574...) = 1.
-        let w = c
-            .compute_bound_at(1_000_000 + (1 << 20) - 1, GRACE)
-            .unwrap();
-        assert_eq!(
-            (w.earliest, w.latest),
-            (
-                ts(1_700_000_002, 500_976_561),
-                ts(1_700_000_002, 500_976_563)
-            )
-        );
-        // 3 ticks = 2.793967723846435546875 ns: rounds up to 3.
-        let w = c.compute_bound_at(1_000_003, GRACE).unwrap();
-        assert_eq!(w.midpoint(), ts(1_700_000_002, 500_000_003));
-        assert_eq!(w.bound(), Duration::from_nanos(1));
         // The general path (here: a tick count beyond the short path's limit) agrees.
         let far = 1_000_000 + (1u64 << 40) + (1 << 20);
+        assert!(c.recent_parts(far).is_none());
         let (e, l, _) = reference_parts(&c, far).unwrap();
         assert_eq!(
             c.compute_bound_at(far, GRACE).unwrap(),
@@ -904,12 +945,10 @@ mod tests {
             as_of_tsc: c.as_of_tsc(),
             counter,
         })?;
-        let mid = r.mid;
-        let half = r.half_width;
         Ok((
-            Timespec::from_nanos(mid - half),
-            Timespec::from_nanos(mid + half),
-            Timespec::from_nanos(mid),
+            Timespec::from_nanos(r.floor_earliest),
+            Timespec::from_nanos(r.ceil_latest),
+            Timespec::from_nanos(r.floor_t),
         ))
     }
 
@@ -939,9 +978,17 @@ mod tests {
             at(5 * second, Duration::from_secs(5)),
             ClockStatus::FreeRunning
         );
-        // The midpoint is what counts: 1 tick is 0.93 ns, which rounds to 1 ns.
-        assert_eq!(at(1, Duration::from_nanos(1)), ClockStatus::FreeRunning);
+        // The exact t is what counts, not a rounded one: 1 tick is 0.93 ns, short of 1 ns;
+        // 2 ticks, 1.86 ns, are past it.
         assert_eq!(at(0, Duration::from_nanos(1)), ClockStatus::Synchronized);
+        assert_eq!(at(1, Duration::from_nanos(1)), ClockStatus::Synchronized);
+        assert_eq!(at(2, Duration::from_nanos(1)), ClockStatus::FreeRunning);
+        // And it agrees with `counter_at`, the first counter value with that much elapsed.
+        for grace in [1, 2, 3, 1_000, 999_999_999].map(Duration::from_nanos) {
+            let turn = c.counter_at(grace) - 1_000_000;
+            assert_eq!(at(turn - 1, grace), ClockStatus::Synchronized, "{grace:?}");
+            assert_eq!(at(turn, grace), ClockStatus::FreeRunning, "{grace:?}");
+        }
         assert_eq!(at(0, Duration::ZERO), ClockStatus::FreeRunning);
         assert_eq!(at(0, Duration::MAX), ClockStatus::Synchronized);
         // void_after is checked first.
@@ -1098,6 +1145,56 @@ mod tests {
         }
     }
 
+    /// Every field at the edge of the short path's limits: its sums, unchecked, must not
+    /// overflow (a debug build would panic), and the result must still be exact.
+    #[test]
+    fn short_path_limits_leave_room() {
+        for shift in 0..=FAST_MAX_SHIFT as u8 {
+            for as_of in [ts(0, 999_999_999), ts(1_700_000_000, 0)] {
+                let c = ClockErrorBoundV3::builder()
+                    .as_of_tsc(1)
+                    .as_of(as_of)
+                    .void_after(Timespec::MAX)
+                    .period_frac(u64::MAX)
+                    .period_shift(shift)
+                    .period_err_frac(u64::MAX)
+                    .period_err_shift(9)
+                    .bound_nsec(FAST_MAX_BOUND as i64 - 1)
+                    .max_drift_ppb(FAST_MAX_DRIFT - 1)
+                    .clock_status(ClockStatus::Synchronized)
+                    .build();
+                for ticks in [0, 1, FAST_MAX_TICKS - 1] {
+                    assert!(c.recent_parts(1 + ticks).is_some(), "shift {shift}");
+                    check_against_reference(&c, 1 + ticks, GRACE).unwrap();
+                }
+                // One step past each limit takes the general path.
+                let past = [
+                    ClockErrorBoundV3 {
+                        period_shift: FAST_MAX_SHIFT as u8 + 1,
+                        ..c
+                    },
+                    ClockErrorBoundV3 {
+                        max_drift_ppb: FAST_MAX_DRIFT,
+                        ..c
+                    },
+                    ClockErrorBoundV3 {
+                        bound_nsec: FAST_MAX_BOUND as i64,
+                        ..c
+                    },
+                    ClockErrorBoundV3 {
+                        period_err_shift: 8,
+                        ..c
+                    },
+                ];
+                for p in past {
+                    assert!(p.recent_parts(1).is_none());
+                    check_against_reference(&p, 1, GRACE).unwrap();
+                }
+                assert!(c.recent_parts(1 + FAST_MAX_TICKS).is_none());
+            }
+        }
+    }
+
     #[test]
     fn now_reads_the_counter() {
         let c = ClockErrorBoundV3::builder()
@@ -1191,11 +1288,22 @@ mod tests {
         /// Exact earliest and latest, in ns * den.
         earliest: BigInt,
         latest: BigInt,
-        /// The midpoint rounded to nearest (halves up) and the smallest half-width that
-        /// covers the exact window around it, in ns.
-        mid: i128,
-        half_width: i128,
+        /// The exact earliest rounded down, latest rounded up and t rounded down, in ns.
+        floor_earliest: i128,
+        ceil_latest: i128,
+        floor_t: i128,
+        /// From the exact t.
         status: ClockStatus,
+    }
+
+    /// floor(x / d), d > 0 (BigInt's `/` truncates toward zero).
+    fn floor_div(x: &BigInt, d: &BigInt) -> BigInt {
+        if x.sign() == num_bigint::Sign::Minus {
+            let up: BigInt = (-x + d - 1) / d;
+            -up
+        } else {
+            x / d
+        }
     }
 
     fn reference(c: &ClockErrorBoundV3, counter: u64, grace: Duration) -> Result<Reference, ()> {
@@ -1223,24 +1331,20 @@ mod tests {
         // period error = elapsed * err_frac / 2^(64+r)
         let period_err = &ticks * &period * &nano * BigInt::from(c.period_err_frac());
         let bound = BigInt::from(c.bound_nsec()) * &den + drift + period_err;
-        let as_of = BigInt::from(c.as_of().as_nanos()) * &den;
-        let earliest = &as_of + &elapsed - &bound;
-        let latest = &as_of + &elapsed + &bound;
-        // Nearest nanosecond, halves up: floor(elapsed / den + 1/2).
-        let rounded = (BigInt::from(2) * &elapsed + &den) / (BigInt::from(2) * &den);
-        let mid = BigInt::from(c.as_of().as_nanos()) + &rounded;
-        // Smallest integer h with mid - h <= earliest and mid + h >= latest.
-        let mid_den = &mid * &den;
-        let need = std::cmp::max(&mid_den - &earliest, &latest - &mid_den);
-        let half_width = (need + &den - 1) / &den;
-        let mid = i128::try_from(mid).unwrap();
-        let t = Timespec::from_nanos(mid);
+        let t = BigInt::from(c.as_of().as_nanos()) * &den + &elapsed;
+        let earliest = &t - &bound;
+        let latest = &t + &bound;
+        let to_i128 = |v: BigInt| i128::try_from(v).unwrap();
+        let floor_earliest = to_i128(floor_div(&earliest, &den));
+        let ceil_latest = to_i128(-floor_div(&-&latest, &den));
+        let floor_t = to_i128(floor_div(&t, &den));
+        let reached = |at: Timespec| t >= BigInt::from(at.as_nanos()) * &den;
         let status = match c.clock_status() {
             s @ (ClockStatus::Unknown | ClockStatus::Disrupted) => s,
             s => {
-                if t >= c.void_after() {
+                if reached(c.void_after()) {
                     ClockStatus::Unknown
-                } else if t >= c.as_of().saturating_add(grace) {
+                } else if reached(c.as_of().saturating_add(grace)) {
                     ClockStatus::FreeRunning
                 } else {
                     s
@@ -1251,15 +1355,17 @@ mod tests {
             den,
             earliest,
             latest,
-            mid,
-            half_width: i128::try_from(half_width).unwrap(),
+            floor_earliest,
+            ceil_latest,
+            floor_t,
             status,
         })
     }
 
-    /// Ours against the reference: same error or same midpoint and status, a window that
-    /// holds the exact one (after saturation) and is less than 2 ns wider on each side, and
-    /// the short and general paths agree.
+    /// Ours against the reference: same error, or the same status (judged on the exact t)
+    /// and a window that holds the exact one (after saturation), each end less than 1 ns
+    /// from the exact end: the exact ends rounded outwards. The short and general paths
+    /// agree.
     fn check_against_reference(
         c: &ClockErrorBoundV3,
         counter: u64,
@@ -1282,37 +1388,67 @@ mod tests {
         let den = &exact.den;
         let min = BigInt::from(Timespec::MIN.as_nanos()) * den;
         let max = BigInt::from(Timespec::MAX.as_nanos()) * den;
-        let clamp = |v: BigInt| v.clamp(min.clone(), max.clone());
-        let two = BigInt::from(2) * den;
+        let clamp = |v: &BigInt| v.clone().clamp(min.clone(), max.clone());
+        let (lo, hi) = (clamp(&exact.earliest), clamp(&exact.latest));
         let e = BigInt::from(w.earliest.as_nanos()) * den;
         let l = BigInt::from(w.latest.as_nanos()) * den;
-        prop_assert!(
-            e <= clamp(exact.earliest.clone()),
-            "earliest after the exact one"
-        );
-        prop_assert!(
-            l >= clamp(exact.latest.clone()),
-            "latest before the exact one"
-        );
-        prop_assert!(
-            e >= clamp(&exact.earliest - &two),
-            "earliest 2 ns or more early"
-        );
-        prop_assert!(l <= clamp(&exact.latest + &two), "latest 2 ns or more late");
-        if exact.earliest > min + &two && exact.latest < max - &two {
-            // Unsaturated: the window is centred on the rounded midpoint, strictly within
-            // 2 ns, and its half-width is the smallest covering one or one more.
-            prop_assert!(&exact.earliest - &e < two && &l - &exact.latest < two);
-            prop_assert_eq!(
-                w.earliest.as_nanos() + w.latest.as_nanos(),
-                2 * exact.mid,
-                "midpoint"
-            );
-            let half = (w.latest.as_nanos() - w.earliest.as_nanos()) / 2;
-            prop_assert!(half == exact.half_width || half == exact.half_width + 1);
-        }
+        prop_assert!(e <= lo, "earliest after the exact one");
+        prop_assert!(l >= hi, "latest before the exact one");
+        prop_assert!(e > &lo - den, "earliest 1 ns or more early");
+        prop_assert!(l < &hi + den, "latest 1 ns or more late");
+        // Which pins them down: the exact ends rounded outwards, then saturated.
+        prop_assert_eq!(w.earliest, Timespec::from_nanos(exact.floor_earliest));
+        prop_assert_eq!(w.latest, Timespec::from_nanos(exact.ceil_latest));
         // The general path gives the same result on every input.
         prop_assert_eq!(c.window_general(counter, grace).ok(), Some(w));
+        Ok(())
+    }
+
+    /// Whether the bound grows no faster than time passes: `max_drift_ppb / 1e9 +
+    /// period_err <= 1`, exactly. Then the exact `earliest` never moves back.
+    fn bound_grows_slower_than_time(c: &ClockErrorBoundV3) -> bool {
+        let scale = BigInt::from(1) << (64 + u32::from(c.period_err_shift()));
+        let nano = BigInt::from(1_000_000_000u64);
+        BigInt::from(c.max_drift_ppb()) * &scale + &nano * BigInt::from(c.period_err_frac())
+            <= nano * scale
+    }
+
+    /// Status ages one way: Synchronized, then FreeRunning, then Unknown.
+    fn staleness(s: ClockStatus) -> u8 {
+        match s {
+            ClockStatus::Synchronized => 0,
+            ClockStatus::FreeRunning => 1,
+            ClockStatus::Unknown => 2,
+            ClockStatus::Disrupted => 3,
+        }
+    }
+
+    /// The window at `counter` against the one at a later counter: neither end steps back
+    /// (`earliest` only when the bound grows slower than time, as the exact one then does),
+    /// and the status never gets fresher.
+    fn check_later(
+        c: &ClockErrorBoundV3,
+        counter: u64,
+        later: u64,
+        grace: Duration,
+    ) -> Result<(), TestCaseError> {
+        let Ok(w) = c.compute_bound_at(counter, grace) else {
+            return Ok(());
+        };
+        let v = c
+            .compute_bound_at(later, grace)
+            .map_err(|e| TestCaseError::fail(format!("{e} at the later counter {later}")))?;
+        prop_assert!(
+            v.latest >= w.latest,
+            "latest stepped back: {w:?} then {v:?}"
+        );
+        if bound_grows_slower_than_time(c) {
+            prop_assert!(
+                v.earliest >= w.earliest,
+                "earliest stepped back: {w:?} then {v:?}"
+            );
+        }
+        prop_assert!(staleness(v.clock_status) >= staleness(w.clock_status));
         Ok(())
     }
 
@@ -1487,6 +1623,83 @@ mod tests {
                 .build();
             let ticks = (2 * odd + 1) << zeros;
             check_against_reference(&c, c.as_of_tsc() + ticks, GRACE)?;
+        }
+
+        /// Realistic snapshots (the short path, mostly): along a run of adjacent counter
+        /// values and to a random later one, neither end steps back.
+        #[test]
+        fn ends_never_step_back_on_usual_snapshots(
+            as_of_tsc in 0u64..1 << 62,
+            ticks in prop_oneof![0u64..1 << 36, 0u64..1 << 40],
+            delta in prop_oneof![1u64..1_000, 1u64..1 << 36],
+            hz in 1_000_000u64..5_000_000_000,
+            err_ppb in 0u32..100_000,
+            drift in 0u32..1_000_000,
+            bound in 0i64..1 << 30,
+            as_of_nsec in 0i64..1_000_000_000,
+            status in 0u8..4,
+        ) {
+            let (err, err_shift) = if err_ppb == 0 { (0, 0) } else { err_from_ppb(err_ppb) };
+            let c = ClockErrorBoundV3::builder()
+                .as_of_tsc(as_of_tsc)
+                .as_of(ts(1_700_000_000, as_of_nsec))
+                .void_after(ts(1_700_000_100, 0))
+                .with_frequency_hz(hz)
+                .period_err_frac(err)
+                .period_err_shift(err_shift)
+                .bound_nsec(bound)
+                .max_drift_ppb(drift)
+                .clock_status(status_from(status))
+                .build();
+            prop_assert!(bound_grows_slower_than_time(&c));
+            let start = as_of_tsc + ticks;
+            for counter in start..start + 64 {
+                check_later(&c, counter, counter + 1, GRACE)?;
+            }
+            check_later(&c, start, start + delta, GRACE)?;
+        }
+
+        /// Any snapshot, any counter: the next counter value and a later one.
+        #[test]
+        fn ends_never_step_back(
+            as_of_tsc in prop_oneof![any::<u64>(), 0u64..1 << 40],
+            offset in offset(),
+            delta in prop_oneof![1u64..1_000, 1u64..1 << 36, any::<u64>()],
+            (period_frac, period_shift) in period(),
+            (period_err_frac, period_err_shift) in period_err(),
+            drift in prop_oneof![0u32..100_000, 0u32..1_000_000_000],
+            bound in prop_oneof![0i64..1_000_000_000, 0i64..=i64::MAX],
+            as_of_sec in prop_oneof![1_600_000_000i64..1_900_000_000, any::<i64>()],
+            as_of_nsec in 0i64..1_000_000_000,
+            void_in in prop_oneof![-10i64..2_000, any::<i64>()],
+            status in 0u8..4,
+            grace in prop_oneof![
+                Just(GRACE),
+                (0u64..100_000_000_000).prop_map(Duration::from_nanos),
+            ],
+        ) {
+            let as_of = ts(as_of_sec, as_of_nsec);
+            let void_after = Timespec::from_nanos(
+                as_of.as_nanos().saturating_add(i128::from(void_in) * 1_000_000_000),
+            );
+            let status = status_from(status);
+            let period_frac = if period_frac == 0 && status.is_trusted() { 1 } else { period_frac };
+            let c = ClockErrorBoundV3::builder()
+                .as_of_tsc(as_of_tsc)
+                .as_of(as_of)
+                .void_after(void_after)
+                .period_frac(period_frac)
+                .period_shift(period_shift)
+                .period_err_frac(period_err_frac)
+                .period_err_shift(period_err_shift)
+                .bound_nsec(bound)
+                .max_drift_ppb(drift)
+                .clock_status(status)
+                .build();
+            let counter = (i128::from(as_of_tsc) + offset).clamp(0, i128::from(u64::MAX)) as u64;
+            for later in [counter.checked_add(1), counter.checked_add(delta)].into_iter().flatten() {
+                check_later(&c, counter, later, grace)?;
+            }
         }
 
         /// counter_at gives the first counter value at which the exact elapsed time reaches

@@ -271,11 +271,19 @@
 //! snapshot's window as current.
 //!
 //! **How this crate rounds.** The released client computes in `f64`, and its rounding is
-//! not specified. This crate computes in exact integers with 128-bit intermediates, no
-//! floating point: both growth terms are rounded up, so the bound is never narrower than
-//! the exact value, and the midpoint is rounded to the nearest nanosecond. A client in
-//! another language should do the same, or at least round `earliest` down and `latest` up.
-//! Watch the intermediate widths: `ticks × period_frac` alone needs 128 bits.
+//! not specified. This crate computes in exact integers with 128-bit intermediates (wider
+//! where needed), no floating point, and rounds only the ends: `earliest` is the exact
+//! `t - bound` rounded down, `latest` the exact `t + bound` rounded up, to whole
+//! nanoseconds. So the window holds the exact one, each end is less than 1 ns from it, and
+//! each end is a non-decreasing function of the counter, as the exact ends are while the
+//! bound grows slower than time (`max_drift_ppb / 10⁹ + period_err ≤ 1`, true of any real
+//! snapshot): successive windows never step back. Rounding the midpoint and the bound
+//! separately instead also gives a window that holds the exact one, but an end can then
+//! step back by 1 ns from one counter value to the next. The status is judged on the exact
+//! `t`: it turns at the first counter value at which `t` reaches the threshold, never
+//! before and never after. A client in another language should round the same way, or at
+//! least round `earliest` down and `latest` up. Watch the intermediate widths:
+//! `ticks × period_frac` alone needs 128 bits.
 //!
 //! # Status degradation and the FreeRunning grace
 //!
