@@ -265,7 +265,7 @@
 //! **A counter behind `as_of_tsc`.** The released 3.x client clamps a negative `ticks` to
 //! 0. This crate applies layout 2's causality rule instead: behind by less than
 //! [`CAUSALITY_BLUR`](crate::CAUSALITY_BLUR) counts as 0, behind by more is
-//! [`ShmError::CausalityBreach`](crate::ShmError::CausalityBreach). A counter that far
+//! [`ShmError::CounterBehindSnapshot`](crate::ShmError::CounterBehindSnapshot). A counter that far
 //! behind means the snapshot does not belong to this counter (for example after a live
 //! migration to a host whose counter reads differently), and clamping would hand out the
 //! snapshot's window as current.
