@@ -383,6 +383,11 @@ fn read_fresh<L: Layout>(
     out: &mut L::Snapshot,
 ) -> Result<u16, ReadFailure> {
     let mut backoff = Backoff::new();
+    // A writer that never pauses may leave no gap long enough for two copies. Once the first
+    // round of back-off is spent, a patient read settles for one accepted copy: that is the
+    // plain seqlock guarantee, and the confirmation only narrows a race with a fence-less
+    // writer on weakly ordered CPUs (see `docs::memory_model`).
+    let mut confirm = true;
     loop {
         let generation = cells.load_generation();
         let failure = if generation == 0 {
@@ -407,7 +412,12 @@ fn read_fresh<L: Layout>(
                     }));
                 }
             }
-            if let Some(words) = cells.copy_payload_confirmed(generation) {
+            let copy = if confirm {
+                cells.copy_payload_confirmed(generation)
+            } else {
+                cells.copy_payload_if_unchanged(generation)
+            };
+            if let Some(words) = copy {
                 stats.full_reads += 1;
                 // Decoded straight into its destination, and only once every field is
                 // valid (see `docs::performance` for why in place).
@@ -430,6 +440,7 @@ fn read_fresh<L: Layout>(
                     // preempted mid-update gets to finish it, a running one is not slowed.
                     std::thread::sleep(Duration::from_micros(50));
                     backoff = Backoff::new();
+                    confirm = false;
                 }
                 _ => return Err(ReadFailure::NotReady(failure)),
             }

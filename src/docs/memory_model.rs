@@ -152,7 +152,10 @@
 //! last through the gap between them, so the confirmation turns a narrow race into a much
 //! narrower one. It makes a mixed copy unlikely, **not impossible**. It costs one extra copy
 //! per daemon update, not per call: while the generation is unchanged, readers answer from
-//! their cached copy and never copy at all.
+//! their cached copy and never copy at all. One exception: an open (which has no earlier
+//! snapshot to fall back on) under a writer that never pauses long enough for two copies
+//! settles for one accepted copy once its first round of back-off is spent. A daemon writes
+//! at most ten times a second, so this only happens under synthetic writers.
 //!
 //! The fix that makes it impossible is on the writer's side: a release fence after the odd
 //! generation store, as [`ShmWriter`](crate::ShmWriter) has.
