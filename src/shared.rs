@@ -592,7 +592,9 @@ impl SharedClockBound {
     /// Unknown or Disrupted.
     #[inline(always)]
     pub fn now(&self) -> Result<TimeWindow, ShmError> {
-        let window = on_handle!(self, h => h.now())?;
+        // The window is built in place, as in `ShmReader::now` (see `docs::performance`).
+        let mut window = TimeWindow::UNTRUSTED;
+        on_handle!(self, h => h.now_into(&mut window))?;
         if self.require_trusted && !window.clock_status.is_trusted() {
             return Err(ShmError::not_trusted(window.clock_status));
         }
@@ -686,9 +688,8 @@ impl<L: SharedLayout> Handle<L> {
     /// One layout's `now()`: inlined whole into the caller, with the window built in place
     /// and only cold paths out of line (see [`docs::performance`](crate::docs::performance)).
     #[inline(always)]
-    fn now(&self) -> Result<TimeWindow, ShmError> {
+    fn now_into(&self, out: &mut TimeWindow) -> Result<(), ShmError> {
         let inner = &*self.inner;
-        let mut window = TimeWindow::UNTRUSTED;
         // The closures below return nothing: an error is parked here instead, so that no
         // `Result` has to be kept while the thread-local slot is put back.
         let mut failed = None;
@@ -709,7 +710,7 @@ impl<L: SharedLayout> Handle<L> {
                         self.primary.cells(),
                         &mut reader.epoch,
                         &mut reader.state,
-                        &mut window,
+                        out,
                     ));
                 },
             ),
@@ -728,21 +729,22 @@ impl<L: SharedLayout> Handle<L> {
                         cache.load(),
                         published,
                         refresher,
-                        &mut window,
+                        out,
                     ));
                 },
             ),
         };
         if done.is_none() {
-            return self.now_without_thread_state();
+            *out = self.now_without_thread_state()?;
+            return Ok(());
         }
         match failed {
             Some(e) => Err(e),
-            None => Ok(window),
+            None => Ok(()),
         }
     }
 
-    /// [`now`](Self::now) for a thread whose thread-locals are gone (it is exiting): on a
+    /// [`now_into`](Self::now_into) for a thread whose thread-locals are gone (it is exiting): on a
     /// throwaway reader state, or from the published snapshot directly.
     #[cold]
     #[inline(never)]
