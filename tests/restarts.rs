@@ -233,3 +233,173 @@ fn read_until(
     }
     Ok(tally)
 }
+
+/// Selects the child role of [`one_truncation_child`]: the segment's path.
+const ONE_TRUNCATION_ENV: &str = "CLOCKBOUND_SHM_ONE_TRUNCATION_CHILD_PATH";
+
+/// One truncation, step by step: the file is truncated under a reader's mapping, the reader
+/// touches it (the guard turns the `SIGBUS` into zeros), the file is rewritten, and the
+/// reader maps it again. `stats()` counts exactly one truncation survived and one reopen.
+#[test]
+fn one_truncation_is_survived_counted_and_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shm0");
+    common::daemon_restart_v2(&path, &snapshot(0), Duration::ZERO).unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "one_truncation_child", "--nocapture"])
+        .env(ONE_TRUNCATION_ENV, &path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the reader process");
+    let mut to_child = child.stdin.take().unwrap();
+    let mut from_child = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut wait_for = |what: &str| {
+        for line in from_child.by_ref() {
+            if line.unwrap() == what {
+                return;
+            }
+        }
+        panic!("the reader process ended before saying {what:?}");
+    };
+    use std::io::Write;
+    wait_for("opened");
+    // Truncated and left empty until the reader has touched it.
+    std::fs::File::create(&path).unwrap();
+    writeln!(to_child, "truncated").unwrap();
+    wait_for("touched");
+    common::daemon_restart_v2(&path, &snapshot(1), Duration::ZERO).unwrap();
+    writeln!(to_child, "rewritten").unwrap();
+    let status = child.wait().unwrap();
+    assert_ne!(status.signal(), Some(libc::SIGBUS), "killed by SIGBUS");
+    assert!(status.success(), "the reader process failed: {status}");
+}
+
+#[test]
+fn one_truncation_child() {
+    let Some(path) = std::env::var_os(ONE_TRUNCATION_ENV) else {
+        return; // only a child of `one_truncation_is_survived_counted_and_followed` runs this
+    };
+    let options = options().recheck_interval(Duration::from_millis(20));
+    let mut reader = ShmReader::open_with(Path::new(&path), &options).expect("open");
+    let mut stdin = std::io::stdin().lines();
+    let mut wait_for = |what: &str| {
+        assert_eq!(stdin.next().unwrap().unwrap(), what);
+    };
+    println!("opened");
+    wait_for("truncated");
+    // The file is empty: this load faults, and the guard answers it with zeros, which read
+    // as a wiped segment: the last snapshot answers.
+    let w = reader.now().expect("now() on a truncated segment");
+    assert_eq!(w.bound().as_nanos(), BOUND_BASE as u128, "{w:?}");
+    assert_eq!(reader.header().magic, [0, 0], "the mapping was not replaced");
+    println!("touched");
+    wait_for("rewritten");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let w = reader.now().expect("now() after the rewrite");
+        if w.bound().as_nanos() == BOUND_BASE as u128 + 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never followed the rewrite: {w:?}");
+        thread::sleep(Duration::from_millis(5));
+    }
+    let stats = reader.stats();
+    assert_eq!(stats.truncations_survived, 1, "{stats:?}");
+    assert_eq!(stats.reopens, 1, "{stats:?}");
+}
+
+/// Selects the child role of [`crash_loop_child`]: the segment's path.
+const CRASH_LOOP_ENV: &str = "CLOCKBOUND_SHM_CRASH_LOOP_CHILD_PATH";
+
+/// A daemon crash-looping at start (truncate, header, die before the first update) while a
+/// service waits for it with `wait_for_sync` (both reader types): the waiting process
+/// survives every truncation and returns once a healthy daemon publishes.
+#[test]
+fn wait_for_sync_survives_a_crash_looping_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shm0");
+    // The daemon has never written it: nothing to sync with before the healthy daemon.
+    std::fs::File::create(&path).unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_loop_child", "--nocapture"])
+        .env(CRASH_LOOP_ENV, &path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the waiting process");
+    let output = thread::spawn({
+        let stdout = child.stdout.take().unwrap();
+        move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<_>>()
+        }
+    });
+    // About 2 s of a daemon dying right after it recreated the segment, then a healthy one.
+    let start = Instant::now();
+    let mut crashes = 0;
+    while start.elapsed() < Duration::from_secs(2) {
+        let file = std::fs::File::create(&path).unwrap();
+        if crashes % 2 == 0 {
+            use std::os::unix::fs::FileExt;
+            let mut header = [0u8; common::HEADER_LEN];
+            header[0..4].copy_from_slice(&clockbound_shm::layout::MAGIC[0].to_ne_bytes());
+            header[4..8].copy_from_slice(&clockbound_shm::layout::MAGIC[1].to_ne_bytes());
+            file.write_all_at(&header, 0).unwrap();
+        }
+        drop(file);
+        crashes += 1;
+        thread::sleep(Duration::from_millis(3));
+    }
+    common::daemon_restart_v2(&path, &snapshot(7), Duration::ZERO).unwrap();
+    // The healthy daemon keeps writing, as a daemon does.
+    let deadline = Instant::now() + CHILD_DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the waiting process did not finish within {CHILD_DEADLINE:?}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    let output = output.join().unwrap().join("\n");
+    assert_ne!(
+        status.signal(),
+        Some(libc::SIGBUS),
+        "killed by SIGBUS after {crashes} crashes:\n{output}"
+    );
+    assert!(status.success(), "{status} after {crashes} crashes:\n{output}");
+    assert!(crashes >= 50, "only {crashes} crashes: nothing tested");
+}
+
+#[test]
+fn crash_loop_child() {
+    let Some(path) = std::env::var_os(CRASH_LOOP_ENV) else {
+        return; // only a child of `wait_for_sync_survives_a_crash_looping_daemon` runs this
+    };
+    let path = Path::new(&path);
+    let timeout = Duration::from_secs(15);
+    thread::scope(|s| {
+        let reader = s.spawn(|| ShmReader::wait_for_sync_with(path, &options(), timeout));
+        let shared = s.spawn(|| SharedClockBound::wait_for_sync_with(path, &options(), timeout));
+        // Meanwhile, readers opened before the crash loop keep answering.
+        let mut mine = ShmReader::open_with(path, &options());
+        let until = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < until {
+            if let Ok(r) = mine.as_mut() {
+                let _ = r.now();
+            } else {
+                mine = ShmReader::open_with(path, &options());
+            }
+        }
+        let mut reader = reader.join().unwrap().expect("ShmReader::wait_for_sync");
+        let shared = shared.join().unwrap().expect("SharedClockBound::wait_for_sync");
+        let w = reader.now().unwrap();
+        assert_eq!(w.bound().as_nanos(), BOUND_BASE as u128 + 7, "{w:?}");
+        assert_eq!(shared.now().unwrap().clock_status, ClockStatus::Synchronized);
+        println!("synced after the crash loop");
+    });
+}
