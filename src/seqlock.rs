@@ -100,8 +100,6 @@ impl<P: AtomicWords> SegmentCells<P> {
         P::Words: PartialEq,
     {
         let first = self.copy_payload_if_unchanged(generation)?;
-        #[cfg(not(loom))]
-        std::hint::spin_loop();
         let second = self.copy_payload_if_unchanged(generation)?;
         (first == second).then_some(first)
     }

@@ -145,8 +145,8 @@
 //! publish in time.
 //!
 //! **What this crate does about it.** When the generation has changed since the last
-//! accepted copy, the copy is not taken on its own word: the reader takes a second copy a
-//! little later and accepts only if both copies are identical and the generation has not
+//! accepted copy, the copy is not taken on its own word: the reader takes a second copy
+//! right after it and accepts only if both copies are identical and the generation has not
 //! moved. A mixed copy is produced while the writer's payload stores are visible and its
 //! odd generation is not yet; for both copies to be mixed the same way, that state has to
 //! last through the gap between them, so the confirmation turns a narrow race into a much
