@@ -1,6 +1,8 @@
 //! A long-lived reader heals itself: a generation that wrapped round to the cached value, a
 //! daemon that recreated the file, and the counters that show what happened.
 
+mod common;
+
 use std::path::Path;
 use std::thread;
 use std::time::Duration;
@@ -202,13 +204,6 @@ fn shared_bound(clock: &SharedClockBound) -> i128 {
     (w.latest.as_nanos() - w.earliest.as_nanos()) / 2
 }
 
-/// Mappings of `path` in this process that still name a file on disk.
-fn live_mappings_of(path: &Path) -> usize {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let name = path.to_str().unwrap();
-    maps.lines().filter(|l| l.ends_with(name)).count()
-}
-
 #[test]
 fn shared_values_heal_a_wrapped_generation() {
     for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
@@ -260,7 +255,7 @@ fn shared_values_follow_a_recreated_file_with_one_new_mapping() {
         drop(old_writer);
         let _new_writer = recreate(&path, &bound(2_222, Duration::ZERO));
         // The new writer maps the new file too: that is the baseline.
-        let writers_mapping = live_mappings_of(&path);
+        let writers_mapping = common::mappings_of_file(&path);
         assert_eq!(writers_mapping, 1);
         thread::sleep(Duration::from_millis(150));
 
@@ -273,7 +268,11 @@ fn shared_values_follow_a_recreated_file_with_one_new_mapping() {
         });
         assert_eq!(clock.now().unwrap().clock_status, ClockStatus::Synchronized);
         // ...through a single new mapping for the whole value.
-        assert_eq!(live_mappings_of(&path), writers_mapping + 1, "{strategy:?}");
+        assert_eq!(
+            common::mappings_of_file(&path),
+            writers_mapping + 1,
+            "{strategy:?}"
+        );
         assert_eq!(clock.stats().reopens, 1, "{strategy:?}");
         drop(clock);
         match strategy {
@@ -281,7 +280,7 @@ fn shared_values_follow_a_recreated_file_with_one_new_mapping() {
             Strategy::ArcSwap => {
                 // This thread's view of the published snapshot still holds it (and so its
                 // mapping) until the thread moves on: its next new value prunes the view.
-                assert_eq!(live_mappings_of(&path), writers_mapping + 1);
+                assert_eq!(common::mappings_of_file(&path), writers_mapping + 1);
                 let elsewhere = tempfile::tempdir().unwrap();
                 let other_path = elsewhere.path().join("shm0");
                 let mut other_writer = ShmWriter::new(&other_path).unwrap();
@@ -291,7 +290,7 @@ fn shared_values_follow_a_recreated_file_with_one_new_mapping() {
             }
         }
         assert_eq!(
-            live_mappings_of(&path),
+            common::mappings_of_file(&path),
             writers_mapping,
             "{strategy:?}: dropping the value unmaps"
         );

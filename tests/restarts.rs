@@ -292,7 +292,11 @@ fn one_truncation_child() {
     // as a wiped segment: the last snapshot answers.
     let w = reader.now().expect("now() on a truncated segment");
     assert_eq!(w.bound().as_nanos(), BOUND_BASE as u128, "{w:?}");
-    assert_eq!(reader.header().magic, [0, 0], "the mapping was not replaced");
+    assert_eq!(
+        reader.header().magic,
+        [0, 0],
+        "the mapping was not replaced"
+    );
     println!("touched");
     wait_for("rewritten");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -301,7 +305,10 @@ fn one_truncation_child() {
         if w.bound().as_nanos() == BOUND_BASE as u128 + 1 {
             break;
         }
-        assert!(Instant::now() < deadline, "never followed the rewrite: {w:?}");
+        assert!(
+            Instant::now() < deadline,
+            "never followed the rewrite: {w:?}"
+        );
         thread::sleep(Duration::from_millis(5));
     }
     let stats = reader.stats();
@@ -371,7 +378,10 @@ fn wait_for_sync_survives_a_crash_looping_daemon() {
         Some(libc::SIGBUS),
         "killed by SIGBUS after {crashes} crashes:\n{output}"
     );
-    assert!(status.success(), "{status} after {crashes} crashes:\n{output}");
+    assert!(
+        status.success(),
+        "{status} after {crashes} crashes:\n{output}"
+    );
     assert!(crashes >= 50, "only {crashes} crashes: nothing tested");
 }
 
@@ -396,10 +406,16 @@ fn crash_loop_child() {
             }
         }
         let mut reader = reader.join().unwrap().expect("ShmReader::wait_for_sync");
-        let shared = shared.join().unwrap().expect("SharedClockBound::wait_for_sync");
+        let shared = shared
+            .join()
+            .unwrap()
+            .expect("SharedClockBound::wait_for_sync");
         let w = reader.now().unwrap();
         assert_eq!(w.bound().as_nanos(), BOUND_BASE as u128 + 7, "{w:?}");
-        assert_eq!(shared.now().unwrap().clock_status, ClockStatus::Synchronized);
+        assert_eq!(
+            shared.now().unwrap().clock_status,
+            ClockStatus::Synchronized
+        );
         println!("synced after the crash loop");
     });
 }

@@ -10,7 +10,8 @@
 //! whatever the number of threads, values on different files kept apart within a thread,
 //! and the mapping gone when the last clone is dropped.
 
-use std::fs;
+mod common;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -458,25 +459,14 @@ fn check_rejects_every_mixed_field() {
     );
 }
 
-/// Lines of `/proc/self/maps` that map `path`.
-fn mappings_of(path: &Path) -> usize {
-    let path = path.canonicalize().unwrap();
-    let suffix = format!(" {}", path.display());
-    fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .filter(|line| line.ends_with(&suffix))
-        .count()
-}
-
 #[test]
 fn one_mapping_for_any_number_of_threads() {
     for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
         let dir = tempfile::tempdir().unwrap();
         let path = new_segment(&dir);
-        assert_eq!(mappings_of(&path), 0, "the writer is closed");
+        assert_eq!(common::mappings_of_file(&path), 0, "the writer is closed");
         let clock = SharedClockBound::with_options(&path, strategy, &no_vmclock()).unwrap();
-        assert_eq!(mappings_of(&path), 1);
+        assert_eq!(common::mappings_of_file(&path), 1);
         let all_read = Barrier::new(9);
         let counted = Barrier::new(9);
         thread::scope(|s| {
@@ -494,7 +484,7 @@ fn one_mapping_for_any_number_of_threads() {
                 .collect();
             all_read.wait();
             assert_eq!(
-                mappings_of(&path),
+                common::mappings_of_file(&path),
                 1,
                 "{strategy:?}: one mapping for 8 threads"
             );
@@ -506,10 +496,10 @@ fn one_mapping_for_any_number_of_threads() {
                 thread.join().unwrap();
             }
         });
-        assert_eq!(mappings_of(&path), 1);
+        assert_eq!(common::mappings_of_file(&path), 1);
         drop(clock);
         assert_eq!(
-            mappings_of(&path),
+            common::mappings_of_file(&path),
             0,
             "{strategy:?}: dropping the value unmaps"
         );
@@ -550,10 +540,14 @@ fn last_clone_unmaps_while_threads_live_on() {
     };
     used_rx.recv().unwrap();
     drop(clock);
-    assert_eq!(mappings_of(&path), 1, "the worker still holds clones");
+    assert_eq!(
+        common::mappings_of_file(&path),
+        1,
+        "the worker still holds clones"
+    );
     go_tx.send(()).unwrap();
     // The worker drops its clones, then waits: its thread-local state for the value lives on.
-    while mappings_of(&path) != 0 {
+    while common::mappings_of_file(&path) != 0 {
         thread::sleep(Duration::from_millis(1));
         assert!(!worker.is_finished(), "the worker must still be running");
     }
