@@ -27,27 +27,40 @@ pub const CLOCKBOUND_SHM_DEFAULT_PATH: &str = "/var/run/clockbound/shm0";
 /// The default path of the ClockBound 3.x daemon's layout 3 segment (`shm1`).
 pub const CLOCKBOUND_SHM1_DEFAULT_PATH: &str = "/var/run/clockbound/shm1";
 
-/// Everything one reader keeps besides the mapping: the snapshot cache and the disruption
+/// Everything one reader keeps besides the mappings: the snapshot cache and the disruption
 /// check's state. One per [`ShmReader`], one per thread of a
 /// [`SharedClockBound`](crate::SharedClockBound) under `ThreadLocal`.
+///
+/// Plain data apart from the cache: the segment and the VMClock page belong to the reader or
+/// the shared value, which passes them in at each call, so that per-thread state never keeps
+/// a mapping alive after its value is dropped.
 #[derive(Clone, Debug)]
 pub(crate) struct ReaderState<L: Layout> {
     pub(crate) cache: SnapshotCache<L>,
-    /// Where the VMClock page comes from; `None` with the check off.
-    vmclock_source: Option<Arc<VmClockSource>>,
-    /// The watch on the page, once a snapshot asked for the check.
+    /// The watch on the VMClock page, once a snapshot asked for the check (the page is the
+    /// owner's [`VmClockSource`]).
     pub(crate) vmclock: Option<MarkerWatch>,
+}
+
+/// The VMClock source `options` ask for: `None` with the check off.
+pub(crate) fn vmclock_source(options: &ReaderOptions) -> Option<VmClockSource> {
+    match &options.disruption_check {
+        DisruptionCheck::WhenEnabled { vmclock_path } => Some(VmClockSource::new(vmclock_path)),
+        DisruptionCheck::Off => None,
+    }
 }
 
 impl<L: Layout> ReaderState<L> {
     /// Opens the segment at `path` as `options` say: the mapping, a first snapshot, and the
-    /// VMClock page when that snapshot asks for the disruption check.
+    /// VMClock page (from `vmclock`, the owner's source) when that snapshot asks for the
+    /// disruption check.
     ///
     /// # Errors
     /// As [`ShmReader::open_with`].
     pub(crate) fn open(
         path: &Path,
         options: &ReaderOptions,
+        vmclock: Option<&VmClockSource>,
     ) -> Result<(MappedSegment<L>, ReaderState<L>), ShmError> {
         let segment = MappedSegment::<L>::open(path, options.sigbus_guard)?;
         let cache = SnapshotCache::load(
@@ -57,51 +70,37 @@ impl<L: Layout> ReaderState<L> {
             options.free_running_grace,
             true,
         )?;
-        let vmclock_source = match &options.disruption_check {
-            DisruptionCheck::WhenEnabled { vmclock_path } => {
-                Some(Arc::new(VmClockSource::new(vmclock_path)))
-            }
-            DisruptionCheck::Off => None,
-        };
         let mut state = ReaderState {
             cache,
-            vmclock_source,
             vmclock: None,
         };
-        if let Some(source) = &state.vmclock_source {
+        if let Some(source) = vmclock {
             if L::disruption_support(state.cache.cached()) {
-                attach_vmclock(&mut state.vmclock, source)?;
+                state.vmclock = Some(source.attach()?.1);
             }
         }
         Ok((segment, state))
     }
 
-    /// A state for another thread: the same source, a watch of its own.
-    pub(crate) fn vmclock_source(&self) -> Option<&Arc<VmClockSource>> {
-        self.vmclock_source.as_ref()
-    }
-
     /// The window for the current instant with the self-healing recheck (see
-    /// [`ShmReader::now`]) and the disruption check: while the snapshot says the daemon
-    /// tracks disruptions, a VMClock marker that differs from the snapshot's makes the status
-    /// Disrupted. With the check off or the flag clear that is one branch.
+    /// [`ShmReader::now`]) and the disruption check against `vmclock` (the owner's source,
+    /// `None` with the check off): while the snapshot says the daemon tracks disruptions, a
+    /// VMClock marker that differs from the snapshot's makes the status Disrupted. With the
+    /// check off or the flag clear that is one branch.
     #[inline(always)]
     pub(crate) fn now_into(
         &mut self,
         cells: &SegmentCells<L::Payload>,
         path: &Arc<Path>,
+        vmclock: Option<&VmClockSource>,
         out: &mut TimeWindow,
     ) -> Result<(), ShmError> {
         self.cache.now_into(cells, path, out)?;
         let snapshot = self.cache.cached();
-        if let Some(source) = &self.vmclock_source {
+        if let Some(source) = vmclock {
             if L::disruption_support(snapshot) {
                 let marker = L::disruption_marker(snapshot);
-                let watch = match &mut self.vmclock {
-                    Some(watch) => watch,
-                    None => attach_vmclock(&mut self.vmclock, source)?,
-                };
-                if watch.marker()? != marker {
+                if self.vmclock_marker(source)? != marker {
                     out.clock_status = ClockStatus::Disrupted;
                 }
             }
@@ -109,16 +108,32 @@ impl<L: Layout> ReaderState<L> {
         Ok(())
     }
 
+    /// The VMClock marker now, through this state's watch on `source`'s page: the page's
+    /// `seq_count` against the watch's while both exist (the hot path: the source's one
+    /// acquire load, then the watch's compare), else attach first.
+    #[inline(always)]
+    fn vmclock_marker(&mut self, source: &VmClockSource) -> Result<u64, ShmError> {
+        match (source.get(), &mut self.vmclock) {
+            (Some(page), Some(watch)) => watch.marker(page),
+            _ => attach_vmclock(&mut self.vmclock, source),
+        }
+    }
+
     /// [`now_into`](Self::now_into) returning the window (off the hot path).
-    pub(crate) fn now(&mut self, segment: &MappedSegment<L>) -> Result<TimeWindow, ShmError> {
+    pub(crate) fn now(
+        &mut self,
+        segment: &MappedSegment<L>,
+        vmclock: Option<&VmClockSource>,
+    ) -> Result<TimeWindow, ShmError> {
         let mut window = TimeWindow::UNTRUSTED;
-        self.now_into(segment.cells(), segment.path(), &mut window)?;
+        self.now_into(segment.cells(), segment.path(), vmclock, &mut window)?;
         Ok(window)
     }
 
     /// Brings the state up to date without computing a window (for a publisher): the
     /// generation check, the full re-read once `now` has reached the recheck instant, the
-    /// VMClock marker. Returns whether the owner should look at the file.
+    /// VMClock marker (of `vmclock`, the owner's source). Returns whether the owner should
+    /// look at the file.
     ///
     /// # Errors
     /// As [`ShmReader::snapshot`], and VMClock errors.
@@ -126,19 +141,16 @@ impl<L: Layout> ReaderState<L> {
         &mut self,
         segment: &MappedSegment<L>,
         now: Option<L::Instant>,
+        vmclock: Option<&VmClockSource>,
     ) -> Result<bool, ShmError> {
         self.cache.snapshot(segment.cells(), segment.path())?;
         let mut looks_dead = false;
         if let Some(now) = now.filter(|n| *n >= self.cache.recheck_at()) {
             looks_dead = self.cache.recheck(segment.cells(), segment.path(), now)?;
         }
-        if let Some(source) = &self.vmclock_source {
+        if let Some(source) = vmclock {
             if L::disruption_support(self.cache.cached()) {
-                let watch = match &mut self.vmclock {
-                    Some(watch) => watch,
-                    None => attach_vmclock(&mut self.vmclock, source)?,
-                };
-                watch.marker()?;
+                self.vmclock_marker(source)?;
             }
         }
         Ok(looks_dead)
@@ -189,21 +201,22 @@ impl<L: Layout> ReaderState<L> {
         }
         Some(ReaderState {
             cache,
-            vmclock_source: self.vmclock_source.clone(),
-            vmclock: self.vmclock.clone(),
+            vmclock: self.vmclock,
         })
     }
 }
 
-/// A snapshot asked for the disruption check and the reader has no watch yet: open the page
-/// (the same rules as at open: an error while it cannot be read).
+/// A snapshot asked for the disruption check and the reader has no watch yet (or the page is
+/// not open yet): open the page if no one has (the same rules as at open: an error while it
+/// cannot be read), start a watch unless there is one, and read the marker.
 #[cold]
 #[inline(never)]
-fn attach_vmclock<'a>(
-    watch: &'a mut Option<MarkerWatch>,
+fn attach_vmclock(
+    watch: &mut Option<MarkerWatch>,
     source: &VmClockSource,
-) -> Result<&'a mut MarkerWatch, ShmError> {
-    Ok(watch.insert(source.watch()?))
+) -> Result<u64, ShmError> {
+    let (page, first) = source.attach()?;
+    watch.get_or_insert(first).marker(page)
 }
 
 /// Reads a ClockBound segment: the fastest way to error-bounded time, for one thread.
@@ -279,6 +292,8 @@ fn attach_vmclock<'a>(
 pub struct SegmentReader<L: Layout> {
     state: ReaderState<L>,
     segment: MappedSegment<L>,
+    /// The VMClock page for the disruption check; `None` with the check off.
+    vmclock: Option<VmClockSource>,
     require_trusted: bool,
     sigbus_guard: bool,
 }
@@ -341,10 +356,12 @@ impl<L: Layout> SegmentReader<L> {
         path: impl AsRef<Path>,
         options: &ReaderOptions,
     ) -> Result<SegmentReader<L>, ShmError> {
-        let (segment, state) = ReaderState::open(path.as_ref(), options)?;
+        let vmclock = vmclock_source(options);
+        let (segment, state) = ReaderState::open(path.as_ref(), options, vmclock.as_ref())?;
         Ok(SegmentReader {
             state,
             segment,
+            vmclock,
             require_trusted: options.require_trusted,
             sigbus_guard: options.sigbus_guard,
         })
@@ -394,8 +411,12 @@ impl<L: Layout> SegmentReader<L> {
     #[inline]
     pub fn now(&mut self) -> Result<TimeWindow, ShmError> {
         let mut window = TimeWindow::UNTRUSTED;
-        self.state
-            .now_into(self.segment.cells(), self.segment.path(), &mut window)?;
+        self.state.now_into(
+            self.segment.cells(),
+            self.segment.path(),
+            self.vmclock.as_ref(),
+            &mut window,
+        )?;
         if self.state.cache.take_looks_dead() {
             window = self.follow_reopened_file(window)?;
         }
@@ -417,7 +438,7 @@ impl<L: Layout> SegmentReader<L> {
             Some((segment, state)) => {
                 self.segment = segment;
                 self.state = state;
-                self.state.now(&self.segment)
+                self.state.now(&self.segment, self.vmclock.as_ref())
             }
             // The file is not ready yet (the daemon is writing it): keep answering from
             // the old snapshot, whose status keeps degrading, and look again later.

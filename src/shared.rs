@@ -22,12 +22,15 @@ use crate::error::ShmError;
 use crate::layout::{Layout, Layout2, Layout3, LayoutVersion};
 use crate::mapping::SegmentMapping;
 use crate::options::ReaderOptions;
-use crate::reader::{CLOCKBOUND_SHM_DEFAULT_PATH, CLOCKBOUND_SHM1_DEFAULT_PATH, ReaderState};
+use crate::reader::{
+    CLOCKBOUND_SHM_DEFAULT_PATH, CLOCKBOUND_SHM1_DEFAULT_PATH, ReaderState, vmclock_source,
+};
 use crate::segment::MappedSegment;
 use crate::seqlock::SegmentCells;
 use crate::status::ClockStatus;
 use crate::thread_slot::{self, SlotKey, ThreadSlots};
 use crate::timespec::Timespec;
+use crate::vmclock::VmClockSource;
 use crate::wait;
 
 /// How a [`SharedClockBound`] keeps snapshots for its threads. Both give the same answers,
@@ -202,8 +205,11 @@ struct Inner<L: Layout> {
     replacement: ArcSwapOption<Replacement<L>>,
     /// Held while mapping a replacement, so two threads noticing it map it once.
     reopening: Mutex<()>,
-    /// The state new threads start from: settings, the VMClock source, and a first
-    /// snapshot.
+    /// The VMClock page for the disruption check (`None` with the check off), here rather
+    /// than in per-thread state for the same reason as the mappings: readers reach it
+    /// through the value they are called on, so it goes with the value.
+    vmclock: Option<VmClockSource>,
+    /// The state new threads start from: settings, the VMClock watch, and a first snapshot.
     seed: ReaderState<L>,
     /// The newest snapshot any reader of this value has read: a new thread that cannot read
     /// the segment at that moment starts from it.
@@ -304,7 +310,8 @@ impl<L: Layout> PublishedSnapshot<L> {
 }
 
 /// A thread's reader under [`Strategy::ThreadLocal`]: the reader state, and which mapping
-/// it reads (0 for the value's primary one).
+/// it reads (0 for the value's primary one). Nothing in it keeps a mapping (segment or
+/// VMClock page) alive: a slot outliving its value holds no more than memory.
 struct ThreadReader<L: Layout> {
     epoch: u64,
     state: ReaderState<L>,
@@ -536,7 +543,8 @@ impl SharedClockBound {
     where
         Handle<L>: Into<AnyHandle>,
     {
-        let (primary, mut seed) = ReaderState::<L>::open(path, options)?;
+        let vmclock = vmclock_source(options);
+        let (primary, mut seed) = ReaderState::<L>::open(path, options, vmclock.as_ref())?;
         let newest = Arc::new(NewestSnapshot::new(&seed.cache));
         seed.cache.share_into(Arc::clone(&newest));
         let path = Arc::clone(primary.path());
@@ -556,6 +564,7 @@ impl SharedClockBound {
             primary,
             replacement: ArcSwapOption::empty(),
             reopening: Mutex::new(()),
+            vmclock,
             seed,
             newest,
             sigbus_guard: options.sigbus_guard,
@@ -901,7 +910,7 @@ impl<L: Layout> Inner<L> {
         out: &mut TimeWindow,
     ) -> Result<(), ShmError> {
         if *epoch == 0 {
-            state.now_into(primary, self.primary.path(), out)?;
+            state.now_into(primary, self.primary.path(), self.vmclock.as_ref(), out)?;
             if !state.cache.take_looks_dead() || !self.follow_reopened_file(epoch, state) {
                 return Ok(());
             }
@@ -919,10 +928,13 @@ impl<L: Layout> Inner<L> {
         epoch: &mut u64,
         state: &mut ReaderState<L>,
     ) -> Result<TimeWindow, ShmError> {
-        let mut window =
-            self.with_replacement(epoch, state, |segment, state| state.now(segment))?;
+        let mut window = self.with_replacement(epoch, state, |segment, state| {
+            state.now(segment, self.vmclock.as_ref())
+        })?;
         if state.cache.take_looks_dead() && self.follow_reopened_file(epoch, state) {
-            window = self.with_replacement(epoch, state, |segment, state| state.now(segment))?;
+            window = self.with_replacement(epoch, state, |segment, state| {
+                state.now(segment, self.vmclock.as_ref())
+            })?;
         }
         Ok(window)
     }
@@ -947,9 +959,9 @@ impl<L: Layout> Inner<L> {
         // Mid-update (odd) answers from the last snapshot, as every reader does.
         let segment_moved = generation != current.generation && generation % 2 == 0;
         let vmclock_moved = current.vmclock_seq.is_some_and(|seen| {
-            self.seed
-                .vmclock_source()
-                .and_then(|source| source.current_seq_count())
+            self.vmclock
+                .as_ref()
+                .and_then(VmClockSource::current_seq_count)
                 != Some(seen)
         });
         // The clocks are read after the snapshot is chosen, never before: a snapshot written
@@ -994,10 +1006,13 @@ impl<L: Layout> Inner<L> {
     ) -> Result<Arc<PublishedSnapshot<L>>, ShmError> {
         let mut guard = refresher.lock();
         let (epoch, state) = &mut *guard;
-        let looks_dead =
-            self.with_segment(epoch, state, |segment, state| state.refresh(segment, now))?;
+        let looks_dead = self.with_segment(epoch, state, |segment, state| {
+            state.refresh(segment, now, self.vmclock.as_ref())
+        })?;
         if looks_dead && self.follow_reopened_file(epoch, state) {
-            self.with_segment(epoch, state, |segment, state| state.refresh(segment, None))?;
+            self.with_segment(epoch, state, |segment, state| {
+                state.refresh(segment, None, self.vmclock.as_ref())
+            })?;
         }
         let fresh = self.with_segment(epoch, state, |segment, state| {
             PublishedSnapshot::new(segment.clone(), state, &self.primary)

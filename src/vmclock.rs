@@ -354,23 +354,24 @@ enum ReadFailure {
 /// ```
 #[derive(Clone, Debug)]
 pub struct VmClockReader {
+    mapped: Arc<MappedPage>,
     watch: MarkerWatch,
     /// The last consistent copy of the whole page (at `watch.seq_count`).
     page: RawPage,
 }
 
-/// The part of a VMClock reader that the disruption check needs: the shared mapping, and
-/// the marker with the `seq_count` it was read at. Small (it is kept per reader, and per
-/// thread by a [`SharedClockBound`](crate::SharedClockBound)) and cheap when nothing changed:
-/// one atomic load and a compare.
-#[derive(Clone, Debug)]
+/// The part of a VMClock reader that the disruption check keeps per reader (and per thread
+/// of a [`SharedClockBound`](crate::SharedClockBound)): the marker and the `seq_count` it was
+/// read at, plain data. The page itself is passed in by whoever owns it, at each call, so
+/// that per-thread state never keeps a mapping alive. Cheap when nothing changed: one atomic
+/// load and a compare.
+#[derive(Copy, Clone, Debug)]
 pub(crate) struct MarkerWatch {
-    page: Arc<MappedPage>,
     seq_count: u32,
     /// An odd `seq_count` already waited on in vain: answer from the cache at once while it
     /// stays, rather than spend the back-off on every call. [`NOT_STUCK`] (even, so never a
     /// stuck value) when there is none: a plain `u32`, not an `Option`, keeps the watch at
-    /// 24 bytes, which the per-thread budget of `SharedClockBound` counts on.
+    /// 16 bytes, which the per-thread budget of `SharedClockBound` counts on.
     stuck_odd: u32,
     marker: u64,
 }
@@ -378,96 +379,18 @@ pub(crate) struct MarkerWatch {
 /// [`MarkerWatch::stuck_odd`] when no odd `seq_count` is stuck.
 const NOT_STUCK: u32 = 0;
 
-/// The mapped page and its path (for errors), shared by a reader and its watches.
+/// A mapped page and its path (for errors).
 #[derive(Debug)]
-struct MappedPage {
+pub(crate) struct MappedPage {
     mapping: VmClockMapping,
     path: Arc<Path>,
 }
 
-impl MarkerWatch {
-    /// The page's current disruption marker (see [`VmClockReader::disruption_marker`]).
-    #[inline]
-    pub(crate) fn marker(&mut self) -> Result<u64, ShmError> {
-        if self.page.mapping.cells().load_seq_count() != self.seq_count {
-            self.refresh()?;
-        }
-        Ok(self.marker)
-    }
-
-    /// The page's `seq_count` now (one atomic load): compare with
-    /// [`seen_seq_count`](Self::seen_seq_count) to learn whether the page moved.
-    #[inline]
-    pub(crate) fn current_seq_count(&self) -> u32 {
-        self.page.mapping.cells().load_seq_count()
-    }
-
-    /// The `seq_count` the cached marker answers for (an odd one while an update is stuck).
-    pub(crate) fn seen_seq_count(&self) -> u32 {
-        if self.stuck_odd == NOT_STUCK {
-            self.seq_count
-        } else {
-            self.stuck_odd
-        }
-    }
-
-    /// The cached marker, without looking at the page.
-    pub(crate) fn cached_marker(&self) -> u64 {
-        self.marker
-    }
-
-    /// `seq_count` moved: take a fresh copy (returned), or keep the cached marker while an
-    /// update is in progress.
-    #[cold]
-    #[inline(never)]
-    fn refresh(&mut self) -> Result<Option<RawPage>, ShmError> {
-        let mapping = &self.page.mapping;
-        let seq_count = mapping.cells().load_seq_count();
-        if seq_count % 2 == 1 && self.stuck_odd == seq_count {
-            return Ok(None);
-        }
-        match read_fresh(mapping.cells(), mapping.len()) {
-            Ok(page) => {
-                self.seq_count = page.seq_count;
-                self.marker = page.disruption_marker();
-                self.stuck_odd = NOT_STUCK;
-                Ok(Some(page))
-            }
-            Err(ReadFailure::NotReady(seen)) => {
-                if seen % 2 == 1 {
-                    self.stuck_odd = seen;
-                }
-                Ok(None)
-            }
-            Err(ReadFailure::Malformed(problem)) => Err(ShmError::VmClockMalformed {
-                path: Arc::clone(&self.page.path),
-                problem,
-            }),
-        }
-    }
-}
-
-impl VmClockReader {
-    /// Opens and maps the VMClock page at `path` ([`VMCLOCK_DEFAULT_PATH`] on a VMClock-capable
-    /// guest; any regular file with the layout for tests), checks it and takes a first copy.
-    ///
-    /// A character device is mapped for one page, a regular file for at most one page and
-    /// never past its end (so a file cannot cause `SIGBUS` at open); the `size` field must
-    /// lie between 104 and the bytes mapped. The file descriptor is closed once mapped.
-    ///
-    /// # Errors
-    /// - [`ShmError::VmClockIo`]: the path cannot be opened, stat'ed or mapped (errno kept:
-    ///   `ENOENT` when the kernel exposes no VMClock device, `EACCES` for permissions), or
-    ///   it is neither a regular file nor a character device.
-    /// - [`ShmError::VmClockMalformed`]: a file shorter than 104 bytes, a bad magic, a
-    ///   version other than 1, a `size` below 104 or beyond the mapping.
-    /// - [`ShmError::VmClockNotReady`]: `seq_count` stayed odd (or kept moving) through the
-    ///   bounded retries.
-    ///
-    /// A `clock_status` outside the five wire values is not an error here: the marker is
-    /// still meaningful; [`snapshot`](Self::snapshot) reports it.
-    pub fn open(path: impl AsRef<Path>) -> Result<VmClockReader, ShmError> {
-        let path: Arc<Path> = Arc::from(path.as_ref());
+impl MappedPage {
+    /// Opens and maps the page at `path` and takes a first consistent copy (the rules of
+    /// [`VmClockReader::open`]).
+    fn open(path: &Path) -> Result<(MappedPage, RawPage), ShmError> {
+        let path: Arc<Path> = Arc::from(path);
         let io_error = |operation: &'static str| {
             let path = Arc::clone(&path);
             move |source: io::Error| ShmError::VmClockIo {
@@ -500,22 +423,113 @@ impl VmClockReader {
         // `VmClockMapping::read_only` refuses other file types (replaced since the look).
         let mapping = VmClockMapping::read_only(&file, &metadata).map_err(io_error("map"))?;
         drop(file);
-        let page = match read_fresh(mapping.cells(), mapping.len()) {
-            Ok(page) => page,
+        match read_fresh(mapping.cells(), mapping.len()) {
+            Ok(page) => Ok((MappedPage { mapping, path }, page)),
             Err(ReadFailure::NotReady(seq_count)) => {
-                return Err(ShmError::VmClockNotReady { path, seq_count });
+                Err(ShmError::VmClockNotReady { path, seq_count })
             }
             Err(ReadFailure::Malformed(problem)) => {
-                return Err(ShmError::VmClockMalformed { path, problem });
+                Err(ShmError::VmClockMalformed { path, problem })
             }
-        };
-        let watch = MarkerWatch {
-            page: Arc::new(MappedPage { mapping, path }),
+        }
+    }
+
+    /// The page's `seq_count` now (one atomic load).
+    #[inline(always)]
+    fn seq_count(&self) -> u32 {
+        self.mapping.cells().load_seq_count()
+    }
+}
+
+impl MarkerWatch {
+    /// A watch answering for the consistent copy `page`.
+    fn at(page: &RawPage) -> MarkerWatch {
+        MarkerWatch {
             seq_count: page.seq_count,
             stuck_odd: NOT_STUCK,
             marker: page.disruption_marker(),
-        };
-        Ok(VmClockReader { watch, page })
+        }
+    }
+
+    /// The current disruption marker of `mapped`, the page this watch was taken on (see
+    /// [`VmClockReader::disruption_marker`]).
+    #[inline]
+    pub(crate) fn marker(&mut self, mapped: &MappedPage) -> Result<u64, ShmError> {
+        if mapped.seq_count() != self.seq_count {
+            self.refresh(mapped)?;
+        }
+        Ok(self.marker)
+    }
+
+    /// The `seq_count` the cached marker answers for (an odd one while an update is stuck).
+    pub(crate) fn seen_seq_count(&self) -> u32 {
+        if self.stuck_odd == NOT_STUCK {
+            self.seq_count
+        } else {
+            self.stuck_odd
+        }
+    }
+
+    /// The cached marker, without looking at the page.
+    pub(crate) fn cached_marker(&self) -> u64 {
+        self.marker
+    }
+
+    /// `seq_count` moved: take a fresh copy (returned), or keep the cached marker while an
+    /// update is in progress.
+    #[cold]
+    #[inline(never)]
+    fn refresh(&mut self, mapped: &MappedPage) -> Result<Option<RawPage>, ShmError> {
+        let mapping = &mapped.mapping;
+        let seq_count = mapping.cells().load_seq_count();
+        if seq_count % 2 == 1 && self.stuck_odd == seq_count {
+            return Ok(None);
+        }
+        match read_fresh(mapping.cells(), mapping.len()) {
+            Ok(page) => {
+                *self = MarkerWatch::at(&page);
+                Ok(Some(page))
+            }
+            Err(ReadFailure::NotReady(seen)) => {
+                if seen % 2 == 1 {
+                    self.stuck_odd = seen;
+                }
+                Ok(None)
+            }
+            Err(ReadFailure::Malformed(problem)) => Err(ShmError::VmClockMalformed {
+                path: Arc::clone(&mapped.path),
+                problem,
+            }),
+        }
+    }
+}
+
+impl VmClockReader {
+    /// Opens and maps the VMClock page at `path` ([`VMCLOCK_DEFAULT_PATH`] on a VMClock-capable
+    /// guest; any regular file with the layout for tests), checks it and takes a first copy.
+    ///
+    /// A character device is mapped for one page, a regular file for at most one page and
+    /// never past its end (so a file cannot cause `SIGBUS` at open); the `size` field must
+    /// lie between 104 and the bytes mapped. The file descriptor is closed once mapped.
+    ///
+    /// # Errors
+    /// - [`ShmError::VmClockIo`]: the path cannot be opened, stat'ed or mapped (errno kept:
+    ///   `ENOENT` when the kernel exposes no VMClock device, `EACCES` for permissions), or
+    ///   it is neither a regular file nor a character device.
+    /// - [`ShmError::VmClockMalformed`]: a file shorter than 104 bytes, a bad magic, a
+    ///   version other than 1, a `size` below 104 or beyond the mapping.
+    /// - [`ShmError::VmClockNotReady`]: `seq_count` stayed odd (or kept moving) through the
+    ///   bounded retries.
+    ///
+    /// A `clock_status` outside the five wire values is not an error here: the marker is
+    /// still meaningful; [`snapshot`](Self::snapshot) reports it.
+    pub fn open(path: impl AsRef<Path>) -> Result<VmClockReader, ShmError> {
+        let (mapped, page) = MappedPage::open(path.as_ref())?;
+        Ok(VmClockReader {
+            mapped: Arc::new(mapped),
+            watch: MarkerWatch::at(&page),
+            page,
+        })
     }
 
     /// The page's current disruption marker: the cached one while `seq_count` is unchanged
@@ -532,8 +546,8 @@ impl VmClockReader {
     /// answers (see the type's docs).
     #[inline]
     pub fn disruption_marker(&mut self) -> Result<u64, ShmError> {
-        if self.watch.page.mapping.cells().load_seq_count() != self.watch.seq_count {
-            if let Some(page) = self.watch.refresh()? {
+        if self.mapped.seq_count() != self.watch.seq_count {
+            if let Some(page) = self.watch.refresh(&self.mapped)? {
                 self.page = page;
             }
         }
@@ -552,7 +566,7 @@ impl VmClockReader {
         self.page
             .decode()
             .map_err(|problem| ShmError::VmClockMalformed {
-                path: Arc::clone(&self.watch.page.path),
+                path: Arc::clone(&self.mapped.path),
                 problem,
             })
     }
@@ -560,7 +574,7 @@ impl VmClockReader {
     /// The device or file this reader maps.
     #[must_use]
     pub fn path(&self) -> &Path {
-        &self.watch.page.path
+        &self.mapped.path
     }
 
     /// The `seq_count` of the copy the reader holds (even).
@@ -568,21 +582,25 @@ impl VmClockReader {
     pub fn seq_count(&self) -> u32 {
         self.watch.seq_count
     }
-
-    /// A fresh watch on this reader's mapping, for the disruption check of a reader.
-    pub(crate) fn watch(&self) -> MarkerWatch {
-        self.watch.clone()
-    }
 }
 
 /// The VMClock page of one reader or shared value, for its disruption check: opened the
 /// first time a snapshot says the daemon tracks disruptions (at open, or later when a
-/// restarted daemon turns the support on), then shared by every watch the value hands out.
+/// restarted daemon turns the support on), then read by every watch of that reader or value,
+/// each passing the source in at each call. The source is owned by the reader or the shared
+/// value alone, so the mapping goes with it.
 #[derive(Debug)]
 pub(crate) struct VmClockSource {
     path: Arc<Path>,
-    opened: std::sync::OnceLock<VmClockReader>,
+    opened: std::sync::OnceLock<OpenedPage>,
     opening: parking_lot::Mutex<()>,
+}
+
+/// A source's page once opened, with the watch of its first copy (where new watches start).
+#[derive(Debug)]
+struct OpenedPage {
+    mapped: MappedPage,
+    first: MarkerWatch,
 }
 
 impl VmClockSource {
@@ -595,30 +613,40 @@ impl VmClockSource {
         }
     }
 
-    /// A watch on the page, opening it first if no one has.
+    /// The page, once someone has opened it: one acquire load (the hot path).
+    #[inline(always)]
+    pub(crate) fn get(&self) -> Option<&MappedPage> {
+        self.opened.get().map(|opened| &opened.mapped)
+    }
+
+    /// The page and a new watch on it, opening it first if no one has.
     ///
     /// # Errors
     /// As [`VmClockReader::open`].
     #[cold]
-    pub(crate) fn watch(&self) -> Result<MarkerWatch, ShmError> {
-        if let Some(reader) = self.opened.get() {
-            return Ok(reader.watch());
-        }
-        let _opening = self.opening.lock();
-        if let Some(reader) = self.opened.get() {
-            return Ok(reader.watch());
-        }
-        let reader = VmClockReader::open(&self.path)?;
-        let watch = reader.watch();
-        // Under `opening`, so nobody else can have set it meanwhile.
-        let _ = self.opened.set(reader);
-        Ok(watch)
+    pub(crate) fn attach(&self) -> Result<(&MappedPage, MarkerWatch), ShmError> {
+        let opened = match self.opened.get() {
+            Some(opened) => opened,
+            None => {
+                let _opening = self.opening.lock();
+                match self.opened.get() {
+                    Some(opened) => opened,
+                    None => {
+                        let (mapped, page) = MappedPage::open(&self.path)?;
+                        let first = MarkerWatch::at(&page);
+                        // Under `opening`, so nobody else can have set it meanwhile.
+                        self.opened.get_or_init(|| OpenedPage { mapped, first })
+                    }
+                }
+            }
+        };
+        Ok((&opened.mapped, opened.first))
     }
 
     /// The page's `seq_count` now (one atomic load), once it is open.
     #[inline]
     pub(crate) fn current_seq_count(&self) -> Option<u32> {
-        self.opened.get().map(|r| r.watch.current_seq_count())
+        self.get().map(MappedPage::seq_count)
     }
 }
 
