@@ -15,19 +15,6 @@ use clockbound_shm::{
 };
 use rustix::time::{ClockId, clock_gettime};
 
-/// A VMClock page (little endian, offsets from the kernel ABI): magic "VCLK", size 104,
-/// version 1, `seq_count`, and the disruption marker at offset 16.
-fn vmclock_bytes(seq_count: u32, marker: u64) -> Vec<u8> {
-    let mut page = vec![0u8; 104];
-    page[0..4].copy_from_slice(&0x4B4C_4356u32.to_le_bytes());
-    page[4..8].copy_from_slice(&104u32.to_le_bytes());
-    page[8..10].copy_from_slice(&1u16.to_le_bytes());
-    page[12..16].copy_from_slice(&seq_count.to_le_bytes());
-    page[16..24].copy_from_slice(&marker.to_le_bytes());
-    page[34] = 2; // Synchronized
-    page
-}
-
 /// Publishes a new marker the way the hypervisor does: odd seq, marker, even seq.
 fn update_marker(page: &Path, seq_count: &mut u32, marker: u64) {
     let file = File::options().write(true).open(page).unwrap();
@@ -64,7 +51,7 @@ fn setup(marker: u64, disruption_support: bool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let segment = dir.path().join("shm0");
     let vmclock = dir.path().join("vmclock0");
-    std::fs::write(&vmclock, vmclock_bytes(2, marker)).unwrap();
+    std::fs::write(&vmclock, common::vmclock_page_bytes(2, marker)).unwrap();
     let mut writer = ShmWriter::new(&segment).unwrap();
     writer.write(&bound(marker, disruption_support));
     Setup {
