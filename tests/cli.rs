@@ -46,7 +46,7 @@ fn segment(dir: &tempfile::TempDir, ceb: &ClockErrorBound) -> (PathBuf, ShmWrite
     (path, writer)
 }
 
-/// A VMClock page (version 1, seq_count 2) with `marker`, at the offsets of PROTOCOL.md.
+/// A VMClock page (version 1, seq_count 2) with `marker`, at the offsets of the protocol (`docs::protocol`).
 fn vmclock_page(dir: &tempfile::TempDir, marker: u64) -> PathBuf {
     let mut b = vec![0u8; 104];
     b[0..4].copy_from_slice(&0x4B4C_4356u32.to_le_bytes());

@@ -462,7 +462,7 @@ fn both_writers_produce_the_same_bytes() {
 
 #[test]
 fn written_header_is_the_protocol_header() {
-    // Independent of the released crate: the header bytes PROTOCOL.md describes.
+    // Independent of the released crate: the header bytes the protocol describes (`docs::protocol`).
     let dir = tempfile::tempdir().unwrap();
     let path = segment_path(&dir, "shm0");
     let mut writer = ShmWriter::new(&path).unwrap();

@@ -1,7 +1,7 @@
 //! A segment's life with a writer and readers open on it at once: wipes, a writer that dies
 //! mid-update, the generation wrapping around, warm and cold restarts.
 //!
-//! Header fields are checked in the file's bytes at the PROTOCOL.md offsets (version at 12,
+//! Header fields are checked in the file's bytes at the protocol's offsets (`docs::protocol`) (version at 12,
 //! generation at 14), written here as literals.
 
 mod common;

@@ -1,6 +1,6 @@
 //! Malformed and unusable segments: each is a typed error naming the file, never a crash.
 //!
-//! Segments are built byte by byte here, at the offsets of PROTOCOL.md written out as
+//! Segments are built byte by byte here, at the offsets of the protocol (`docs::protocol`) written out as
 //! literals, so that a wrong offset constant in the crate makes these tests fail.
 
 use std::ffi::CString;
@@ -18,7 +18,7 @@ use rustix::io::Errno;
 
 const MAGIC: [u32; 2] = [0x414D_5A4E, 0x4342_0200];
 
-/// A layout-2 segment as the bytes of the file, every field at its PROTOCOL.md offset.
+/// A layout-2 segment as the bytes of the file, every field at its offset in the protocol.
 #[derive(Clone, Debug)]
 struct Segment {
     magic: [u32; 2],

@@ -1,6 +1,6 @@
 //! The VMClock page reader against regular files laid out like the page.
 //!
-//! Pages are built byte by byte at the offsets of PROTOCOL.md ("The VMClock page"), written
+//! Pages are built byte by byte at the offsets of the protocol (`docs::protocol`, "The VMClock page"), written
 //! out as literals here, so that a wrong offset in the crate makes these tests fail.
 
 use std::fs::{self, File, OpenOptions};
