@@ -345,7 +345,15 @@ impl ClockErrorBoundV3 {
                 arch: crate::counter::TARGET_ARCH,
             });
         }
-        self.compute_bound_at(crate::counter::read_counter(), FREE_RUNNING_GRACE)
+        // The counter read is closed after the arithmetic, which may thus overlap it; the
+        // caller's next instruction still waits for the read (see `start_counter_read`).
+        // The window stays a local of its own across the fence (a `Result` holding it would
+        // be kept in memory there, the error being dropped by address).
+        let counter = crate::counter::start_counter_read();
+        let mut window = TimeWindow::UNTRUSTED;
+        let result = self.write_window_at(counter, FREE_RUNNING_GRACE, &mut window);
+        crate::counter::finish_counter_read();
+        result.map(|()| window)
     }
 
     /// The window at the instant the CPU counter read `counter`.
