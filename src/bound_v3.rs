@@ -345,7 +345,15 @@ impl ClockErrorBoundV3 {
                 arch: crate::counter::TARGET_ARCH,
             });
         }
-        self.compute_bound_at(crate::counter::read_counter(), FREE_RUNNING_GRACE)
+        // The counter read is closed after the arithmetic, which may thus overlap it; the
+        // caller's next instruction still waits for the read (see `start_counter_read`).
+        // The window stays a local of its own across the fence (a `Result` holding it would
+        // be kept in memory there, the error being dropped by address).
+        let counter = crate::counter::start_counter_read();
+        let mut window = TimeWindow::UNTRUSTED;
+        let result = self.write_window_at(counter, FREE_RUNNING_GRACE, &mut window);
+        crate::counter::finish_counter_read();
+        result.map(|()| window)
     }
 
     /// The window at the instant the CPU counter read `counter`.
@@ -402,17 +410,30 @@ impl ClockErrorBoundV3 {
         grace: Duration,
         out: &mut TimeWindow,
     ) -> Result<(), ShmError> {
-        self.check_arithmetic_fields()
-            .map_err(|problem| ShmError::malformed(None, problem))?;
-        if let Some((t, below, above)) = self.recent_parts(counter) {
-            out.earliest = t.saturating_sub_nanos(below);
-            out.latest = t.saturating_add_nanos(above);
-            out.clock_status = self.status_at(t, grace);
+        if let Some(window) = self.recent_window(counter, grace) {
+            *out = window;
             return Ok(());
         }
+        self.check_arithmetic_fields()
+            .map_err(|problem| ShmError::malformed(None, problem))?;
         // Not inlined, and given no pointer to `out` (which would keep the window in memory).
         *out = self.window_general(counter, grace)?;
         Ok(())
+    }
+
+    /// The short path's window at `counter`, by value; `None` for fields that fail
+    /// [`check_arithmetic_fields`](Self::check_arithmetic_fields) and wherever the short path
+    /// does not apply (see [`recent_parts`](Self::recent_parts)). The checks only branch on
+    /// the snapshot's fields, so they are settled while the counter is still being read.
+    #[inline(always)]
+    pub(crate) fn recent_window(&self, counter: u64, grace: Duration) -> Option<TimeWindow> {
+        self.check_arithmetic_fields().ok()?;
+        let (t, below, above) = self.recent_parts(counter)?;
+        Some(TimeWindow {
+            earliest: t.saturating_sub_nanos(below),
+            latest: t.saturating_add_nanos(above),
+            clock_status: self.status_at(t, grace),
+        })
     }
 
     /// At `counter`, when it is not behind `as_of_tsc` and all fits the short path's limits
@@ -426,12 +447,17 @@ impl ClockErrorBoundV3 {
     /// - `a = ticks * period_frac` (< 2^100): whole seconds `a_hi >> s`, and `f = (a mod
     ///   2^k) * 1e9` (< 2^128) the rest in units of 2^-k ns: whole nanoseconds `f >> k`
     ///   (below 1e9), and `frac`, the low `k` bits of `f`, the part of `t` rounded off;
-    /// - drift growth = `a * max_drift_ppb` (< 2^125 for drift < 2^25);
-    /// - period-error growth = `a * 1e9 * period_err_frac / 2^(64 + period_err_shift)`
-    ///   = `y * period_err_frac / 2^(55 + period_err_shift)` with `y = a * 5^9` (< 2^122): the
-    ///   192-bit product as a high `u128` and a low word, shifted (< 2^122); the bits shifted
-    ///   out only matter as "some were non-zero" (`cut`: the exact growth lies strictly
-    ///   between two multiples of 2^-k);
+    /// - both growths at once, in units of 2^-k ns: drift growth = `a * max_drift_ppb`
+    ///   (< 2^125 for drift < 2^25), period-error growth = `a * 1e9 * period_err_frac /
+    ///   2^(64 + period_err_shift)` = `a * 5^9 * period_err_frac / 2^(64 + c)` with
+    ///   `c = period_err_shift - 9` (< 2^122). Their sum is `ticks * g / 2^128` with the
+    ///   per-snapshot factor `g = period_frac * (max_drift_ppb * 2^128 + 5^9 *
+    ///   period_err_frac * 2^(64 - c))` (< 2^218; `2^(64 - c)` is a whole number as
+    ///   `c <= 54`): the product's top 128 bits are the sum rounded down, and its low 128
+    ///   bits only matter as "some were non-zero" (`cut`: the exact growth lies strictly
+    ///   between two multiples of 2^-k). `g` does not depend on the counter, so it is worked
+    ///   out while the counter is being read, and after the read only four independent
+    ///   multiplications by `ticks` remain, one level deep;
     /// - `growth` = bound (< 2^126 for s <= 32) + both growths, `< 2^127`;
     /// - with `m = 2^k - 1 + cut` (< 2^97): `latest - t = ceil((growth + cut + frac) / 2^k)`
     ///   `= (growth + m + frac) >> k`, and `t - earliest = ceil((growth + cut - frac) / 2^k)`
@@ -448,12 +474,36 @@ impl ClockErrorBoundV3 {
             || self.max_drift_ppb >= FAST_MAX_DRIFT
             || self.bound_nsec as u64 >= FAST_MAX_BOUND
             || (err_shift < 9 && self.period_err_frac != 0)
+            || err_shift > 63
         {
             return None;
         }
         let low_mask = (1u64 << s) - 1; // bits of the high word below 2^k
         let wide = |x: u64, y: u64| u128::from(x) * u128::from(y);
         let split = |x: u128| ((x >> 64) as u64, x as u64);
+
+        // Per-snapshot factors first: they do not wait for the counter, so they are worked
+        // out while it is being read (the read is closed after all this, see `now`).
+        // g = period_frac * (max_drift_ppb * 2^128 + 5^9 * period_err_frac * 2^(64 - c)),
+        // c = period_err_shift - 9 (0 when the product is zero): the bound's growth per tick
+        // in units of 2^-(128 + k) ns. e = period_frac * 5^9 * period_err_frac < 2^149.
+        let p5 = u128::from(self.period_frac) * FIVE_POW_9; // < 2^85
+        let (e_carry, e0) = split(wide(p5 as u64, self.period_err_frac));
+        let e_hi = (p5 >> 64) * u128::from(self.period_err_frac) + u128::from(e_carry); // < 2^85
+        let e_lo = (e_hi << 64) | u128::from(e0); // e mod 2^128
+        let e_top = e_hi >> 64; // e >> 128, < 2^21
+        let up = 64 - err_shift.saturating_sub(9); // 10..=64
+        let g_lo = e_lo << up; // g mod 2^128
+        // g >> 128 < 2^90: e's bits shifted up past 2^128, plus period_frac * drift.
+        let g_hi = (e_lo >> (128 - up))
+            + (e_top << up)
+            + wide(self.period_frac, u64::from(self.max_drift_ppb));
+        let (g0, g1, g2, g3) = (
+            g_lo as u64,
+            (g_lo >> 64) as u64,
+            g_hi as u64,
+            (g_hi >> 64) as u64,
+        );
 
         let (a_hi, a_lo) = split(wide(ticks, self.period_frac)); // a_hi < 2^36
         let secs = a_hi >> s;
@@ -463,29 +513,22 @@ impl ClockErrorBoundV3 {
         let nanos = f_hi >> s;
         let frac = (u128::from(f_hi & low_mask) << 64) | u128::from(f_lo);
 
-        // The growth terms multiply `ticks` by per-snapshot factors (which do not wait for
-        // the counter), one multiplication deep instead of two.
-        // drift = ticks * (period_frac * drift), the factor < 2^89: its high word times
-        // ticks is below 2^(25 + 36).
-        let (pd_hi, pd_lo) = split(wide(self.period_frac, u64::from(self.max_drift_ppb)));
-        let drift = wide(ticks, pd_lo) + (u128::from(ticks * pd_hi) << 64);
-
-        // y = ticks * (period_frac * 5^9), the factor < 2^86, y < 2^122.
-        let (p5_hi, p5_lo) = split(wide(self.period_frac, FIVE_POW_9 as u64));
-        let (y_hi, y_lo) = split(wide(ticks, p5_lo));
-        let y_hi = y_hi + ticks * p5_hi;
-        let err = self.period_err_frac;
-        let (low_carry, low) = split(wide(y_lo, err));
-        let top = wide(y_hi, err) + u128::from(low_carry); // y * err >> 64, < 2^122
-        // err_shift >= 9 here, or the product is zero and any shift gives zero.
-        let cut_bits = err_shift.saturating_sub(9);
-        let period_growth = top >> cut_bits;
-        let cut = (low != 0) | (top & ((1u128 << cut_bits) - 1) != 0);
+        // Both growths at once, four independent multiplications by `ticks`: ticks * g
+        // < 2^(36 + 218); its top 128 bits are the growth in units of 2^-k ns (< 2^126), and
+        // the 128 below say whether bits were cut (`cut`).
+        let (p0_hi, p0_lo) = split(wide(ticks, g0));
+        let (p1_hi, p1_lo) = split(wide(ticks, g1));
+        let (mid, carry) = p0_hi.overflowing_add(p1_lo);
+        let growth = wide(ticks, g2)
+            + (u128::from(ticks * g3) << 64) // g3 < 2^26
+            + u128::from(p1_hi)
+            + u128::from(carry);
+        let cut = (p0_lo | mid) != 0;
 
         // bound < 2^30 and s <= 32: bound * 2^s < 2^62 fits the high word.
         let bound = u128::from((self.bound_nsec as u64) << s) << 64;
         let m = ((u128::from(low_mask) << 64) | u128::from(u64::MAX)) + u128::from(cut);
-        let rounded_up = bound + drift + period_growth + m;
+        let rounded_up = bound + growth + m;
         let above = ((rounded_up + frac) >> 64) as u64 >> s;
         let below = ((rounded_up - frac) >> 64) as u64 >> s;
 

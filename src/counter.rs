@@ -55,6 +55,56 @@ pub(crate) fn read_counter() -> u64 {
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
+/// The opening half of [`read_counter`], `lfence; rdtsc`, for a reader that computes with
+/// the value before closing the read with [`finish_counter_read`].
+///
+/// Why the closing fence may wait until then: the first `lfence` is the one that keeps the
+/// counter read after the loads that took the snapshot. The second keeps whatever the program
+/// does next from executing before the counter is read, so that an operation after `now()`
+/// cannot be performed at an instant before the window's. Between the two, a reader only
+/// does arithmetic on the value, loads from its own copy of the snapshot (never shared
+/// memory) and stores the window (stores become visible only after `rdtsc` retires); doing
+/// that while `rdtsc` is still executing changes no result. The fence at the end then
+/// gives everything after the call the same guarantee as `lfence; rdtsc; lfence` does.
+///
+/// Every caller must call [`finish_counter_read`] on every path that returns a time
+/// computed from the value; a path that reads the counter again instead (a re-read of
+/// the snapshot) must not use this value for a window.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn start_counter_read() -> u64 {
+    let lo: u32;
+    let hi: u32;
+    // SAFETY: as in `read_counter`, minus the trailing `lfence`: `lfence` and `rdtsc` exist
+    // on every x86-64 CPU, take no memory operands and write only EDX:EAX, both declared as
+    // outputs; `nostack` (nothing pushed) and `preserves_flags` (neither writes RFLAGS)
+    // hold; not `nomem`, so the compiler keeps the block after the snapshot's loads.
+    unsafe {
+        core::arch::asm!(
+            "lfence",
+            "rdtsc",
+            out("eax") lo,
+            out("edx") hi,
+            options(nostack, preserves_flags),
+        );
+    }
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// The closing half of a counter read begun with [`start_counter_read`]: `lfence`, after
+/// which no later instruction starts before the counter read (and the arithmetic on it) has
+/// completed.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn finish_counter_read() {
+    // SAFETY: `lfence` exists on every x86-64 CPU (SSE2 is baseline) and touches no
+    // register, flag or memory operand. Not `nomem`: the compiler must not move the
+    // caller's later memory accesses above it.
+    unsafe {
+        core::arch::asm!("lfence", options(nostack, preserves_flags));
+    }
+}
+
 /// The virtual counter, read as `isb; mrs cntvct_el0; isb`.
 ///
 /// The first `isb` keeps the read from being performed ahead of earlier instructions; the
@@ -82,6 +132,49 @@ pub(crate) fn read_counter() -> u64 {
     }
     counter
 }
+
+/// The opening half of [`read_counter`], `isb; mrs cntvct_el0`; see the x86-64 version for
+/// why the closing `isb` ([`finish_counter_read`]) may come after the arithmetic.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+pub(crate) fn start_counter_read() -> u64 {
+    let counter: u64;
+    // SAFETY: as in `read_counter`, minus the trailing `isb`: both instructions exist on
+    // every AArch64 CPU, Linux lets user space read the virtual counter, and the block
+    // writes only the declared output; `nostack`, `preserves_flags` hold; not `nomem`.
+    unsafe {
+        core::arch::asm!(
+            "isb",
+            "mrs {counter}, cntvct_el0",
+            counter = out(reg) counter,
+            options(nostack, preserves_flags),
+        );
+    }
+    counter
+}
+
+/// The closing half of a counter read begun with [`start_counter_read`]: `isb`.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+pub(crate) fn finish_counter_read() {
+    // SAFETY: `isb` exists on every AArch64 CPU and touches no register, flag or memory.
+    // Not `nomem`: later memory accesses stay after it in the compiler's view.
+    unsafe {
+        core::arch::asm!("isb", options(nostack, preserves_flags));
+    }
+}
+
+/// No counter on this architecture: returns 0 (see the stub [`read_counter`]).
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[inline(always)]
+pub(crate) fn start_counter_read() -> u64 {
+    0
+}
+
+/// No counter on this architecture: nothing to close.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[inline(always)]
+pub(crate) fn finish_counter_read() {}
 
 /// No counter on this architecture: returns 0. Never called by the reader, which refuses
 /// layout 3 here ([`COUNTER_SUPPORTED`] is false); `ClockErrorBoundV3::now` checks the same

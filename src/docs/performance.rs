@@ -77,6 +77,24 @@
 //! general, saturating path, with the same results; proptests check both against exact
 //! 128-bit arithmetic.
 //!
+//! # Layout 3: the counter read closed after the arithmetic
+//!
+//! Layout 3 reads the CPU counter between two fences (`lfence; rdtsc; lfence` on x86-64,
+//! `isb; mrs; isb` on aarch64). The first keeps the read after the snapshot's loads; the
+//! second keeps whatever comes next from executing before the read. Right after `rdtsc`,
+//! that second fence would also hold back the loads of the snapshot's fields and the
+//! per-snapshot factors, which do not depend on the counter at all. So the reader opens the
+//! read with the first fence and `rdtsc` only, computes the window, and closes it with the
+//! second fence before returning: the field loads and per-snapshot work overlap `rdtsc`,
+//! and the caller's next instruction still waits for the read. Between the two fences the
+//! reader touches only its own copy of the snapshot and its own window, never shared memory.
+//!
+//! What the counter does must then be short: the bound's growth by drift and by period
+//! error is one product of the tick count with a per-snapshot factor, worked out while the
+//! counter is being read, so after it come four independent multiplications (one level
+//! deep), a few additions and shifts. The window is built in registers before the closing
+//! fence: through a pointer it would be stored and loaded back first.
+//!
 //! # What is not done
 //!
 //! A thread-local whose address could be held across the call would save the remaining

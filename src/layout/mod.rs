@@ -335,9 +335,12 @@ pub(crate) mod sealed {
             v3::encode_payload(snapshot)
         }
 
+        /// The counter read's opening half only: every caller follows a reading with
+        /// [`write_window`](LayoutImpl::write_window), which closes it, or reads again
+        /// (see `counter::start_counter_read`).
         #[inline(always)]
         fn read_clocks() -> u64 {
-            crate::counter::read_counter()
+            crate::counter::start_counter_read()
         }
 
         #[inline(always)]
@@ -370,7 +373,10 @@ pub(crate) mod sealed {
             grace: Duration,
             out: &mut TimeWindow,
         ) -> Result<(), ShmError> {
-            snapshot.write_window_at(counter, grace, out)
+            let result = snapshot.write_window_at(counter, grace, out);
+            // Closes the counter read `read_clocks` opened, after the arithmetic.
+            crate::counter::finish_counter_read();
+            result
         }
 
         #[inline(always)]
