@@ -211,7 +211,10 @@ pub(crate) mod sealed {
         fn decode(words: &Self::Words) -> Result<Self::Snapshot, Malformed>;
         /// The words of a snapshot (padding zero).
         fn encode(snapshot: &Self::Snapshot) -> Self::Words;
-        /// Reads this layout's clocks, in the order its arithmetic needs.
+        /// Reads this layout's clocks, in the order its arithmetic needs. Layout 3 leaves
+        /// the counter read open (its closing fence comes after the window arithmetic):
+        /// every reading must be followed by [`write_window`](Self::write_window), or by
+        /// another reading, before the caller relies on the order of later loads.
         fn read_clocks() -> Self::Reading;
         /// The age-measuring instant of a reading.
         fn instant(reading: Self::Reading) -> Self::Instant;
