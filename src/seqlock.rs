@@ -25,6 +25,8 @@ pub trait AtomicWords {
     fn load_relaxed(&self) -> Self::Words;
     /// Every word, each a relaxed atomic store.
     fn store_relaxed(&self, words: &Self::Words);
+    /// Whether two copies are equal, word by word (inline, not a `memcmp` call).
+    fn same_words(a: &Self::Words, b: &Self::Words) -> bool;
 }
 
 impl<const N: usize> AtomicWords for [AtomicU64; N] {
@@ -44,6 +46,11 @@ impl<const N: usize> AtomicWords for [AtomicU64; N] {
         for (cell, word) in self.iter().zip(words) {
             cell.store(*word, Ordering::Relaxed);
         }
+    }
+
+    #[inline(always)]
+    fn same_words(a: &[u64; N], b: &[u64; N]) -> bool {
+        a.iter().zip(b).fold(0, |diff, (x, y)| diff | (x ^ y)) == 0
     }
 }
 
@@ -95,13 +102,10 @@ impl<P: AtomicWords> SegmentCells<P> {
     /// it lands before the first (see the memory-model docs for what this does and does
     /// not rule out). One extra copy per daemon update, never per cached call.
     #[inline]
-    pub(crate) fn copy_payload_confirmed(&self, generation: u16) -> Option<P::Words>
-    where
-        P::Words: PartialEq,
-    {
+    pub(crate) fn copy_payload_confirmed(&self, generation: u16) -> Option<P::Words> {
         let first = self.copy_payload_if_unchanged(generation)?;
         let second = self.copy_payload_if_unchanged(generation)?;
-        (first == second).then_some(first)
+        P::same_words(&first, &second).then_some(first)
     }
 
     /// The layout version (relaxed load and acquire fence, like R1).

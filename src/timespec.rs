@@ -189,7 +189,20 @@ impl Timespec {
     /// `self + duration`, saturating at [`Timespec::MAX`].
     #[must_use]
     pub fn saturating_add(self, duration: Duration) -> Timespec {
-        Timespec::from_nanos(self.as_nanos().saturating_add_unsigned(duration.as_nanos()))
+        // Seconds and nanoseconds apart: no 128-bit division (this runs once per snapshot
+        // read, to schedule the next re-read).
+        let mut nsec = self.nsec + i64::from(duration.subsec_nanos());
+        let mut carry = 0;
+        if nsec >= NANOS_PER_SEC {
+            nsec -= NANOS_PER_SEC;
+            carry = 1;
+        }
+        // Adding a duration only moves forward: a sum past `i64` seconds saturates at MAX.
+        let sec = i128::from(self.sec) + i128::from(duration.as_secs()) + carry;
+        match i64::try_from(sec) {
+            Ok(sec) => Timespec { sec, nsec },
+            Err(_) => Timespec::MAX,
+        }
     }
 
     /// `self - duration`, saturating at [`Timespec::MIN`].
@@ -411,6 +424,23 @@ mod tests {
             proptest::prop_assert_eq!(
                 t.saturating_sub_nanos(nanos),
                 Timespec::from_nanos(t.as_nanos() - i128::from(nanos))
+            );
+        }
+
+        /// `saturating_add(Duration)` (seconds and nanoseconds apart) equals the exact sum,
+        /// saturated.
+        #[test]
+        fn saturating_add_duration_matches_exact_arithmetic(
+            sec in proptest::prop_oneof![proptest::num::i64::ANY, -10i64..10],
+            nsec in 0i64..NANOS_PER_SEC,
+            secs in proptest::prop_oneof![0u64..100, proptest::num::u64::ANY],
+            subsec in 0u32..1_000_000_000,
+        ) {
+            let t = Timespec::new(sec, nsec);
+            let d = Duration::new(secs, subsec);
+            proptest::prop_assert_eq!(
+                t.saturating_add(d),
+                Timespec::from_nanos(t.as_nanos().saturating_add_unsigned(d.as_nanos()))
             );
         }
     }
