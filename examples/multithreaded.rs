@@ -177,40 +177,13 @@ fn realtime() -> Timespec {
 
 /// Whether this example can read the CPU counter that layout 3 snapshots are stamped with
 /// (the same architectures as the crate's layout 3 reader).
-///
-/// The simulated writer reads it without the barriers the crate's reader puts around its
-/// own reads: it only pairs each reading with a clock reading made next to it, and a few
-/// nanoseconds of reordering are nothing next to the 5 µs bound.
 const COUNTER_SUPPORTED: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
 
-/// The CPU counter a ClockBound 3.x daemon stamps its snapshots with: the time-stamp counter.
-#[cfg(target_arch = "x86_64")]
+/// The CPU counter a ClockBound 3.x daemon stamps its snapshots with, read as the crate's
+/// layout 3 reader reads it (0 where there is none; never called there, since
+/// `COUNTER_SUPPORTED` is false).
 fn read_counter() -> u64 {
-    // SAFETY: `rdtsc` exists on every x86-64 CPU, and Linux lets user space run it. It
-    // reads a register and touches no memory.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
-
-/// The CPU counter a ClockBound 3.x daemon stamps its snapshots with: the virtual counter.
-#[cfg(target_arch = "aarch64")]
-fn read_counter() -> u64 {
-    let counter: u64;
-    // SAFETY: every AArch64 CPU has `CNTVCT_EL0`, and Linux lets user space read it (the
-    // vDSO does). The instruction writes only the declared output register.
-    unsafe {
-        core::arch::asm!(
-            "mrs {counter}, cntvct_el0",
-            counter = out(reg) counter,
-            options(nomem, nostack, preserves_flags),
-        );
-    }
-    counter
-}
-
-/// No counter here: never called, since `COUNTER_SUPPORTED` is false.
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn read_counter() -> u64 {
-    0
+    clockbound_shm::cpu_counter().unwrap_or(0)
 }
 
 /// The CPU counter's frequency as measured, and how far off the measurement may be.
