@@ -644,7 +644,6 @@ impl ClockErrorBoundV3 {
     /// `as_of_tsc`, exactly (so `counter_at(grace)` is where the status turns FreeRunning),
     /// saturating at `u64::MAX`; `u64::MAX` when the period is 0. The reader uses it to know
     /// when a snapshot that the writer has not replaced needs another look.
-    #[allow(dead_code)] // Used by the reader once it reads layout 3.
     pub(crate) fn counter_at(&self, since_as_of: Duration) -> u64 {
         if self.period_frac == 0 {
             return u64::MAX;

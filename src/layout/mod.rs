@@ -90,7 +90,10 @@ pub enum LayoutVersion {
 }
 
 impl LayoutVersion {
-    /// The value of the header's `version` field for this layout.
+    /// The value of the header's `version` field for this layout. From layout 3 on the
+    /// field is split: the high byte is the oldest layout a reader must understand, the low
+    /// byte the layout written (`0x0303`). Layout 2 predates the split. Readers accept exactly
+    /// these values, as the released clients do.
     #[must_use]
     pub const fn wire_version(self) -> u16 {
         match self {

@@ -26,18 +26,12 @@
 //! as eleven native `u64` words; this module turns words into a validated
 //! [`ClockErrorBoundV3`] and back. Pure data handling: no mapping, no atomics, no `unsafe`.
 
-// The reader plugs these in; until then only the tests use them.
-#![allow(dead_code)]
-
 use super::HEADER_LEN;
 use crate::bound_v3::ClockErrorBoundV3;
 use crate::error::Malformed;
 use crate::status::ClockStatus;
 use crate::timespec::Timespec;
 
-/// The version field of a layout-3 segment: oldest layout a reader must understand (3) in
-/// the high byte, layout written (3) in the low byte.
-pub(crate) const VERSION: u16 = 0x0303;
 /// Bytes of a layout-3 segment: header and payload.
 pub(crate) const SEGMENT_LEN: usize = 104;
 /// Bytes of the layout-3 payload.
@@ -48,41 +42,6 @@ pub(crate) const PAYLOAD_WORDS: usize = 11;
 pub(crate) type PayloadWords = [u64; PAYLOAD_WORDS];
 
 const _: () = assert!(SEGMENT_LEN == HEADER_LEN + PAYLOAD_LEN && PAYLOAD_LEN == PAYLOAD_WORDS * 8);
-
-/// The oldest layout a reader must understand to read the segment (the version field's
-/// high byte).
-#[must_use]
-pub(crate) const fn min_reader_layout(version: u16) -> u8 {
-    (version >> 8) as u8
-}
-
-/// The layout the writer wrote (the version field's low byte).
-#[must_use]
-pub(crate) const fn written_layout(version: u16) -> u8 {
-    version as u8
-}
-
-/// Which payload layout a reader that understands layouts 2 and 3 should decode a segment
-/// with this version field as: `Some(2)`, `Some(3)`, or `None` when it cannot read it (0,
-/// the wiped state, included: the caller tells that apart first).
-///
-/// Layout 2 predates the split and says `0x0002`. From layout 3 on, the high byte is a
-/// promise that a reader of that layout can read the segment (a later layout keeps the
-/// layout-3 fields where they are and appends), so any written layout of 3 or more whose
-/// high byte is 1..=3 reads as layout 3. The released 3.0 client is stricter: it accepts
-/// `0x0002` and `0x0303` only.
-#[must_use]
-pub(crate) const fn version_readable(found: u16) -> Option<u8> {
-    let min = min_reader_layout(found);
-    let written = written_layout(found);
-    if found == crate::layout::LayoutVersion::V2.wire_version() {
-        Some(2)
-    } else if written >= 3 && min >= 1 && min <= 3 {
-        Some(3)
-    } else {
-        None
-    }
-}
 
 /// Builds a snapshot from payload words, validating every field before a value exists: a
 /// status outside 0..=3, a flag byte other than 0/1, nanoseconds out of range in `as_of` or
@@ -308,22 +267,5 @@ mod tests {
         assert!(with(9, status_word(999_999_999, 1)).is_ok());
         // Padding is not judged.
         assert!(with(10, u64::from_ne_bytes([1, 29, 23, 9, 9, 9, 9, 9])).is_ok());
-    }
-
-    #[test]
-    fn version_field_split() {
-        assert_eq!(VERSION, 0x0303);
-        assert_eq!(
-            (min_reader_layout(VERSION), written_layout(VERSION)),
-            (3, 3)
-        );
-        assert_eq!(version_readable(0x0303), Some(3));
-        assert_eq!(version_readable(0x0002), Some(2));
-        // A later layout that layout-3 readers may read, and one they may not.
-        assert_eq!(version_readable(0x0304), Some(3));
-        assert_eq!(version_readable(0x0404), None);
-        for v in [0x0000, 0x0001, 0x0003, 0x0102, 0x0302, 0xFFFF] {
-            assert_eq!(version_readable(v), None, "{v:#06x}");
-        }
     }
 }
