@@ -385,7 +385,7 @@ fn under_writer(c: &mut Criterion) {
 
 /// What `ArcSwap` itself costs here: a guard from `load()`, and a full `Arc` from
 /// `load_full()` (the issue quotes 4.4 ns and 9 ns on its machine). `SharedClockBound` under
-/// `Strategy::ArcSwap` uses neither per call (see `src/shared.rs`); this is the evidence.
+/// `Strategy::ArcSwap` uses neither per call (see `src/shared/arc_swap.rs`); this is the evidence.
 fn arc_swap_alone(c: &mut Criterion) {
     let mut g = c.benchmark_group("arc_swap_alone");
     let shared = arc_swap::ArcSwap::from_pointee([7u64; 8]);

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::bound::TimeWindow;
 use crate::error::{NotInitialized, ShmError};
 use crate::layout::Layout;
 use crate::seqlock::SegmentCells;
 use crate::sync::Backoff;
+use crate::time::TimeWindow;
 
 /// Counters of what a reader did, for monitoring (see [`ShmReader::stats`]). Each reader
 /// (each thread's cache, for a [`SharedClockBound`] under `ThreadLocal`) counts for itself,

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::status::ClockStatus;
-use crate::timespec::Timespec;
+use crate::time::ClockStatus;
+use crate::time::Timespec;
 
 /// The error type of every fallible call in this crate.
 ///
@@ -157,7 +157,7 @@ pub enum ShmError {
         /// The segment file.
         path: Arc<Path>,
         /// The layout that cannot be read.
-        layout: crate::layout::LayoutVersion,
+        layout: crate::version::LayoutVersion,
         /// Why.
         reason: &'static str,
     },

@@ -111,72 +111,91 @@
 //! (`tests/interop.rs`).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
-// `unsafe` lives in `mapping`, `counter` and `fault_guard`, which allow it; everywhere else
+// `unsafe` lives in `mapping`, `time::counter` and `fault_guard`, which allow it; everywhere else
 // it does not compile.
 #![deny(unsafe_code)]
+#![warn(unreachable_pub)]
 // Under `--cfg loom` only the protocol modules are built, and much of them goes unused.
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
-// The layers, bottom up: time and status values; the wire formats; the seqlock over
-// atomic cells; the mapping (the only `unsafe` besides the counter read and the SIGBUS
-// guard); the validated, mapped segment; the snapshot cache; the readers and the shared
-// handle; VMClock; the writer.
-mod bound;
-mod bound_v3;
-mod cache;
-mod clock;
-mod counter;
-mod error;
-pub mod layout;
-mod seqlock;
-mod status;
-mod sync;
-mod timespec;
-#[cfg(not(loom))]
-mod wait;
+// The layers, bottom up (each uses only those above it in this list):
+// - `time`: time values and the clocks (`time::counter` reads the CPU counter: `unsafe`);
+// - `version`, `error`: the vocabulary every layer shares;
+// - `snapshot`: the validated snapshot values and their arithmetic;
+// - `sync`, `seqlock`: the seqlock over atomic cells (with loom hooks);
+// - `layout`: the wire formats, including the VMClock page's;
+// - `fault_guard`, `mapping`: the process-wide `SIGBUS` guard and the mappings (`unsafe`);
+// - `segment`: a segment file opened, validated and mapped;
+// - `cache`: the snapshot cache and its self-healing policy;
+// - `vmclock`: the VMClock disruption check;
+// - `options`, `wait`: how readers are opened, and the waiting calls;
+// - `reader`: the single-thread readers; `thread_slot`, `shared`: the shared handle;
+// - `writer`: the simulated daemon.
+mod time;
 
-pub mod docs;
+mod error;
+mod version;
+
+mod snapshot;
+
+mod seqlock;
+mod sync;
+
+pub mod layout;
+
 #[cfg(not(loom))]
 mod fault_guard;
 #[cfg(not(loom))]
 mod mapping;
+
+#[cfg(not(loom))]
+mod segment;
+
+mod cache;
+
+#[cfg(not(loom))]
+mod vmclock;
+
 #[cfg(not(loom))]
 mod options;
 #[cfg(not(loom))]
-mod reader;
+mod wait;
+
 #[cfg(not(loom))]
-mod segment;
+mod reader;
 #[cfg(not(loom))]
 mod shared;
 #[cfg(not(loom))]
 mod thread_slot;
-#[cfg(not(loom))]
-mod vmclock;
+
 #[cfg(all(feature = "writer", not(loom)))]
 mod writer;
 
-pub use bound::{
-    CAUSALITY_BLUR, ClockErrorBound, FREE_RUNNING_GRACE, FREE_RUNNING_GRACE_2_0_3, TimeWindow,
-};
-pub use bound_v3::{ClockErrorBoundV3, ClockErrorBoundV3Builder};
+pub mod docs;
+
 pub use cache::{DEFAULT_RECHECK_INTERVAL, ReaderStats};
-pub use counter::cpu_counter;
 pub use error::{Malformed, NotInitialized, ShmError, VmClockMalformed};
-pub use layout::{Layout, Layout2, Layout3, LayoutVersion, SegmentHeader};
-pub use status::ClockStatus;
-pub use timespec::{NegativeTimespec, Timespec};
+pub use layout::vmclock::{VmClockSnapshot, VmClockStatus};
+pub use layout::{Layout, Layout2, Layout3, SegmentHeader};
+pub use snapshot::{
+    CAUSALITY_BLUR, ClockErrorBound, ClockErrorBoundV3, ClockErrorBoundV3Builder,
+    FREE_RUNNING_GRACE, FREE_RUNNING_GRACE_2_0_3,
+};
+pub use time::counter::cpu_counter;
+pub use time::{ClockStatus, NegativeTimespec, TimeWindow, Timespec};
+pub use version::LayoutVersion;
 
 #[cfg(not(loom))]
-pub use options::{DisruptionCheck, ReaderOptions};
+pub use options::{DisruptionCheck, ReaderOptions, Strategy};
 #[cfg(not(loom))]
 pub use reader::{
     CLOCKBOUND_SHM_DEFAULT_PATH, CLOCKBOUND_SHM1_DEFAULT_PATH, SegmentReader, ShmReader,
     ShmReaderV3,
 };
 #[cfg(not(loom))]
-pub use shared::{AnySnapshot, SharedClockBound, Strategy};
+pub use shared::{AnySnapshot, SharedClockBound};
 #[cfg(not(loom))]
-pub use vmclock::{VMCLOCK_DEFAULT_PATH, VmClockReader, VmClockSnapshot, VmClockStatus};
+pub use vmclock::{VMCLOCK_DEFAULT_PATH, VmClockReader};
 #[cfg(all(feature = "writer", not(loom)))]
 pub use writer::{SegmentWriter, ShmWriter, ShmWriterV3};
 

@@ -39,8 +39,8 @@ use std::sync::Arc;
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::fault_guard::{self, FaultGuard};
+use crate::layout::vmclock::{VMCLOCK_LEN, VMCLOCK_MAP_LEN, VmClockCells};
 use crate::seqlock::{AtomicWords, SegmentCells};
-use crate::vmclock::{VMCLOCK_LEN, VMCLOCK_MAP_LEN, VmClockCells};
 
 /// A shared mapping of the first `size_of::<SegmentCells<P>>()` bytes of a segment file.
 ///

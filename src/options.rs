@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::bound::FREE_RUNNING_GRACE;
 use crate::cache::DEFAULT_RECHECK_INTERVAL;
+use crate::snapshot::FREE_RUNNING_GRACE;
 use crate::vmclock::VMCLOCK_DEFAULT_PATH;
 
 /// Whether `now()` also checks the VMClock page for a clock disruption (live migration,
@@ -36,6 +36,20 @@ impl Default for DisruptionCheck {
     }
 }
 
+/// How a [`SharedClockBound`](crate::SharedClockBound) keeps snapshots for its threads. Both give the same answers,
+/// freshness and errors; they differ in cost and memory
+/// ([`docs::strategies`](crate::docs::strategies)).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Strategy {
+    /// One reader state per thread, created on the thread's first call, dropped when the
+    /// thread exits. The cheaper per call; the default.
+    #[default]
+    ThreadLocal,
+    /// One snapshot for all threads, published through an [`ArcSwap`](arc_swap::ArcSwap): less memory per
+    /// thread, suits very many short-lived threads.
+    ArcSwap,
+}
+
 /// How a reader is opened. The defaults are what the released client does, plus this
 /// crate's self-healing.
 ///
@@ -56,7 +70,7 @@ pub struct ReaderOptions {
     pub(crate) free_running_grace: Duration,
     pub(crate) sigbus_guard: bool,
     pub(crate) require_trusted: bool,
-    pub(crate) strategy: crate::shared::Strategy,
+    pub(crate) strategy: Strategy,
 }
 
 impl Default for ReaderOptions {
@@ -67,7 +81,7 @@ impl Default for ReaderOptions {
             free_running_grace: FREE_RUNNING_GRACE,
             sigbus_guard: true,
             require_trusted: false,
-            strategy: crate::shared::Strategy::ThreadLocal,
+            strategy: Strategy::ThreadLocal,
         }
     }
 }
@@ -134,7 +148,7 @@ impl ReaderOptions {
     /// threads (default [`Strategy::ThreadLocal`](crate::Strategy::ThreadLocal)); an
     /// [`ShmReader`](crate::ShmReader) has no threads to serve and ignores it.
     #[must_use]
-    pub fn strategy(mut self, strategy: crate::shared::Strategy) -> ReaderOptions {
+    pub fn strategy(mut self, strategy: Strategy) -> ReaderOptions {
         self.strategy = strategy;
         self
     }

@@ -8,15 +8,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::bound::TimeWindow;
 use crate::cache::{ReaderStats, SnapshotCache};
 use crate::error::ShmError;
 use crate::layout::{Layout, Layout2, LayoutVersion, SegmentHeader};
 use crate::options::{DisruptionCheck, ReaderOptions};
 use crate::segment::MappedSegment;
 use crate::seqlock::SegmentCells;
-use crate::status::ClockStatus;
-use crate::timespec::Timespec;
+use crate::time::ClockStatus;
+use crate::time::TimeWindow;
+use crate::time::Timespec;
 use crate::vmclock::{MarkerWatch, VmClockSource};
 use crate::wait;
 

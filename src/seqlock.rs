@@ -66,17 +66,6 @@ pub(crate) struct SegmentCells<P> {
     pub(crate) payload: P,
 }
 
-#[cfg(not(loom))]
-const _: () = {
-    use std::mem::{align_of, offset_of};
-    type Cells = SegmentCells<[AtomicU64; 8]>;
-    assert!(align_of::<Cells>() == 8);
-    assert!(offset_of!(Cells, segsize) == crate::layout::SEGSIZE_OFFSET);
-    assert!(offset_of!(Cells, version) == crate::layout::VERSION_OFFSET);
-    assert!(offset_of!(Cells, generation) == crate::layout::GENERATION_OFFSET);
-    assert!(offset_of!(Cells, payload) == crate::layout::PAYLOAD_OFFSET);
-};
-
 impl<P: AtomicWords> SegmentCells<P> {
     /// R1: the generation; what the payload loads after it see is ordered by the fence.
     #[inline(always)]
@@ -216,7 +205,7 @@ pub mod loom_hooks {
                 generation: AtomicU16::new(0),
                 payload: std::array::from_fn(|_| AtomicU64::new(0)),
             };
-            cells.wipe(crate::layout::MAGIC, 80, &[0; 8]);
+            cells.wipe([0x414D_5A4E, 0x4342_0200], 80, &[0; 8]);
             cells.set_version(2);
             Segment(cells)
         }

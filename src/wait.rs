@@ -4,10 +4,10 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::bound::TimeWindow;
 use crate::error::ShmError;
-use crate::status::ClockStatus;
-use crate::timespec::Timespec;
+use crate::time::ClockStatus;
+use crate::time::TimeWindow;
+use crate::time::Timespec;
 
 /// Below this much remaining uncertainty a commit-wait stops sleeping and spins: a sleep
 /// overshoots by tens of microseconds, a spin does not.

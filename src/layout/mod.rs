@@ -18,15 +18,14 @@
 use std::fmt::Debug;
 use std::time::Duration;
 
-use crate::bound::{ClockErrorBound, TimeWindow};
-use crate::bound_v3::ClockErrorBoundV3;
 use crate::error::{Malformed, ShmError};
 use crate::seqlock::AtomicWords;
-use crate::status::ClockStatus;
-use crate::timespec::Timespec;
+use crate::snapshot::{ClockErrorBound, ClockErrorBoundV3};
+use crate::time::{ClockStatus, TimeWindow, Timespec};
 
 pub(crate) mod v2;
 pub(crate) mod v3;
+pub(crate) mod vmclock;
 
 /// The magic number that opens every ClockBound segment, as two native-endian `u32`.
 pub const MAGIC: [u32; 2] = [0x414D_5A4E, 0x4342_0200];
@@ -37,6 +36,18 @@ pub(crate) const SEGSIZE_OFFSET: usize = 8;
 pub(crate) const VERSION_OFFSET: usize = 12;
 pub(crate) const GENERATION_OFFSET: usize = 14;
 pub(crate) const PAYLOAD_OFFSET: usize = HEADER_LEN;
+
+// The header offsets are those of the seqlock's cells.
+#[cfg(not(loom))]
+const _: () = {
+    use std::mem::{align_of, offset_of};
+    type Cells = crate::seqlock::SegmentCells<[crate::sync::AtomicU64; 8]>;
+    assert!(align_of::<Cells>() == 8);
+    assert!(offset_of!(Cells, segsize) == SEGSIZE_OFFSET);
+    assert!(offset_of!(Cells, version) == VERSION_OFFSET);
+    assert!(offset_of!(Cells, generation) == GENERATION_OFFSET);
+    assert!(offset_of!(Cells, payload) == PAYLOAD_OFFSET);
+};
 
 /// The segment's header fields as read at one moment, for diagnostics (see
 /// [`ShmReader::header`](crate::ShmReader::header)).
@@ -78,39 +89,7 @@ impl SegmentHeader {
     }
 }
 
-/// Which payload layout a segment holds: what a handle that chose its segment at open
-/// reports (see [`SharedClockBound::layout`](crate::SharedClockBound::layout)).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum LayoutVersion {
-    /// Layout 2: `shm0`, 80 bytes, time from `CLOCK_REALTIME` and `CLOCK_MONOTONIC_COARSE`.
-    V2,
-    /// Layout 3: `shm1`, 104 bytes, time from the CPU counter (ClockBound 3.x).
-    V3,
-}
-
-impl LayoutVersion {
-    /// The value of the header's `version` field for this layout. From layout 3 on the
-    /// field is split: the high byte is the oldest layout a reader must understand, the low
-    /// byte the layout written (`0x0303`). Layout 2 predates the split. Readers accept exactly
-    /// these values, as the released clients do.
-    #[must_use]
-    pub const fn wire_version(self) -> u16 {
-        match self {
-            LayoutVersion::V2 => 2,
-            LayoutVersion::V3 => 0x0303,
-        }
-    }
-}
-
-impl std::fmt::Display for LayoutVersion {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LayoutVersion::V2 => f.write_str("layout 2"),
-            LayoutVersion::V3 => f.write_str("layout 3"),
-        }
-    }
-}
+pub use crate::version::LayoutVersion;
 
 /// A payload layout this crate reads: [`Layout2`] or [`Layout3`]. Readers and writers are
 /// generic over it ([`ShmReader<L>`](crate::ShmReader), [`ShmWriter<L>`](crate::ShmWriter));
@@ -270,7 +249,10 @@ pub(crate) mod sealed {
 
         #[inline(always)]
         fn read_clocks() -> (Timespec, Timespec) {
-            (crate::clock::realtime(), crate::clock::monotonic_coarse())
+            (
+                crate::time::clock::realtime(),
+                crate::time::clock::monotonic_coarse(),
+            )
         }
 
         #[inline(always)]
@@ -322,7 +304,7 @@ pub(crate) mod sealed {
         const PLACEHOLDER: ClockErrorBoundV3 = ClockErrorBoundV3::builder().build();
 
         fn check_supported() -> Result<(), &'static str> {
-            if crate::counter::COUNTER_SUPPORTED {
+            if crate::time::counter::COUNTER_SUPPORTED {
                 Ok(())
             } else {
                 Err(
@@ -346,7 +328,7 @@ pub(crate) mod sealed {
         /// (see `counter::start_counter_read`).
         #[inline(always)]
         fn read_clocks() -> u64 {
-            crate::counter::start_counter_read()
+            crate::time::counter::start_counter_read()
         }
 
         #[inline(always)]
@@ -381,7 +363,7 @@ pub(crate) mod sealed {
         ) -> Result<(), ShmError> {
             let result = snapshot.write_window_at(counter, grace, out);
             // Closes the counter read `read_clocks` opened, after the arithmetic.
-            crate::counter::finish_counter_read();
+            crate::time::counter::finish_counter_read();
             result
         }
 

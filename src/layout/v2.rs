@@ -3,8 +3,8 @@
 //! [`docs::protocol`](crate::docs::protocol).
 
 use super::{decode_flag, decode_status, decode_time};
-use crate::bound::ClockErrorBound;
 use crate::error::Malformed;
+use crate::snapshot::ClockErrorBound;
 
 /// Bytes of the layout-2 payload.
 pub(crate) const PAYLOAD_LEN: usize = 64;
@@ -59,8 +59,8 @@ pub(crate) fn encode_payload(ceb: &ClockErrorBound) -> PayloadWords {
 mod tests {
     use super::*;
     use crate::layout::PAYLOAD_OFFSET;
-    use crate::status::ClockStatus;
-    use crate::timespec::Timespec;
+    use crate::time::ClockStatus;
+    use crate::time::Timespec;
 
     fn sample() -> ClockErrorBound {
         ClockErrorBound::new(

@@ -27,10 +27,10 @@
 //! [`ClockErrorBoundV3`] and back. Pure data handling: no mapping, no atomics, no `unsafe`.
 
 use super::HEADER_LEN;
-use crate::bound_v3::ClockErrorBoundV3;
 use crate::error::Malformed;
-use crate::status::ClockStatus;
-use crate::timespec::Timespec;
+use crate::snapshot::ClockErrorBoundV3;
+use crate::time::ClockStatus;
+use crate::time::Timespec;
 
 /// Bytes of a layout-3 segment: header and payload.
 pub(crate) const SEGMENT_LEN: usize = 104;
@@ -42,6 +42,8 @@ pub(crate) const PAYLOAD_WORDS: usize = 11;
 pub(crate) type PayloadWords = [u64; PAYLOAD_WORDS];
 
 const _: () = assert!(SEGMENT_LEN == HEADER_LEN + PAYLOAD_LEN && PAYLOAD_LEN == PAYLOAD_WORDS * 8);
+// The snapshot type mirrors the payload byte for byte.
+const _: () = assert!(size_of::<ClockErrorBoundV3>() == PAYLOAD_LEN);
 
 /// Builds a snapshot from payload words, validating every field before a value exists: a
 /// status outside 0..=3, a flag byte other than 0/1, nanoseconds out of range in `as_of` or

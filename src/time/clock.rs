@@ -1,6 +1,6 @@
 //! The two kernel clocks `now()` reads, through the vDSO (no system call on Linux).
 
-use crate::timespec::Timespec;
+use super::timespec::Timespec;
 use rustix::time::{ClockId, clock_gettime};
 
 /// `CLOCK_REALTIME`: the wall clock the window is centred on.
@@ -14,6 +14,24 @@ pub(crate) fn realtime() -> Timespec {
 #[inline(always)]
 pub(crate) fn monotonic_coarse() -> Timespec {
     from_kernel(clock_gettime(ClockId::MonotonicCoarse))
+}
+
+// The public way to read them.
+impl Timespec {
+    /// `CLOCK_MONOTONIC_COARSE` now: the clock a layout 2 segment's `as_of` and
+    /// `void_after` are on (through the vDSO, no system call). For writers and simulators
+    /// that stamp snapshots.
+    #[must_use]
+    pub fn monotonic_coarse_now() -> Timespec {
+        monotonic_coarse()
+    }
+
+    /// `CLOCK_REALTIME` now: the clock a layout 2 window is centred on, and the scale of a
+    /// layout 3 segment's `as_of`.
+    #[must_use]
+    pub fn realtime_now() -> Timespec {
+        realtime()
+    }
 }
 
 #[inline(always)]

@@ -16,90 +16,16 @@
 
 use std::time::Duration;
 
+use super::{CAUSALITY_BLUR, FREE_RUNNING_GRACE};
 use crate::error::{Malformed, ShmError};
-use crate::status::ClockStatus;
-use crate::timespec::{NANOS_PER_SEC, Timespec};
-
-/// How long after `as_of` a Synchronized snapshot keeps its status by default: past this
-/// the daemon has stopped updating, and the window is reported FreeRunning (it still holds:
-/// the bound grows with the worst-case drift). 60 s, as in the ClockBound 3.x clients for
-/// both layouts: a 3.x daemon writes only when it has new parameters (every 16 s from
-/// ordinary NTP servers), so a shorter grace reports FreeRunning between normal updates.
-/// Set it with [`ReaderOptions::free_running_grace`](crate::ReaderOptions::free_running_grace).
-pub const FREE_RUNNING_GRACE: Duration = Duration::from_secs(60);
-
-/// The free-running grace of the released 2.0.3 client (5 s), for those who want its
-/// behaviour against a 2.x daemon, which writes about ten times a second.
-pub const FREE_RUNNING_GRACE_2_0_3: Duration = Duration::from_secs(5);
+use crate::time::{ClockStatus, TimeWindow};
+use crate::time::{NANOS_PER_SEC, Timespec};
 
 /// Snapshots younger than this many seconds take `now()`'s short arithmetic path (see
 /// `ClockErrorBound::write_window_at`). The daemon writes about every second, so this is
 /// every call in practice; the limit keeps the short path's sums far from overflow without
 /// further checks (older snapshots take the general, saturating path).
 const FAST_PATH_SECS: i64 = 16;
-
-/// How far the coarse monotonic clock may read *before* `as_of` and still count as equal to
-/// it: the coarse clock and the daemon's reading of it can disagree by a tick's rounding.
-pub const CAUSALITY_BLUR: Duration = Duration::from_micros(1);
-
-/// Where true time is: somewhere in `[earliest, latest]` on the `CLOCK_REALTIME` scale, with
-/// the status that says whether to believe it.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-pub struct TimeWindow {
-    /// True time is at or after this instant.
-    pub earliest: Timespec,
-    /// True time is at or before this instant.
-    pub latest: Timespec,
-    /// Whether the window can be trusted (see [`ClockStatus`]).
-    pub clock_status: ClockStatus,
-}
-
-impl TimeWindow {
-    /// A placeholder that claims nothing: the widest window, status Unknown.
-    pub(crate) const UNTRUSTED: TimeWindow = TimeWindow {
-        earliest: Timespec::MIN,
-        latest: Timespec::MAX,
-        clock_status: ClockStatus::Unknown,
-    };
-
-    /// True only when `t` has certainly passed: `t < earliest`. Says nothing about the
-    /// status; check [`clock_status`](Self::clock_status) too.
-    ///
-    /// ```
-    /// use clockbound_shm::{ClockStatus, TimeWindow, Timespec};
-    /// let w = TimeWindow {
-    ///     earliest: Timespec::new(10, 0), latest: Timespec::new(12, 0),
-    ///     clock_status: ClockStatus::Synchronized,
-    /// };
-    /// assert!(w.after(Timespec::new(9, 999_999_999)));
-    /// assert!(!w.after(Timespec::new(10, 0))); // might be exactly now
-    /// assert!(w.before(Timespec::new(12, 1)));
-    /// assert!(!w.before(Timespec::new(12, 0)));
-    /// ```
-    #[must_use]
-    pub fn after(&self, t: Timespec) -> bool {
-        t < self.earliest
-    }
-
-    /// True only when `t` has certainly not arrived yet: `t > latest`.
-    #[must_use]
-    pub fn before(&self, t: Timespec) -> bool {
-        t > self.latest
-    }
-
-    /// Half the window's width: the error bound at the moment the window was computed.
-    #[must_use]
-    pub fn bound(&self) -> Duration {
-        let half = (self.latest.as_nanos() - self.earliest.as_nanos()) / 2;
-        Duration::from_nanos(u64::try_from(half).unwrap_or(u64::MAX))
-    }
-
-    /// The middle of the window: the realtime clock's reading when it was computed.
-    #[must_use]
-    pub fn midpoint(&self) -> Timespec {
-        Timespec::from_nanos((self.earliest.as_nanos() + self.latest.as_nanos()).div_euclid(2))
-    }
-}
 
 /// One snapshot of the segment's payload: the error bound at `as_of` and how it grows.
 ///
@@ -239,8 +165,8 @@ impl ClockErrorBound {
     /// than [`CAUSALITY_BLUR`].
     #[inline]
     pub fn now(&self) -> Result<TimeWindow, ShmError> {
-        let real = crate::clock::realtime();
-        let mono = crate::clock::monotonic_coarse();
+        let real = crate::time::clock::realtime();
+        let mono = crate::time::clock::monotonic_coarse();
         self.compute_bound_at(real, mono)
     }
 
@@ -260,7 +186,7 @@ impl ClockErrorBound {
     }
 
     /// [`compute_bound_at`](Self::compute_bound_at) with another free-running grace (for
-    /// example [`FREE_RUNNING_GRACE_2_0_3`], the released 2.0.3 client's).
+    /// example [`FREE_RUNNING_GRACE_2_0_3`](crate::FREE_RUNNING_GRACE_2_0_3), the released 2.0.3 client's).
     ///
     /// # Errors
     /// As [`now`](Self::now).
@@ -458,6 +384,7 @@ impl ClockErrorBound {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::FREE_RUNNING_GRACE_2_0_3;
 
     /// The grace the arithmetic tests use (the released client's, so that the status
     /// steps fall inside the short path's 16 s).
@@ -685,7 +612,7 @@ mod tests {
 
     #[test]
     fn now_reads_the_clocks() {
-        let mono = crate::clock::monotonic_coarse();
+        let mono = crate::time::clock::monotonic_coarse();
         let c = ceb(
             mono,
             mono.saturating_add(Duration::from_secs(1000)),
@@ -693,9 +620,9 @@ mod tests {
             1_000,
             ClockStatus::Synchronized,
         );
-        let before = crate::clock::realtime();
+        let before = crate::time::clock::realtime();
         let w = c.now().unwrap();
-        let after = crate::clock::realtime();
+        let after = crate::time::clock::realtime();
         assert!(w.earliest <= w.latest);
         // The window is centred on a realtime reading taken between `before` and `after`.
         assert!(

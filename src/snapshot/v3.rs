@@ -23,10 +23,11 @@
 
 use std::time::Duration;
 
-use crate::bound::{CAUSALITY_BLUR, FREE_RUNNING_GRACE, TimeWindow};
+use super::{CAUSALITY_BLUR, FREE_RUNNING_GRACE};
 use crate::error::{Malformed, ShmError};
-use crate::status::ClockStatus;
-use crate::timespec::{NANOS_PER_SEC, Timespec};
+use crate::time::ClockStatus;
+use crate::time::TimeWindow;
+use crate::time::{NANOS_PER_SEC, Timespec};
 
 /// The short path takes fewer ticks than this: 16 s at 4.3 GHz, 69 s at 1 GHz.
 const FAST_MAX_TICKS: u64 = 1 << 36;
@@ -99,7 +100,7 @@ pub struct ClockErrorBoundV3 {
 // offsets minus the 16-byte header).
 const _: () = {
     use std::mem::{offset_of, size_of};
-    assert!(size_of::<ClockErrorBoundV3>() == crate::layout::v3::PAYLOAD_LEN);
+    assert!(size_of::<ClockErrorBoundV3>() == 88);
     assert!(offset_of!(ClockErrorBoundV3, as_of) == 24 - 16);
     assert!(offset_of!(ClockErrorBoundV3, void_after) == 40 - 16);
     assert!(offset_of!(ClockErrorBoundV3, period_frac) == 56 - 16);
@@ -340,19 +341,19 @@ impl ClockErrorBoundV3 {
     /// [`ShmError::CounterUnavailable`] on architectures other than x86-64 and aarch64.
     #[inline]
     pub fn now(&self) -> Result<TimeWindow, ShmError> {
-        if !crate::counter::COUNTER_SUPPORTED {
+        if !crate::time::counter::COUNTER_SUPPORTED {
             return Err(ShmError::CounterUnavailable {
-                arch: crate::counter::TARGET_ARCH,
+                arch: crate::time::counter::TARGET_ARCH,
             });
         }
         // The counter read is closed after the arithmetic, which may thus overlap it; the
         // caller's next instruction still waits for the read (see `start_counter_read`).
         // The window stays a local of its own across the fence (a `Result` holding it would
         // be kept in memory there, the error being dropped by address).
-        let counter = crate::counter::start_counter_read();
+        let counter = crate::time::counter::start_counter_read();
         let mut window = TimeWindow::UNTRUSTED;
         let result = self.write_window_at(counter, FREE_RUNNING_GRACE, &mut window);
-        crate::counter::finish_counter_read();
+        crate::time::counter::finish_counter_read();
         result.map(|()| window)
     }
 
@@ -1240,7 +1241,7 @@ mod tests {
     #[test]
     fn now_reads_the_counter() {
         let c = ClockErrorBoundV3::builder()
-            .as_of_tsc(crate::counter::read_counter())
+            .as_of_tsc(crate::time::counter::read_counter())
             .as_of(ts(1_700_000_000, 0))
             .void_after(ts(1_700_001_000, 0))
             .with_frequency_hz(1_000_000_000)

@@ -12,40 +12,30 @@ use std::sync::Arc;
 use std::thread::LocalKey;
 use std::time::Duration;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use ::arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 
-use crate::bound::{ClockErrorBound, TimeWindow};
-use crate::bound_v3::ClockErrorBoundV3;
-use crate::cache::{NewestSnapshot, ReaderStats, SnapshotCache};
+use self::arc_swap::{PublishedCache, PublishedSnapshot, Refresher};
+use self::thread_local::ThreadReader;
+use crate::cache::{NewestSnapshot, ReaderStats};
 use crate::error::ShmError;
 use crate::layout::{Layout, Layout2, Layout3, LayoutVersion};
 use crate::mapping::SegmentMapping;
-use crate::options::ReaderOptions;
+use crate::options::{ReaderOptions, Strategy};
 use crate::reader::{
     CLOCKBOUND_SHM_DEFAULT_PATH, CLOCKBOUND_SHM1_DEFAULT_PATH, ReaderState, vmclock_source,
 };
 use crate::segment::MappedSegment;
-use crate::seqlock::SegmentCells;
-use crate::status::ClockStatus;
+use crate::snapshot::{ClockErrorBound, ClockErrorBoundV3};
 use crate::thread_slot::{self, SlotKey, ThreadSlots};
-use crate::timespec::Timespec;
+use crate::time::ClockStatus;
+use crate::time::TimeWindow;
+use crate::time::Timespec;
 use crate::vmclock::VmClockSource;
 use crate::wait;
 
-/// How a [`SharedClockBound`] keeps snapshots for its threads. Both give the same answers,
-/// freshness and errors; they differ in cost and memory
-/// ([`docs::strategies`](crate::docs::strategies)).
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Strategy {
-    /// One reader state per thread, created on the thread's first call, dropped when the
-    /// thread exits. The cheaper per call; the default.
-    #[default]
-    ThreadLocal,
-    /// One snapshot for all threads, published through an [`ArcSwap`]: less memory per
-    /// thread, suits very many short-lived threads.
-    ArcSwap,
-}
+mod arc_swap;
+mod thread_local;
 
 /// A snapshot of either layout, as [`SharedClockBound::snapshot`] returns it.
 #[derive(Copy, Clone, Debug, PartialEq)]
@@ -240,88 +230,6 @@ enum Mode<L: Layout> {
         refresher: Refresher<L>,
     },
 }
-
-/// The `ArcSwap` strategy's refresher: the reader state behind the published snapshot, and
-/// the epoch of the mapping it reads.
-type Refresher<L> = Mutex<(u64, ReaderState<L>)>;
-
-/// A snapshot as the `ArcSwap` strategy publishes it: the payload, the generation it was
-/// read at and what readers compare to decide it is still current.
-struct PublishedSnapshot<L: Layout> {
-    generation: u16,
-    snapshot: L::Snapshot,
-    /// The mapping this snapshot was read from: the one readers check the generation of.
-    segment: MappedSegment<L>,
-    /// When `now()` must re-read in full although the generation looks unchanged.
-    recheck_at: L::Instant,
-    grace: Duration,
-    /// The VMClock `seq_count` the disruption verdict answers for; `None` while the
-    /// snapshot does not ask for the check.
-    vmclock_seq: Option<u32>,
-    /// The VMClock marker differed from the snapshot's when this was published.
-    disrupted: bool,
-    /// `segment` is the value's primary mapping: readers then check the generation through
-    /// their handle's copy of it, which is nearer.
-    on_primary: bool,
-}
-
-impl<L: Layout> PublishedSnapshot<L> {
-    fn new(
-        segment: MappedSegment<L>,
-        state: &ReaderState<L>,
-        primary: &MappedSegment<L>,
-    ) -> PublishedSnapshot<L> {
-        let snapshot = *state.cache.cached();
-        PublishedSnapshot {
-            on_primary: segment.same_mapping(primary),
-            generation: state.cache.generation(),
-            snapshot,
-            segment,
-            recheck_at: state.cache.recheck_at(),
-            grace: state.cache.grace(),
-            vmclock_seq: if L::disruption_support(&snapshot) {
-                state.vmclock.as_ref().map(|w| w.seen_seq_count())
-            } else {
-                None
-            },
-            disrupted: state.disrupted(),
-        }
-    }
-
-    /// The window this snapshot gives at `reading`, with its disruption verdict, into `out`.
-    #[inline(always)]
-    fn write_window(&self, reading: L::Reading, out: &mut TimeWindow) -> Result<(), ShmError> {
-        L::write_window(&self.snapshot, reading, self.grace, out)?;
-        if self.disrupted {
-            out.clock_status = ClockStatus::Disrupted;
-        }
-        Ok(())
-    }
-
-    /// Whether `other` would answer exactly as this one does.
-    fn same_as(&self, other: &PublishedSnapshot<L>) -> bool {
-        self.generation == other.generation
-            && self.snapshot == other.snapshot
-            && self.segment.same_mapping(&other.segment)
-            && self.recheck_at == other.recheck_at
-            && self.vmclock_seq == other.vmclock_seq
-            && self.disrupted == other.disrupted
-    }
-}
-
-/// A thread's reader under [`Strategy::ThreadLocal`]: the reader state, and which mapping
-/// it reads (0 for the value's primary one). Nothing in it keeps a mapping (segment or
-/// VMClock page) alive: a slot outliving its value holds no more than memory.
-struct ThreadReader<L: Layout> {
-    epoch: u64,
-    state: ReaderState<L>,
-}
-
-/// A thread's view of the published snapshot under [`Strategy::ArcSwap`]: the snapshot it
-/// last answered from, revalidated on each call by one relaxed load of the `ArcSwap`'s
-/// pointer (arc-swap's [`Cache`](arc_swap::Cache)).
-type PublishedCache<L> =
-    arc_swap::Cache<Arc<ArcSwap<PublishedSnapshot<L>>>, Arc<PublishedSnapshot<L>>>;
 
 type ReaderSlots<L> = ThreadSlots<Inner<L>, ThreadReader<L>>;
 type CacheSlots<L> = ThreadSlots<Inner<L>, PublishedCache<L>>;
@@ -730,7 +638,7 @@ impl<L: SharedLayout> Handle<L> {
                 L::published_caches(),
                 &self.inner,
                 &inner.slot_key,
-                || arc_swap::Cache::new(Arc::clone(published)),
+                || ::arc_swap::Cache::new(Arc::clone(published)),
                 #[inline(always)]
                 |cache| {
                     fail(inner.now_from_published(
@@ -805,57 +713,9 @@ impl<L: SharedLayout> Handle<L> {
             Mode::ArcSwap { refresher, .. } => refresher.lock().1.cache.stats(),
         }
     }
-
-    /// Runs `f` on this thread's reader for this value (the epoch of the mapping it reads,
-    /// and the reader state), creating it on first use; a throwaway one when the thread is
-    /// exiting and its thread-locals are gone.
-    fn with_thread_state<R>(&self, f: impl FnOnce(&mut u64, &mut ReaderState<L>) -> R) -> R {
-        let mut f = Some(f);
-        let run = |reader: &mut ThreadReader<L>| {
-            f.take().map(|f| f(&mut reader.epoch, &mut reader.state))
-        };
-        if let Some(Some(result)) = ThreadSlots::with(
-            L::thread_readers(),
-            &self.inner,
-            &self.inner.slot_key,
-            || self.inner.new_thread_reader(),
-            run,
-        ) {
-            return result;
-        }
-        let mut reader = self.inner.new_thread_reader();
-        match f.take() {
-            Some(f) => f(&mut reader.epoch, &mut reader.state),
-            // `run` took `f` and returned its result above; it cannot be here without it.
-            None => unreachable!("the closure runs once"),
-        }
-    }
 }
 
 impl<L: Layout> Inner<L> {
-    /// A reader for a new thread, on the newest mapping: a fresh read if the segment is
-    /// readable now, else the newest snapshot any reader of this value has seen (which the
-    /// next call refreshes).
-    #[cold]
-    fn new_thread_reader(&self) -> ThreadReader<L> {
-        let mut state = self.seed.clone();
-        let mut epoch = 0;
-        self.with_replacement(&mut epoch, &mut state, |segment, state| {
-            let (interval, grace) = state.cache.settings();
-            match SnapshotCache::load(segment.cells(), segment.path(), interval, grace, false) {
-                Ok(mut cache) => {
-                    cache.share_into(Arc::clone(&self.newest));
-                    state.cache = cache;
-                }
-                Err(_) => {
-                    let (generation, snapshot) = self.newest.get();
-                    state.cache.adopt(generation, snapshot);
-                }
-            }
-        });
-        ThreadReader { epoch, state }
-    }
-
     /// Runs `f` with the mapping the reader at `epoch` reads: the primary one (no
     /// synchronisation at all: the hot path) until the reader has moved to a replacement,
     /// then the newest replacement (moving the reader onto it when it was on an older one).
@@ -897,133 +757,6 @@ impl<L: Layout> Inner<L> {
             *epoch = newest.epoch;
         }
         f(&newest.segment, state)
-    }
-
-    /// One reader's `now()`, into `out`: its state on its mapping, following a reopened
-    /// file when the snapshot looks dead.
-    #[inline(always)]
-    fn now_from(
-        &self,
-        primary: &SegmentCells<L::Payload>,
-        epoch: &mut u64,
-        state: &mut ReaderState<L>,
-        out: &mut TimeWindow,
-    ) -> Result<(), ShmError> {
-        if *epoch == 0 {
-            state.now_into(primary, self.primary.path(), self.vmclock.as_ref(), out)?;
-            if !state.cache.take_looks_dead() || !self.follow_reopened_file(epoch, state) {
-                return Ok(());
-            }
-        }
-        *out = self.now_on_replacement(epoch, state)?;
-        Ok(())
-    }
-
-    /// [`now_from`](Self::now_from) for a reader on (or just moved to) a replacement
-    /// mapping.
-    #[cold]
-    #[inline(never)]
-    fn now_on_replacement(
-        &self,
-        epoch: &mut u64,
-        state: &mut ReaderState<L>,
-    ) -> Result<TimeWindow, ShmError> {
-        let mut window = self.with_replacement(epoch, state, |segment, state| {
-            state.now(segment, self.vmclock.as_ref())
-        })?;
-        if state.cache.take_looks_dead() && self.follow_reopened_file(epoch, state) {
-            window = self.with_replacement(epoch, state, |segment, state| {
-                state.now(segment, self.vmclock.as_ref())
-            })?;
-        }
-        Ok(window)
-    }
-
-    /// `ArcSwap`'s `now()` from `current` (the published snapshot as this caller last saw
-    /// it), into `out`: `current` while it is current, else a refresh.
-    #[inline(always)]
-    fn now_from_published(
-        &self,
-        primary: &SegmentCells<L::Payload>,
-        current: &PublishedSnapshot<L>,
-        published: &ArcSwap<PublishedSnapshot<L>>,
-        refresher: &Refresher<L>,
-        out: &mut TimeWindow,
-    ) -> Result<(), ShmError> {
-        let cells = if current.on_primary {
-            primary
-        } else {
-            current.segment.cells()
-        };
-        let generation = cells.load_generation();
-        // Mid-update (odd) answers from the last snapshot, as every reader does.
-        let segment_moved = generation != current.generation && generation % 2 == 0;
-        let vmclock_moved = current.vmclock_seq.is_some_and(|seen| {
-            self.vmclock
-                .as_ref()
-                .and_then(VmClockSource::current_seq_count)
-                != Some(seen)
-        });
-        // The clocks are read after the snapshot is chosen, never before: a snapshot written
-        // after our reading could have an `as_of` past it.
-        let reading = L::read_clocks();
-        if !segment_moved && !vmclock_moved && L::instant(reading) < current.recheck_at {
-            return current.write_window(reading, out);
-        }
-        let fresh = self.refresh_published(published, refresher, Some(L::instant(reading)))?;
-        fresh.write_window(L::read_clocks(), out)
-    }
-
-    /// `ArcSwap`'s `snapshot()`: `f` of the published snapshot while its generation
-    /// matches, else of a refreshed one.
-    fn with_published_snapshot<R>(
-        &self,
-        published: &ArcSwap<PublishedSnapshot<L>>,
-        refresher: &Refresher<L>,
-        f: impl FnOnce(&Arc<PublishedSnapshot<L>>) -> R,
-    ) -> Result<R, ShmError> {
-        let current = published.load();
-        let generation = current.segment.cells().load_generation();
-        if generation == current.generation || generation % 2 == 1 {
-            return Ok(f(&current));
-        }
-        drop(current);
-        self.refresh_published(published, refresher, None)
-            .map(|snapshot| f(&snapshot))
-    }
-
-    /// Something moved since the published snapshot: refresh it, one caller at a time (see
-    /// [`docs::strategies`](crate::docs::strategies) for why), and return what is published
-    /// afterwards. With `now`, also run the recheck (and follow a reopened file) when that
-    /// instant has reached the recheck time.
-    #[cold]
-    #[inline(never)]
-    fn refresh_published(
-        &self,
-        published: &ArcSwap<PublishedSnapshot<L>>,
-        refresher: &Refresher<L>,
-        now: Option<L::Instant>,
-    ) -> Result<Arc<PublishedSnapshot<L>>, ShmError> {
-        let mut guard = refresher.lock();
-        let (epoch, state) = &mut *guard;
-        let looks_dead = self.with_segment(epoch, state, |segment, state| {
-            state.refresh(segment, now, self.vmclock.as_ref())
-        })?;
-        if looks_dead && self.follow_reopened_file(epoch, state) {
-            self.with_segment(epoch, state, |segment, state| {
-                state.refresh(segment, None, self.vmclock.as_ref())
-            })?;
-        }
-        let fresh = self.with_segment(epoch, state, |segment, state| {
-            PublishedSnapshot::new(segment.clone(), state, &self.primary)
-        });
-        let current = published.load_full();
-        if current.same_as(&fresh) {
-            return Ok(current);
-        }
-        let fresh = Arc::new(fresh);
-        published.store(Arc::clone(&fresh));
-        Ok(fresh)
     }
 
     /// A reader's snapshot looked dead: if the file was recreated or truncated under the

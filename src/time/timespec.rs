@@ -36,21 +36,6 @@ pub struct Timespec {
 }
 
 impl Timespec {
-    /// `CLOCK_MONOTONIC_COARSE` now: the clock a layout 2 segment's `as_of` and
-    /// `void_after` are on (through the vDSO, no system call). For writers and simulators
-    /// that stamp snapshots.
-    #[must_use]
-    pub fn monotonic_coarse_now() -> Timespec {
-        crate::clock::monotonic_coarse()
-    }
-
-    /// `CLOCK_REALTIME` now: the clock a layout 2 window is centred on, and the scale of a
-    /// layout 3 segment's `as_of`.
-    #[must_use]
-    pub fn realtime_now() -> Timespec {
-        crate::clock::realtime()
-    }
-
     /// The epoch of the clock, `0.000000000`.
     pub const ZERO: Timespec = Timespec { sec: 0, nsec: 0 };
     /// The latest representable instant; saturating arithmetic stops here.
