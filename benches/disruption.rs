@@ -38,15 +38,15 @@ fn window(w: Result<clockbound_shm::TimeWindow, clockbound_shm::ShmError>) -> i6
 fn fresh_bound() -> ClockErrorBound {
     let mono = clock_gettime(ClockId::MonotonicCoarse);
     let as_of = Timespec::new(mono.tv_sec, mono.tv_nsec);
-    ClockErrorBound::new(
-        as_of,
-        as_of.saturating_add(Duration::from_secs(1000)),
-        5_000,
-        42,
-        1_000,
-        ClockStatus::Synchronized,
-        true,
-    )
+    ClockErrorBound::builder()
+        .as_of(as_of)
+        .void_after(as_of.saturating_add(Duration::from_secs(1000)))
+        .bound_nsec(5_000)
+        .disruption_marker(42)
+        .max_drift_ppb(1_000)
+        .clock_status(ClockStatus::Synchronized)
+        .clock_disruption_support_enabled(true)
+        .build()
 }
 
 fn setup(dir: &Path) -> (PathBuf, PathBuf, ShmWriter) {
@@ -81,8 +81,8 @@ fn disruption_check(c: &mut Criterion) {
             b.iter(|| black_box(window(black_box(&mut reader).now())))
         });
         for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
-            let clock =
-                SharedClockBound::with_options(&segment, strategy, options).expect("shared");
+            let clock = SharedClockBound::open_with(&segment, &options.clone().strategy(strategy))
+                .expect("shared");
             // Trusted, not Disrupted.
             assert!(clock.now().expect("now").clock_status.is_trusted());
             refresh();

@@ -68,15 +68,13 @@ mod x86 {
     fn fresh_v2() -> ClockErrorBound {
         let mono = clock_gettime(ClockId::MonotonicCoarse);
         let as_of = Timespec::new(mono.tv_sec, mono.tv_nsec);
-        ClockErrorBound::new(
-            as_of,
-            as_of.saturating_add(Duration::from_secs(1000)),
-            5_000,
-            0,
-            1_000,
-            ClockStatus::Synchronized,
-            false,
-        )
+        ClockErrorBound::builder()
+            .as_of(as_of)
+            .void_after(as_of.saturating_add(Duration::from_secs(1000)))
+            .bound_nsec(5_000)
+            .max_drift_ppb(1_000)
+            .clock_status(ClockStatus::Synchronized)
+            .build()
     }
 
     /// Both segments, with their writers.

@@ -56,15 +56,13 @@ fn fresh_bound(tick: u64) -> ClockErrorBound {
     let mono = clock_gettime(ClockId::MonotonicCoarse);
     let as_of = Timespec::new(mono.tv_sec, mono.tv_nsec);
     let void_after = Timespec::new(mono.tv_sec + 1000, mono.tv_nsec);
-    ClockErrorBound::new(
-        as_of,
-        void_after,
-        5_000 + (tick % 7) as i64,
-        0,
-        1_000,
-        ClockStatus::Synchronized,
-        false,
-    )
+    ClockErrorBound::builder()
+        .as_of(as_of)
+        .void_after(void_after)
+        .bound_nsec(5_000 + (tick % 7) as i64)
+        .max_drift_ppb(1_000)
+        .clock_status(ClockStatus::Synchronized)
+        .build()
 }
 
 struct Segment {
@@ -200,13 +198,20 @@ fn snapshot_now(c: &mut Criterion) {
     });
     // `SharedClockBound::now()` in the same loop, on this one thread (question 3; the
     // `shared_now` groups measure it in the multi-thread harness).
-    let thread_local =
-        SharedClockBound::with_strategy(&seg.path, Strategy::ThreadLocal).expect("open");
+    let thread_local = SharedClockBound::open_with(
+        &seg.path,
+        &clockbound_shm::ReaderOptions::new().strategy(Strategy::ThreadLocal),
+    )
+    .expect("open");
     seg.refresh();
     g.bench_function("ours-shared-ThreadLocal-now", |b| {
         b.iter(|| black_box(window(black_box(&thread_local).now())))
     });
-    let arc_swap = SharedClockBound::with_strategy(&seg.path, Strategy::ArcSwap).expect("open");
+    let arc_swap = SharedClockBound::open_with(
+        &seg.path,
+        &clockbound_shm::ReaderOptions::new().strategy(Strategy::ArcSwap),
+    )
+    .expect("open");
     seg.refresh();
     g.bench_function("ours-shared-ArcSwap-now", |b| {
         b.iter(|| black_box(window(black_box(&arc_swap).now())))
@@ -304,8 +309,16 @@ fn shared_now(c: &mut Criterion) {
     let mut seg = Segment::new();
     let path = seg.path.clone();
     let path = path.as_path();
-    let thread_local = SharedClockBound::with_strategy(path, Strategy::ThreadLocal).expect("open");
-    let arc_swap = SharedClockBound::with_strategy(path, Strategy::ArcSwap).expect("open");
+    let thread_local = SharedClockBound::open_with(
+        path,
+        &clockbound_shm::ReaderOptions::new().strategy(Strategy::ThreadLocal),
+    )
+    .expect("open");
+    let arc_swap = SharedClockBound::open_with(
+        path,
+        &clockbound_shm::ReaderOptions::new().strategy(Strategy::ArcSwap),
+    )
+    .expect("open");
     let mutexed = Mutex::new(SendReader(seg.upstream_reader()));
 
     for threads in [1usize, 2] {

@@ -284,15 +284,13 @@ fn period_error_fields(error_ppb: u64) -> (u64, u8) {
 /// A layout 2 snapshot like a daemon's, taken now: `as_of` on `CLOCK_MONOTONIC_COARSE`.
 fn simulated_snapshot() -> ClockErrorBound {
     let as_of = monotonic_coarse();
-    ClockErrorBound::new(
-        as_of,
-        as_of.saturating_add(SIM_VOID_AFTER),
-        SIM_BOUND_NSEC,
-        0,
-        SIM_DRIFT_PPB,
-        ClockStatus::Synchronized,
-        false,
-    )
+    ClockErrorBound::builder()
+        .as_of(as_of)
+        .void_after(as_of.saturating_add(SIM_VOID_AFTER))
+        .bound_nsec(SIM_BOUND_NSEC)
+        .max_drift_ppb(SIM_DRIFT_PPB)
+        .clock_status(ClockStatus::Synchronized)
+        .build()
 }
 
 /// A layout 3 snapshot like a daemon's, taken now: the CPU counter and the UTC time it

@@ -178,8 +178,8 @@ pub use error::{Malformed, NotInitialized, ShmError, VmClockMalformed};
 pub use layout::vmclock::{VmClockSnapshot, VmClockStatus};
 pub use layout::{Layout, Layout2, Layout3, SegmentHeader};
 pub use snapshot::{
-    CAUSALITY_BLUR, ClockErrorBound, ClockErrorBoundV3, ClockErrorBoundV3Builder,
-    FREE_RUNNING_GRACE, FREE_RUNNING_GRACE_2_0_3,
+    CAUSALITY_BLUR, ClockErrorBound, ClockErrorBoundBuilder, ClockErrorBoundV3,
+    ClockErrorBoundV3Builder, FREE_RUNNING_GRACE, FREE_RUNNING_GRACE_2_0_3,
 };
 pub use time::counter::cpu_counter;
 pub use time::{ClockStatus, NegativeTimespec, TimeWindow, Timespec};

@@ -39,10 +39,13 @@ pub type ShmWriterV3 = SegmentWriter<Layout3>;
 /// let mut writer = ShmWriter::new(&path)?;
 /// // As the daemon does: stamped with the monotonic clock now, void 1000 s later.
 /// let as_of = Timespec::monotonic_coarse_now();
-/// let bound = ClockErrorBound::new(
-///     as_of, as_of.saturating_add(Duration::from_secs(1000)), 5_000, 0, 1_000,
-///     ClockStatus::Synchronized, false,
-/// );
+/// let bound = ClockErrorBound::builder()
+///     .as_of(as_of)
+///     .void_after(as_of.saturating_add(Duration::from_secs(1000)))
+///     .bound_nsec(5_000)
+///     .max_drift_ppb(1_000)
+///     .clock_status(ClockStatus::Synchronized)
+///     .build();
 /// writer.write(&bound);
 /// let mut reader = ShmReader::open(&path)?;
 /// assert_eq!(reader.snapshot()?, &bound);

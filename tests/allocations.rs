@@ -2,12 +2,12 @@
 //! tallies each thread's allocations separately (so the test harness's own threads do not
 //! pollute the count).
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use clockbound_shm::{
-    ClockErrorBound, ClockStatus, SharedClockBound, ShmReader, ShmWriter, Strategy, Timespec,
-};
+use clockbound_shm::{ClockErrorBound, SharedClockBound, ShmReader, ShmWriter, Strategy};
 
 struct CountingAllocator;
 
@@ -48,17 +48,7 @@ fn allocations_during(mut f: impl FnMut()) -> u64 {
 }
 
 fn bound(tick: i64) -> ClockErrorBound {
-    let mono = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
-    let as_of = Timespec::new(mono.tv_sec, mono.tv_nsec);
-    ClockErrorBound::new(
-        as_of,
-        Timespec::new(mono.tv_sec + 1000, 0),
-        1_000 + tick,
-        0,
-        1_000,
-        ClockStatus::Synchronized,
-        false,
-    )
+    common::synced_now().bound_nsec(1_000 + tick).build()
 }
 
 const CALLS: usize = 10_000;
@@ -105,7 +95,11 @@ fn shared_clock_bound_hot_path_does_not_allocate() {
     let mut writer = ShmWriter::new(&path).unwrap();
     writer.write(&bound(0));
     for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
-        let clock = SharedClockBound::with_strategy(&path, strategy).unwrap();
+        let clock = SharedClockBound::open_with(
+            &path,
+            &clockbound_shm::ReaderOptions::new().strategy(strategy),
+        )
+        .unwrap();
         clock.now().unwrap(); // first call of this thread creates its state (ThreadLocal)
         let clone = clock.clone();
         let unchanged = allocations_during(|| {

@@ -18,15 +18,17 @@ use clockbound_shm::{
 /// The payload of update `k`: every field a different function of `k`, so that a copy
 /// mixing two updates fails [`check`]. The disruption flag stays off.
 fn payload(k: u64) -> ClockErrorBound {
-    ClockErrorBound::new(
-        Timespec::new(k as i64, ((k * 7) % 1_000_000_000) as i64),
-        Timespec::new(k as i64 + 1_000, ((k * 11 + 3) % 1_000_000_000) as i64),
-        (3 * k + 1) as i64,
-        !k,
-        ((k * 5) % 1_000_000_000) as u32,
-        ClockStatus::Synchronized,
-        false,
-    )
+    ClockErrorBound::builder()
+        .as_of(Timespec::new(k as i64, ((k * 7) % 1_000_000_000) as i64))
+        .void_after(Timespec::new(
+            k as i64 + 1_000,
+            ((k * 11 + 3) % 1_000_000_000) as i64,
+        ))
+        .bound_nsec((3 * k + 1) as i64)
+        .disruption_marker(!k)
+        .max_drift_ppb(((k * 5) % 1_000_000_000) as u32)
+        .clock_status(ClockStatus::Synchronized)
+        .build()
 }
 
 /// Whether `snapshot` is one whole update.
@@ -93,10 +95,16 @@ fn opening_under_a_writer_that_never_pauses_succeeds() {
             let snapshot = match i % 3 {
                 0 => ShmReader::open_with(&path, &no_vmclock())
                     .map(|mut r| AnySnapshot::V2(*r.snapshot().unwrap())),
-                1 => SharedClockBound::with_options(&path, Strategy::ThreadLocal, &no_vmclock())
-                    .map(|c| c.snapshot().unwrap()),
-                _ => SharedClockBound::with_options(&path, Strategy::ArcSwap, &no_vmclock())
-                    .map(|c| c.snapshot().unwrap()),
+                1 => SharedClockBound::open_with(
+                    &path,
+                    &no_vmclock().clone().strategy(Strategy::ThreadLocal),
+                )
+                .map(|c| c.snapshot().unwrap()),
+                _ => SharedClockBound::open_with(
+                    &path,
+                    &no_vmclock().clone().strategy(Strategy::ArcSwap),
+                )
+                .map(|c| c.snapshot().unwrap()),
             };
             match snapshot {
                 // Under a running writer, `snapshot()` may already hold a later update than

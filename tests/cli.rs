@@ -3,6 +3,8 @@
 //! Run with `cargo test --features cli --test cli`.
 #![cfg(all(feature = "cli", feature = "writer"))]
 
+mod common;
+
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -19,24 +21,9 @@ use serde_json::{Value, json};
 const BIN: &str = env!("CARGO_BIN_EXE_clockbound-shm");
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-fn mono_now() -> Timespec {
-    let t = clock_gettime(ClockId::MonotonicCoarse);
-    #[allow(clippy::useless_conversion)]
-    Timespec::new(t.tv_sec, i64::from(t.tv_nsec))
-}
-
 /// A snapshot taken now: bound 5 µs, drift 1000 ppb, void after 1000 s.
 fn bound(status: ClockStatus, marker: u64, disruption_support: bool) -> ClockErrorBound {
-    let as_of = mono_now();
-    ClockErrorBound::new(
-        as_of,
-        as_of.saturating_add(Duration::from_secs(1000)),
-        5_000,
-        marker,
-        1_000,
-        status,
-        disruption_support,
-    )
+    common::fresh_bound(5_000, marker, status, disruption_support)
 }
 
 fn segment(dir: &tempfile::TempDir, ceb: &ClockErrorBound) -> (PathBuf, ShmWriter) {

@@ -1,6 +1,8 @@
 //! TrueTime-style queries: `after` / `before` at their boundaries, commit-wait against a
 //! simulated daemon, and `wait_for_sync` against a daemon that starts late or never syncs.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,16 +20,7 @@ fn clock(id: ClockId) -> Timespec {
 }
 
 fn bound_now(bound_nsec: i64, status: ClockStatus) -> ClockErrorBound {
-    let mono = clock(ClockId::MonotonicCoarse);
-    ClockErrorBound::new(
-        mono,
-        mono.saturating_add(Duration::from_secs(1000)),
-        bound_nsec,
-        0,
-        1_000,
-        status,
-        false,
-    )
+    common::fresh_bound(bound_nsec, 0, status, false)
 }
 
 fn segment(bound: &ClockErrorBound) -> (tempfile::TempDir, PathBuf, ShmWriter) {
@@ -314,7 +307,11 @@ fn shared_values_commit_wait_and_wait_for_sync() {
         clockbound_shm::Strategy::ThreadLocal,
         clockbound_shm::Strategy::ArcSwap,
     ] {
-        let clock = clockbound_shm::SharedClockBound::with_strategy(&path, strategy).unwrap();
+        let clock = clockbound_shm::SharedClockBound::open_with(
+            &path,
+            &clockbound_shm::ReaderOptions::new().strategy(strategy),
+        )
+        .unwrap();
         let t = clock.now().unwrap().latest;
         assert!(
             !clock.after(t).unwrap() && !clock.before(t).unwrap(),
@@ -390,15 +387,14 @@ fn wait_for_sync_returns_at_once_on_errors_that_cannot_clear() {
     // a host that has one: the default path cannot be redirected through wait_for_sync).
     if !Path::new(clockbound_shm::VMCLOCK_DEFAULT_PATH).exists() {
         let mono = clock(ClockId::MonotonicCoarse);
-        let needs_vmclock = ClockErrorBound::new(
-            mono,
-            mono.saturating_add(Duration::from_secs(1000)),
-            1_000,
-            0,
-            1_000,
-            ClockStatus::Synchronized,
-            true,
-        );
+        let needs_vmclock = ClockErrorBound::builder()
+            .as_of(mono)
+            .void_after(mono.saturating_add(Duration::from_secs(1000)))
+            .bound_nsec(1_000)
+            .max_drift_ppb(1_000)
+            .clock_status(ClockStatus::Synchronized)
+            .clock_disruption_support_enabled(true)
+            .build();
         let (_d, path, _w) = segment(&needs_vmclock);
         assert_fails_fast("no VMClock device", &path, |e| {
             matches!(e, ShmError::VmClockIo { .. })

@@ -7,13 +7,11 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::thread;
-use std::time::Duration;
 
 use clockbound_shm::{
     ClockErrorBound, ClockStatus, DisruptionCheck, ReaderOptions, SharedClockBound, ShmError,
-    ShmReader, ShmWriter, Strategy, Timespec,
+    ShmReader, ShmWriter, Strategy,
 };
-use rustix::time::{ClockId, clock_gettime};
 
 /// Publishes a new marker the way the hypervisor does: odd seq, marker, even seq.
 fn update_marker(page: &Path, seq_count: &mut u32, marker: u64) {
@@ -26,17 +24,7 @@ fn update_marker(page: &Path, seq_count: &mut u32, marker: u64) {
 }
 
 fn bound(marker: u64, disruption_support: bool) -> ClockErrorBound {
-    let t = clock_gettime(ClockId::MonotonicCoarse);
-    let as_of = Timespec::new(t.tv_sec, t.tv_nsec);
-    ClockErrorBound::new(
-        as_of,
-        as_of.saturating_add(Duration::from_secs(1000)),
-        1_000,
-        marker,
-        1_000,
-        ClockStatus::Synchronized,
-        disruption_support,
-    )
+    common::fresh_bound(1_000, marker, ClockStatus::Synchronized, disruption_support)
 }
 
 struct Setup {
@@ -81,7 +69,7 @@ fn statuses(
     }
     for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
         let name = format!("SharedClockBound/{strategy:?}");
-        match SharedClockBound::with_options(segment, strategy, options) {
+        match SharedClockBound::open_with(segment, &options.clone().strategy(strategy)) {
             Ok(c) => out.push((name, c.now().map(|w| w.clock_status))),
             Err(e) => out.push((name, Err(e))),
         }
@@ -103,8 +91,10 @@ fn a_marker_changed_mid_run_reports_disrupted_until_the_daemon_catches_up() {
     let opts = options(&s.vmclock);
     let mut reader = ShmReader::open_with(&s.segment, &opts).unwrap();
     let thread_local =
-        SharedClockBound::with_options(&s.segment, Strategy::ThreadLocal, &opts).unwrap();
-    let arc_swap = SharedClockBound::with_options(&s.segment, Strategy::ArcSwap, &opts).unwrap();
+        SharedClockBound::open_with(&s.segment, &opts.clone().strategy(Strategy::ThreadLocal))
+            .unwrap();
+    let arc_swap =
+        SharedClockBound::open_with(&s.segment, &opts.clone().strategy(Strategy::ArcSwap)).unwrap();
     let all = |reader: &mut ShmReader| {
         [
             reader.now().unwrap().clock_status,
@@ -217,8 +207,10 @@ fn disruption_support_switched_on_after_open_is_noticed_and_dropped_when_switche
     let opts = options(&vmclock);
     let mut reader = ShmReader::open_with(&segment, &opts).unwrap();
     let thread_local =
-        SharedClockBound::with_options(&segment, Strategy::ThreadLocal, &opts).unwrap();
-    let arc_swap = SharedClockBound::with_options(&segment, Strategy::ArcSwap, &opts).unwrap();
+        SharedClockBound::open_with(&segment, &opts.clone().strategy(Strategy::ThreadLocal))
+            .unwrap();
+    let arc_swap =
+        SharedClockBound::open_with(&segment, &opts.clone().strategy(Strategy::ArcSwap)).unwrap();
     let all = |reader: &mut ShmReader| {
         [
             ("ShmReader", reader.now().map(|w| w.clock_status)),
@@ -333,7 +325,8 @@ fn a_dropped_values_vmclock_mapping_goes_with_the_value_while_its_threads_idle()
             let opts = options(&s.vmclock);
             // The test's writer maps the segment too.
             let writers_segment_mappings = common::mappings_of_file(&s.segment);
-            let clock = SharedClockBound::with_options(&s.segment, strategy, &opts).unwrap();
+            let clock =
+                SharedClockBound::open_with(&s.segment, &opts.clone().strategy(strategy)).unwrap();
             assert_eq!(common::mappings_of_file(&s.vmclock), 1, "{case}: at open");
 
             let (done_tx, done_rx) = mpsc::channel::<()>();
@@ -350,9 +343,11 @@ fn a_dropped_values_vmclock_mapping_goes_with_the_value_while_its_threads_idle()
                     done_tx.send(()).unwrap();
                     go_rx.recv().unwrap();
                     if moves_on {
-                        let another =
-                            SharedClockBound::with_options(&other_segment, strategy, &other_opts)
-                                .unwrap();
+                        let another = SharedClockBound::open_with(
+                            &other_segment,
+                            &other_opts.clone().strategy(strategy),
+                        )
+                        .unwrap();
                         another.now().unwrap();
                         done_tx.send(()).unwrap();
                         // Stay alive until the main thread has counted.

@@ -185,10 +185,16 @@ impl OurReaders {
     fn open(options: &ReaderOptions) -> OurReaders {
         OurReaders {
             plain: ShmReader::open_with(SHM0, options).expect("ShmReader opens shm0"),
-            thread_local: SharedClockBound::with_options(SHM0, Strategy::ThreadLocal, options)
-                .expect("SharedClockBound (ThreadLocal) opens shm0"),
-            arc_swap: SharedClockBound::with_options(SHM0, Strategy::ArcSwap, options)
-                .expect("SharedClockBound (ArcSwap) opens shm0"),
+            thread_local: SharedClockBound::open_with(
+                SHM0,
+                &options.clone().strategy(Strategy::ThreadLocal),
+            )
+            .expect("SharedClockBound (ThreadLocal) opens shm0"),
+            arc_swap: SharedClockBound::open_with(
+                SHM0,
+                &options.clone().strategy(Strategy::ArcSwap),
+            )
+            .expect("SharedClockBound (ArcSwap) opens shm0"),
         }
     }
 
@@ -525,7 +531,8 @@ impl ReaderThreads {
             }
         })];
         for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
-            let clock = SharedClockBound::with_strategy(SHM0, strategy).expect("open shared");
+            let clock = SharedClockBound::open_with(SHM0, &ReaderOptions::new().strategy(strategy))
+                .expect("open shared");
             for i in 0..2 {
                 let clock = clock.clone();
                 threads.push(spawn_reader(

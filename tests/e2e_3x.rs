@@ -267,7 +267,8 @@ fn reader_process_survives_daemon_restarts() {
         }
     }));
     for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
-        let clock = SharedClockBound::with_strategy(SHM0, strategy).expect("open shm0");
+        let clock = SharedClockBound::open_with(SHM0, &ReaderOptions::new().strategy(strategy))
+            .expect("open shm0");
         threads.push(spawn(&format!("{strategy:?} shm0"), &stop, move || {
             move || {
                 let w = clock.now()?;

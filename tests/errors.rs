@@ -113,15 +113,16 @@ fn an_unreadable_vmclock_names_both_remedies() {
     // The same through a reader whose segment asks for the check.
     let seg = dir.path().join("shm0");
     let mut writer = clockbound_shm::ShmWriter::new(&seg).unwrap();
-    writer.write(&clockbound_shm::ClockErrorBound::new(
-        Timespec::new(1, 0),
-        Timespec::new(1001, 0),
-        1_000,
-        0,
-        1_000,
-        ClockStatus::Synchronized,
-        true,
-    ));
+    writer.write(
+        &clockbound_shm::ClockErrorBound::builder()
+            .as_of(Timespec::new(1, 0))
+            .void_after(Timespec::new(1001, 0))
+            .bound_nsec(1_000)
+            .max_drift_ppb(1_000)
+            .clock_status(ClockStatus::Synchronized)
+            .clock_disruption_support_enabled(true)
+            .build(),
+    );
     let options = ReaderOptions::new().disruption_check(DisruptionCheck::WhenEnabled {
         vmclock_path: missing.clone(),
     });

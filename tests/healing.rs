@@ -11,25 +11,16 @@ use clockbound_shm::{
     ClockErrorBound, ClockStatus, DEFAULT_RECHECK_INTERVAL, ReaderOptions, SharedClockBound,
     ShmError, ShmReader, ShmWriter, Strategy, Timespec,
 };
-use rustix::time::{ClockId, clock_gettime};
-
-fn mono() -> Timespec {
-    let t = clock_gettime(ClockId::MonotonicCoarse);
-    Timespec::new(t.tv_sec, t.tv_nsec)
-}
 
 /// A snapshot with `as_of` = now - `age`, valid for 1000 s, identified by `bound_nsec`.
 fn bound(bound_nsec: i64, age: Duration) -> ClockErrorBound {
-    let as_of = mono().saturating_sub(age);
-    ClockErrorBound::new(
-        as_of,
-        as_of.saturating_add(Duration::from_secs(1000)),
-        bound_nsec,
-        0,
-        0,
-        ClockStatus::Synchronized,
-        false,
-    )
+    let as_of = common::monotonic_coarse_now().saturating_sub(age);
+    common::synced_now()
+        .as_of(as_of)
+        .void_after(as_of.saturating_add(Duration::from_secs(1000)))
+        .bound_nsec(bound_nsec)
+        .max_drift_ppb(0)
+        .build()
 }
 
 /// Half the window width: with drift 0 this is exactly the snapshot's `bound_nsec`.
@@ -196,7 +187,7 @@ fn stats_count_what_the_reader_did() {
 
 fn shared(path: &Path, strategy: Strategy, recheck: Duration) -> SharedClockBound {
     let options = ReaderOptions::new().recheck_interval(recheck);
-    SharedClockBound::with_options(path, strategy, &options).unwrap()
+    SharedClockBound::open_with(path, &options.clone().strategy(strategy)).unwrap()
 }
 
 fn shared_bound(clock: &SharedClockBound) -> i128 {
@@ -303,18 +294,16 @@ fn require_trusted_turns_an_untrusted_window_into_an_error() {
     let path = dir.path().join("shm0");
     let mut writer = ShmWriter::new(&path).unwrap();
     let mut unknown = bound(1, Duration::ZERO);
-    unknown = ClockErrorBound::new(
-        unknown.as_of(),
-        unknown.void_after(),
-        1,
-        0,
-        0,
-        ClockStatus::Unknown,
-        false,
-    );
+    unknown = ClockErrorBound::builder()
+        .as_of(unknown.as_of())
+        .void_after(unknown.void_after())
+        .bound_nsec(1)
+        .clock_status(ClockStatus::Unknown)
+        .build();
     writer.write(&unknown);
     for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
-        let lenient = SharedClockBound::with_strategy(&path, strategy).unwrap();
+        let lenient =
+            SharedClockBound::open_with(&path, &ReaderOptions::new().strategy(strategy)).unwrap();
         assert_eq!(lenient.now().unwrap().clock_status, ClockStatus::Unknown);
         let strict = lenient.clone().require_trusted(true);
         assert!(matches!(

@@ -45,15 +45,15 @@ struct Fields {
 
 impl Fields {
     fn ours(&self) -> ClockErrorBound {
-        ClockErrorBound::new(
-            Timespec::new(self.as_of.0, self.as_of.1),
-            Timespec::new(self.void_after.0, self.void_after.1),
-            self.bound_nsec,
-            self.disruption_marker,
-            self.max_drift_ppb,
-            self.status,
-            self.disruption_support,
-        )
+        ClockErrorBound::builder()
+            .as_of(Timespec::new(self.as_of.0, self.as_of.1))
+            .void_after(Timespec::new(self.void_after.0, self.void_after.1))
+            .bound_nsec(self.bound_nsec)
+            .disruption_marker(self.disruption_marker)
+            .max_drift_ppb(self.max_drift_ppb)
+            .clock_status(self.status)
+            .clock_disruption_support_enabled(self.disruption_support)
+            .build()
     }
 
     fn theirs(&self) -> upstream::ClockErrorBound {
@@ -272,15 +272,13 @@ fn our_writer_status_as_the_released_reader_reports_it() {
     let mut reader = None;
     for status in ALL_STATUSES {
         let as_of = mono_coarse();
-        let bound = ClockErrorBound::new(
-            as_of,
-            Timespec::new(as_of.sec() + 1_000, as_of.nsec()),
-            1_000,
-            0,
-            1_000,
-            status,
-            false,
-        );
+        let bound = ClockErrorBound::builder()
+            .as_of(as_of)
+            .void_after(Timespec::new(as_of.sec() + 1_000, as_of.nsec()))
+            .bound_nsec(1_000)
+            .max_drift_ppb(1_000)
+            .clock_status(status)
+            .build();
         writer.write(&bound);
         let reader = reader.get_or_insert_with(|| upstream_reader(&path));
         let (earliest, latest, got) = reader.snapshot().unwrap().now().expect("released now()");

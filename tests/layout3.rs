@@ -1199,15 +1199,13 @@ mod choosing_the_segment {
     }
 
     fn layout2() -> ClockErrorBound {
-        ClockErrorBound::new(
-            ts(100, 0),
-            ts(1_100, 0),
-            77_000,
-            0,
-            1_000,
-            ClockStatus::Synchronized,
-            false,
-        )
+        ClockErrorBound::builder()
+            .as_of(ts(100, 0))
+            .void_after(ts(1_100, 0))
+            .bound_nsec(77_000)
+            .max_drift_ppb(1_000)
+            .clock_status(ClockStatus::Synchronized)
+            .build()
     }
 
     fn open(f: &Files, strategy: Strategy) -> Result<SharedClockBound, ShmError> {
@@ -1915,15 +1913,11 @@ mod live {
         let dir = tempfile::tempdir().unwrap();
         let shm0 = dir.path().join("shm0");
         clockbound_shm::ShmWriter::new(&shm0).unwrap().write(
-            &clockbound_shm::ClockErrorBound::new(
-                ts(1, 0),
-                ts(2, 0),
-                0,
-                0,
-                0,
-                ClockStatus::Synchronized,
-                false,
-            ),
+            &clockbound_shm::ClockErrorBound::builder()
+                .as_of(ts(1, 0))
+                .void_after(ts(2, 0))
+                .clock_status(ClockStatus::Synchronized)
+                .build(),
         );
         // A layout 2 segment where layout 3 is expected: not transient.
         let started = Instant::now();
@@ -2168,15 +2162,13 @@ fn shared_open_follows_the_header_version() {
             .clock_status(ClockStatus::Synchronized)
             .build(),
     );
-    ShmWriter::new(&shm0).unwrap().write(&ClockErrorBound::new(
-        Timespec::new(1, 0),
-        Timespec::new(1001, 0),
-        0,
-        0,
-        0,
-        ClockStatus::Synchronized,
-        false,
-    ));
+    ShmWriter::new(&shm0).unwrap().write(
+        &ClockErrorBound::builder()
+            .as_of(Timespec::new(1, 0))
+            .void_after(Timespec::new(1001, 0))
+            .clock_status(ClockStatus::Synchronized)
+            .build(),
+    );
     let options = ReaderOptions::new().disruption_check(DisruptionCheck::Off);
     for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
         let options = options.clone().strategy(strategy);
@@ -2204,15 +2196,15 @@ fn a_stale_shm1_gives_way_to_a_fresh_shm0() {
     let dir = tempfile::tempdir().unwrap();
     let (shm0, shm1) = (dir.path().join("shm0"), dir.path().join("shm1"));
     let now = Timespec::monotonic_coarse_now();
-    ShmWriter::new(&shm0).unwrap().write(&ClockErrorBound::new(
-        now,
-        now.saturating_add(Duration::from_secs(1000)),
-        1_000,
-        0,
-        1_000,
-        ClockStatus::Synchronized,
-        false,
-    ));
+    ShmWriter::new(&shm0).unwrap().write(
+        &ClockErrorBound::builder()
+            .as_of(now)
+            .void_after(now.saturating_add(Duration::from_secs(1000)))
+            .bound_nsec(1_000)
+            .max_drift_ppb(1_000)
+            .clock_status(ClockStatus::Synchronized)
+            .build(),
+    );
     let mut v3 = ShmWriterV3::new(&shm1).unwrap();
     v3.write(&common::v3_snapshot(age, 1_000, ClockStatus::Synchronized));
     let options = ReaderOptions::new().disruption_check(DisruptionCheck::Off);

@@ -29,15 +29,15 @@ fn ts(sec: i64, nsec: i64) -> Timespec {
 
 /// A snapshot with recognisable fields: as_of at `sec`, void_after 1000 s later.
 fn bound(sec: i64, marker: u64) -> ClockErrorBound {
-    ClockErrorBound::new(
-        ts(sec, 0),
-        ts(sec + 1_000, 0),
-        10_000,
-        marker,
-        1_000,
-        ClockStatus::Synchronized,
-        marker % 2 == 1,
-    )
+    ClockErrorBound::builder()
+        .as_of(ts(sec, 0))
+        .void_after(ts(sec + 1_000, 0))
+        .bound_nsec(10_000)
+        .disruption_marker(marker)
+        .max_drift_ppb(1_000)
+        .clock_status(ClockStatus::Synchronized)
+        .clock_disruption_support_enabled(marker % 2 == 1)
+        .build()
 }
 
 fn temp_segment() -> (tempfile::TempDir, PathBuf) {
@@ -165,15 +165,14 @@ fn reader_opening_on_a_wiped_or_never_written_segment() {
 fn writer_dies_mid_update() {
     let (_dir, path) = temp_segment();
     let mut writer = ShmWriter::new(&path).unwrap();
-    let last = ClockErrorBound::new(
-        ts(1_000, 0),
-        ts(1_020, 0),
-        1_000,
-        9,
-        1_000_000,
-        ClockStatus::Synchronized,
-        false,
-    );
+    let last = ClockErrorBound::builder()
+        .as_of(ts(1_000, 0))
+        .void_after(ts(1_020, 0))
+        .bound_nsec(1_000)
+        .disruption_marker(9)
+        .max_drift_ppb(1_000_000)
+        .clock_status(ClockStatus::Synchronized)
+        .build();
     writer.write(&last);
     let mut reader = open_reader(&path).unwrap();
     assert_eq!(reader.snapshot().unwrap(), &last);
@@ -452,18 +451,18 @@ fn shared_now_works_while_a_thread_exits() {
     let (_dir, path) = temp_segment();
     let mut writer = ShmWriter::new(&path).unwrap();
     // Drift 0 ppb: whatever the snapshot's age, every window is exactly twice the bound.
-    writer.write(&ClockErrorBound::new(
-        ts(0, 0),
-        ts(1_000, 0),
-        10_000,
-        0,
-        0,
-        ClockStatus::Synchronized,
-        false,
-    ));
+    writer.write(
+        &ClockErrorBound::builder()
+            .as_of(ts(0, 0))
+            .void_after(ts(1_000, 0))
+            .bound_nsec(10_000)
+            .clock_status(ClockStatus::Synchronized)
+            .build(),
+    );
     let options = ReaderOptions::new().disruption_check(DisruptionCheck::Off);
     for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
-        let clock = SharedClockBound::with_options(&path, strategy, &options).unwrap();
+        let clock =
+            SharedClockBound::open_with(&path, &options.clone().strategy(strategy)).unwrap();
         for ours_registered_first in [false, true] {
             let (report, answers) = mpsc::channel();
             let clock = clock.clone();
@@ -507,7 +506,8 @@ fn a_new_thread_that_cannot_read_starts_from_the_newest_snapshot_seen() {
             // What open reads: a wide bound the daemon marked FreeRunning.
             let at_open = common::fresh_bound(5_000_000, 2, ClockStatus::FreeRunning, false);
             writer.write(&at_open);
-            let clock = SharedClockBound::with_options(&path, strategy, &options).unwrap();
+            let clock =
+                SharedClockBound::open_with(&path, &options.clone().strategy(strategy)).unwrap();
             if used_before_the_update {
                 assert_eq!(clock.snapshot().unwrap(), at_open, "{case}");
                 assert_eq!(

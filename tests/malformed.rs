@@ -434,15 +434,12 @@ fn drift_of_a_second_per_second() {
         .snapshot()
         .unwrap();
     // A snapshot built by hand with that drift fails at `now()`, with no file to name.
-    let ceb = ClockErrorBound::new(
-        Timespec::new(0, 0),
-        Timespec::new(10, 0),
-        0,
-        0,
-        1_000_000_000,
-        ClockStatus::Synchronized,
-        false,
-    );
+    let ceb = ClockErrorBound::builder()
+        .as_of(Timespec::new(0, 0))
+        .void_after(Timespec::new(10, 0))
+        .max_drift_ppb(1_000_000_000)
+        .clock_status(ClockStatus::Synchronized)
+        .build();
     match ceb.now() {
         Err(ShmError::SegmentMalformed {
             path: None,

@@ -44,15 +44,12 @@ const BOUND_BASE: i64 = 1_000_000;
 fn snapshot(k: u64) -> ClockErrorBound {
     let t = clock_gettime(ClockId::MonotonicCoarse);
     let as_of = Timespec::new(t.tv_sec, t.tv_nsec);
-    ClockErrorBound::new(
-        as_of,
-        Timespec::new(t.tv_sec + 1000, t.tv_nsec),
-        BOUND_BASE + k as i64,
-        0,
-        0,
-        ClockStatus::Synchronized,
-        false,
-    )
+    ClockErrorBound::builder()
+        .as_of(as_of)
+        .void_after(Timespec::new(t.tv_sec + 1000, t.tv_nsec))
+        .bound_nsec(BOUND_BASE + k as i64)
+        .clock_status(ClockStatus::Synchronized)
+        .build()
 }
 
 fn options() -> ReaderOptions {
@@ -180,10 +177,12 @@ fn restarts_child() {
     };
     let path = Path::new(&path);
     let mut reader = ShmReader::open_with(path, &options()).expect("open ShmReader");
-    let thread_local = SharedClockBound::with_options(path, Strategy::ThreadLocal, &options())
-        .expect("open SharedClockBound (ThreadLocal)");
-    let arc_swap = SharedClockBound::with_options(path, Strategy::ArcSwap, &options())
-        .expect("open SharedClockBound (ArcSwap)");
+    let thread_local =
+        SharedClockBound::open_with(path, &options().clone().strategy(Strategy::ThreadLocal))
+            .expect("open SharedClockBound (ThreadLocal)");
+    let arc_swap =
+        SharedClockBound::open_with(path, &options().clone().strategy(Strategy::ArcSwap))
+            .expect("open SharedClockBound (ArcSwap)");
     println!("{READY}");
 
     let stop = AtomicBool::new(false);

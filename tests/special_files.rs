@@ -46,15 +46,15 @@ fn wake_blocked_fifo_readers(path: &Path) {
 /// A valid layout 2 segment written at `path`.
 fn write_segment(path: &Path) {
     let mut writer = ShmWriter::new(path).unwrap();
-    writer.write(&ClockErrorBound::new(
-        Timespec::new(1, 0),
-        Timespec::new(1_001, 0),
-        1_000,
-        0,
-        1_000,
-        ClockStatus::Synchronized,
-        false,
-    ));
+    writer.write(
+        &ClockErrorBound::builder()
+            .as_of(Timespec::new(1, 0))
+            .void_after(Timespec::new(1_001, 0))
+            .bound_nsec(1_000)
+            .max_drift_ppb(1_000)
+            .clock_status(ClockStatus::Synchronized)
+            .build(),
+    );
 }
 
 fn expect_io_errno(result: Result<ShmReader, ShmError>, errno: Errno, what: &str) {

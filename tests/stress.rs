@@ -114,7 +114,8 @@ fn run_readers(
 ) -> (Vec<ThreadReport>, u64) {
     let shared = match kind {
         ReaderKind::Shared(strategy) => Some(
-            SharedClockBound::with_options(path, strategy, &no_vmclock()).expect("open shared"),
+            SharedClockBound::open_with(path, &no_vmclock().clone().strategy(strategy))
+                .expect("open shared"),
         ),
         ReaderKind::PerThreadReader => None,
     };
@@ -362,92 +363,92 @@ fn check_rejects_every_mixed_field() {
     let (a, b) = (payload(k), payload(k + 1));
     assert_eq!(check(&a), Ok(k));
     let mixed = [
-        ClockErrorBound::new(
-            Timespec::new(a.as_of().sec(), b.as_of().nsec()),
-            a.void_after(),
-            a.bound_nsec(),
-            a.disruption_marker(),
-            a.max_drift_ppb(),
-            a.clock_status(),
-            a.clock_disruption_support_enabled(),
-        ),
-        ClockErrorBound::new(
-            a.as_of(),
-            Timespec::new(b.void_after().sec(), a.void_after().nsec()),
-            a.bound_nsec(),
-            a.disruption_marker(),
-            a.max_drift_ppb(),
-            a.clock_status(),
-            a.clock_disruption_support_enabled(),
-        ),
-        ClockErrorBound::new(
-            a.as_of(),
-            Timespec::new(a.void_after().sec(), b.void_after().nsec()),
-            a.bound_nsec(),
-            a.disruption_marker(),
-            a.max_drift_ppb(),
-            a.clock_status(),
-            a.clock_disruption_support_enabled(),
-        ),
-        ClockErrorBound::new(
-            a.as_of(),
-            a.void_after(),
-            b.bound_nsec(),
-            a.disruption_marker(),
-            a.max_drift_ppb(),
-            a.clock_status(),
-            a.clock_disruption_support_enabled(),
-        ),
-        ClockErrorBound::new(
-            a.as_of(),
-            a.void_after(),
-            a.bound_nsec(),
-            b.disruption_marker(),
-            a.max_drift_ppb(),
-            a.clock_status(),
-            a.clock_disruption_support_enabled(),
-        ),
-        ClockErrorBound::new(
-            a.as_of(),
-            a.void_after(),
-            a.bound_nsec(),
-            a.disruption_marker(),
-            b.max_drift_ppb(),
-            a.clock_status(),
-            a.clock_disruption_support_enabled(),
-        ),
-        ClockErrorBound::new(
-            a.as_of(),
-            a.void_after(),
-            a.bound_nsec(),
-            a.disruption_marker(),
-            a.max_drift_ppb(),
-            b.clock_status(),
-            a.clock_disruption_support_enabled(),
-        ),
-        ClockErrorBound::new(
-            a.as_of(),
-            a.void_after(),
-            a.bound_nsec(),
-            a.disruption_marker(),
-            a.max_drift_ppb(),
-            a.clock_status(),
-            b.clock_disruption_support_enabled(),
-        ),
+        ClockErrorBound::builder()
+            .as_of(Timespec::new(a.as_of().sec(), b.as_of().nsec()))
+            .void_after(a.void_after())
+            .bound_nsec(a.bound_nsec())
+            .disruption_marker(a.disruption_marker())
+            .max_drift_ppb(a.max_drift_ppb())
+            .clock_status(a.clock_status())
+            .clock_disruption_support_enabled(a.clock_disruption_support_enabled())
+            .build(),
+        ClockErrorBound::builder()
+            .as_of(a.as_of())
+            .void_after(Timespec::new(b.void_after().sec(), a.void_after().nsec()))
+            .bound_nsec(a.bound_nsec())
+            .disruption_marker(a.disruption_marker())
+            .max_drift_ppb(a.max_drift_ppb())
+            .clock_status(a.clock_status())
+            .clock_disruption_support_enabled(a.clock_disruption_support_enabled())
+            .build(),
+        ClockErrorBound::builder()
+            .as_of(a.as_of())
+            .void_after(Timespec::new(a.void_after().sec(), b.void_after().nsec()))
+            .bound_nsec(a.bound_nsec())
+            .disruption_marker(a.disruption_marker())
+            .max_drift_ppb(a.max_drift_ppb())
+            .clock_status(a.clock_status())
+            .clock_disruption_support_enabled(a.clock_disruption_support_enabled())
+            .build(),
+        ClockErrorBound::builder()
+            .as_of(a.as_of())
+            .void_after(a.void_after())
+            .bound_nsec(b.bound_nsec())
+            .disruption_marker(a.disruption_marker())
+            .max_drift_ppb(a.max_drift_ppb())
+            .clock_status(a.clock_status())
+            .clock_disruption_support_enabled(a.clock_disruption_support_enabled())
+            .build(),
+        ClockErrorBound::builder()
+            .as_of(a.as_of())
+            .void_after(a.void_after())
+            .bound_nsec(a.bound_nsec())
+            .disruption_marker(b.disruption_marker())
+            .max_drift_ppb(a.max_drift_ppb())
+            .clock_status(a.clock_status())
+            .clock_disruption_support_enabled(a.clock_disruption_support_enabled())
+            .build(),
+        ClockErrorBound::builder()
+            .as_of(a.as_of())
+            .void_after(a.void_after())
+            .bound_nsec(a.bound_nsec())
+            .disruption_marker(a.disruption_marker())
+            .max_drift_ppb(b.max_drift_ppb())
+            .clock_status(a.clock_status())
+            .clock_disruption_support_enabled(a.clock_disruption_support_enabled())
+            .build(),
+        ClockErrorBound::builder()
+            .as_of(a.as_of())
+            .void_after(a.void_after())
+            .bound_nsec(a.bound_nsec())
+            .disruption_marker(a.disruption_marker())
+            .max_drift_ppb(a.max_drift_ppb())
+            .clock_status(b.clock_status())
+            .clock_disruption_support_enabled(a.clock_disruption_support_enabled())
+            .build(),
+        ClockErrorBound::builder()
+            .as_of(a.as_of())
+            .void_after(a.void_after())
+            .bound_nsec(a.bound_nsec())
+            .disruption_marker(a.disruption_marker())
+            .max_drift_ppb(a.max_drift_ppb())
+            .clock_status(a.clock_status())
+            .clock_disruption_support_enabled(b.clock_disruption_support_enabled())
+            .build(),
     ];
     for (i, snapshot) in mixed.iter().enumerate() {
         assert!(check(snapshot).is_err(), "mix {i} passed: {snapshot:?}");
     }
     // A copy mixing the other way (as_of.sec of the next update) fails too.
-    let ahead = ClockErrorBound::new(
-        Timespec::new(b.as_of().sec(), a.as_of().nsec()),
-        a.void_after(),
-        a.bound_nsec(),
-        a.disruption_marker(),
-        a.max_drift_ppb(),
-        a.clock_status(),
-        a.clock_disruption_support_enabled(),
-    );
+    let ahead = ClockErrorBound::builder()
+        .as_of(Timespec::new(b.as_of().sec(), a.as_of().nsec()))
+        .void_after(a.void_after())
+        .bound_nsec(a.bound_nsec())
+        .disruption_marker(a.disruption_marker())
+        .max_drift_ppb(a.max_drift_ppb())
+        .clock_status(a.clock_status())
+        .clock_disruption_support_enabled(a.clock_disruption_support_enabled())
+        .build();
     assert!(check(&ahead).is_err());
     assert_eq!(
         (
@@ -465,7 +466,8 @@ fn one_mapping_for_any_number_of_threads() {
         let dir = tempfile::tempdir().unwrap();
         let path = new_segment(&dir);
         assert_eq!(common::mappings_of_file(&path), 0, "the writer is closed");
-        let clock = SharedClockBound::with_options(&path, strategy, &no_vmclock()).unwrap();
+        let clock =
+            SharedClockBound::open_with(&path, &no_vmclock().clone().strategy(strategy)).unwrap();
         assert_eq!(common::mappings_of_file(&path), 1);
         let all_read = Barrier::new(9);
         let counted = Barrier::new(9);
@@ -513,7 +515,8 @@ fn last_clone_unmaps_while_threads_live_on() {
     let dir = tempfile::tempdir().unwrap();
     let path = new_segment(&dir);
     let clock =
-        SharedClockBound::with_options(&path, Strategy::ThreadLocal, &no_vmclock()).unwrap();
+        SharedClockBound::open_with(&path, &no_vmclock().clone().strategy(Strategy::ThreadLocal))
+            .unwrap();
     let (used_tx, used_rx) = mpsc::channel();
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let other = tempfile::tempdir().unwrap();
@@ -532,9 +535,11 @@ fn last_clone_unmaps_while_threads_live_on() {
             drop((clock, keep));
             go_rx.recv().unwrap();
             // A new value in the same thread after the old one is gone.
-            let fresh =
-                SharedClockBound::with_options(&other_path, Strategy::ThreadLocal, &no_vmclock())
-                    .unwrap();
+            let fresh = SharedClockBound::open_with(
+                &other_path,
+                &no_vmclock().clone().strategy(Strategy::ThreadLocal),
+            )
+            .unwrap();
             assert_eq!(fresh.snapshot().unwrap(), payload(7));
         })
     };
@@ -564,11 +569,24 @@ fn values_on_different_files_do_not_mix_in_one_thread() {
     writer_a.write(&payload(100));
     writer_b.write(&payload(200));
 
-    let a = SharedClockBound::with_options(&path_a, Strategy::ThreadLocal, &no_vmclock()).unwrap();
-    let b = SharedClockBound::with_options(&path_b, Strategy::ThreadLocal, &no_vmclock()).unwrap();
-    let b_arc = SharedClockBound::with_options(&path_b, Strategy::ArcSwap, &no_vmclock()).unwrap();
-    let a_again =
-        SharedClockBound::with_options(&path_a, Strategy::ThreadLocal, &no_vmclock()).unwrap();
+    let a = SharedClockBound::open_with(
+        &path_a,
+        &no_vmclock().clone().strategy(Strategy::ThreadLocal),
+    )
+    .unwrap();
+    let b = SharedClockBound::open_with(
+        &path_b,
+        &no_vmclock().clone().strategy(Strategy::ThreadLocal),
+    )
+    .unwrap();
+    let b_arc =
+        SharedClockBound::open_with(&path_b, &no_vmclock().clone().strategy(Strategy::ArcSwap))
+            .unwrap();
+    let a_again = SharedClockBound::open_with(
+        &path_a,
+        &no_vmclock().clone().strategy(Strategy::ThreadLocal),
+    )
+    .unwrap();
     let expect = |ka: u64, kb: u64| {
         for _ in 0..3 {
             assert_eq!(a.snapshot().unwrap(), payload(ka));
@@ -588,7 +606,11 @@ fn values_on_different_files_do_not_mix_in_one_thread() {
 
     // A value opened after another is dropped (possibly at the same address) starts clean.
     drop(a);
-    let c = SharedClockBound::with_options(&path_b, Strategy::ThreadLocal, &no_vmclock()).unwrap();
+    let c = SharedClockBound::open_with(
+        &path_b,
+        &no_vmclock().clone().strategy(Strategy::ThreadLocal),
+    )
+    .unwrap();
     assert_eq!(c.snapshot().unwrap(), payload(202));
     assert_eq!(a_again.snapshot().unwrap(), payload(102));
     writer_b.write(&payload(203));

@@ -1890,15 +1890,15 @@ impl SimSegment for SimV2 {
     fn publish(&mut self, p: &SimParams) -> Result<(), ShmError> {
         let mono = timespec(clock_gettime(ClockId::MonotonicCoarse));
         // As the daemon does: the bound as of now, void 1000 s later, no disruption support.
-        self.0.write(&ClockErrorBound::new(
-            mono,
-            mono.saturating_add(Duration::from_secs(1000)),
-            p.bound_ns,
-            0,
-            p.max_drift_ppb,
-            p.status,
-            false,
-        ));
+        self.0.write(
+            &ClockErrorBound::builder()
+                .as_of(mono)
+                .void_after(mono.saturating_add(Duration::from_secs(1000)))
+                .bound_nsec(p.bound_ns)
+                .max_drift_ppb(p.max_drift_ppb)
+                .clock_status(p.status)
+                .build(),
+        );
         Ok(())
     }
 

@@ -233,10 +233,13 @@
 //! use clockbound_shm::{ClockErrorBound, ClockStatus, Timespec};
 //!
 //! // as_of 0 s, void_after 10 s, bound 10 µs, drift 1000 ppb; real = mono = 2 s.
-//! let snapshot = ClockErrorBound::new(
-//!     Timespec::new(0, 0), Timespec::new(10, 0), 10_000, 0, 1_000,
-//!     ClockStatus::Synchronized, false,
-//! );
+//! let snapshot = ClockErrorBound::builder()
+//!     .as_of(Timespec::new(0, 0))
+//!     .void_after(Timespec::new(10, 0))
+//!     .bound_nsec(10_000)
+//!     .max_drift_ppb(1_000)
+//!     .clock_status(ClockStatus::Synchronized)
+//!     .build();
 //! let window = snapshot.compute_bound_at(Timespec::new(2, 0), Timespec::new(2, 0))?;
 //! // bound = 10 000 ns + 2 s × 1000 ppb = 12 000 ns
 //! assert_eq!(window.earliest, Timespec::new(1, 999_988_000));

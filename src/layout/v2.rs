@@ -25,15 +25,15 @@ pub(crate) fn decode_payload(words: &PayloadWords) -> Result<ClockErrorBound, Ma
     let max_drift_ppb = u32::from_ne_bytes([d0, d1, d2, d3]);
     let clock_status = decode_status(i32::from_ne_bytes([s0, s1, s2, s3]))?;
     let clock_disruption_support_enabled = decode_flag(words[7].to_ne_bytes()[0])?;
-    let ceb = ClockErrorBound::new(
-        as_of,
-        void_after,
-        bound_nsec,
-        disruption_marker,
-        max_drift_ppb,
-        clock_status,
-        clock_disruption_support_enabled,
-    );
+    let ceb = ClockErrorBound::builder()
+        .as_of(as_of)
+        .void_after(void_after)
+        .bound_nsec(bound_nsec)
+        .disruption_marker(disruption_marker)
+        .max_drift_ppb(max_drift_ppb)
+        .clock_status(clock_status)
+        .clock_disruption_support_enabled(clock_disruption_support_enabled)
+        .build();
     ceb.check_arithmetic_fields()?;
     Ok(ceb)
 }
@@ -63,15 +63,15 @@ mod tests {
     use crate::time::Timespec;
 
     fn sample() -> ClockErrorBound {
-        ClockErrorBound::new(
-            Timespec::new(1, 2),
-            Timespec::new(3, 4),
-            5,
-            6,
-            7,
-            ClockStatus::FreeRunning,
-            true,
-        )
+        ClockErrorBound::builder()
+            .as_of(Timespec::new(1, 2))
+            .void_after(Timespec::new(3, 4))
+            .bound_nsec(5)
+            .disruption_marker(6)
+            .max_drift_ppb(7)
+            .clock_status(ClockStatus::FreeRunning)
+            .clock_disruption_support_enabled(true)
+            .build()
     }
 
     #[test]

@@ -112,9 +112,10 @@ impl PartialEq<ClockErrorBoundV3> for AnySnapshot {
 /// update is in progress), and passing states answer from the last good snapshot.
 ///
 /// ```no_run
-/// use clockbound_shm::{SharedClockBound, Strategy};
+/// use clockbound_shm::{ReaderOptions, SharedClockBound, Strategy};
 ///
-/// let clock = SharedClockBound::with_strategy("/var/run/clockbound/shm0", Strategy::ArcSwap)?;
+/// let options = ReaderOptions::new().strategy(Strategy::ArcSwap);
+/// let clock = SharedClockBound::open_with("/var/run/clockbound/shm0", &options)?;
 /// std::thread::scope(|s| {
 ///     for _ in 0..4 {
 ///         s.spawn(|| clock.now().map(|w| w.latest));
@@ -309,30 +310,6 @@ impl SharedClockBound {
             }
             _ => SharedClockBound::open_layout::<Layout2>(path, options),
         }
-    }
-
-    /// Opens the segment at `path` with the given strategy (see [`open`](Self::open)).
-    ///
-    /// # Errors
-    /// As [`open`](Self::open).
-    pub fn with_strategy(
-        path: impl AsRef<Path>,
-        strategy: Strategy,
-    ) -> Result<SharedClockBound, ShmError> {
-        SharedClockBound::open_with(path, &ReaderOptions::new().strategy(strategy))
-    }
-
-    /// Opens the segment at `path` with the given strategy and options (see
-    /// [`open`](Self::open)).
-    ///
-    /// # Errors
-    /// As [`open_with`](Self::open_with).
-    pub fn with_options(
-        path: impl AsRef<Path>,
-        strategy: Strategy,
-        options: &ReaderOptions,
-    ) -> Result<SharedClockBound, ShmError> {
-        SharedClockBound::open_with(path, &options.clone().strategy(strategy))
     }
 
     /// Opens the daemon's segment without knowing its version: the layout 3 segment

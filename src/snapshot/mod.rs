@@ -8,7 +8,7 @@ use std::time::Duration;
 mod v2;
 mod v3;
 
-pub use v2::ClockErrorBound;
+pub use v2::{ClockErrorBound, ClockErrorBoundBuilder};
 pub use v3::{ClockErrorBoundV3, ClockErrorBoundV3Builder};
 
 /// How long after `as_of` a Synchronized snapshot keeps its status by default: past this

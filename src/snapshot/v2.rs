@@ -38,10 +38,13 @@ const FAST_PATH_SECS: i64 = 16;
 /// use clockbound_shm::{ClockErrorBound, ClockStatus, Timespec};
 ///
 /// // The worked example of the protocol description.
-/// let ceb = ClockErrorBound::new(
-///     Timespec::new(0, 0), Timespec::new(10, 0), 10_000, 0, 1_000,
-///     ClockStatus::Synchronized, false,
-/// );
+/// let ceb = ClockErrorBound::builder()
+///     .as_of(Timespec::new(0, 0))
+///     .void_after(Timespec::new(10, 0))
+///     .bound_nsec(10_000)
+///     .max_drift_ppb(1_000)
+///     .clock_status(ClockStatus::Synchronized)
+///     .build();
 /// let w = ceb.compute_bound_at(Timespec::new(2, 0), Timespec::new(2, 0))?;
 /// assert_eq!(w.earliest, Timespec::new(1, 999_988_000));
 /// assert_eq!(w.latest, Timespec::new(2, 12_000));
@@ -74,6 +77,69 @@ const _: () = {
     assert!(offset_of!(ClockErrorBound, clock_disruption_support_enabled) == 72 - 16);
 };
 
+/// Builds a [`ClockErrorBound`] field by field (see [`ClockErrorBound::builder`]): the
+/// named alternative to [`ClockErrorBound::new`], whose seven positional arguments include
+/// adjacent integers that are easy to swap.
+///
+/// Every field starts at zero (status Unknown, disruption support off). Nothing is
+/// validated here: [`ClockErrorBound::compute_bound_at`] rejects what the arithmetic cannot
+/// honestly use.
+#[derive(Copy, Clone, Debug, PartialEq)]
+#[must_use]
+pub struct ClockErrorBoundBuilder {
+    ceb: ClockErrorBound,
+}
+
+impl ClockErrorBoundBuilder {
+    /// The `CLOCK_MONOTONIC_COARSE` instant at which the bound was computed.
+    pub const fn as_of(mut self, as_of: Timespec) -> Self {
+        self.ceb.as_of = as_of;
+        self
+    }
+
+    /// The `CLOCK_MONOTONIC_COARSE` instant from which the snapshot must not be trusted.
+    pub const fn void_after(mut self, void_after: Timespec) -> Self {
+        self.ceb.void_after = void_after;
+        self
+    }
+
+    /// Bound on the clock's error at `as_of`, in nanoseconds (0 or more).
+    pub const fn bound_nsec(mut self, bound_nsec: i64) -> Self {
+        self.ceb.bound_nsec = bound_nsec;
+        self
+    }
+
+    /// The last VMClock disruption marker the daemon saw.
+    pub const fn disruption_marker(mut self, disruption_marker: u64) -> Self {
+        self.ceb.disruption_marker = disruption_marker;
+        self
+    }
+
+    /// The clock's worst-case drift since `as_of`, in parts per billion (below 1e9).
+    pub const fn max_drift_ppb(mut self, max_drift_ppb: u32) -> Self {
+        self.ceb.max_drift_ppb = max_drift_ppb;
+        self
+    }
+
+    /// The daemon's view of the clock.
+    pub const fn clock_status(mut self, clock_status: ClockStatus) -> Self {
+        self.ceb.clock_status = clock_status;
+        self
+    }
+
+    /// Whether readers must check the VMClock disruption marker.
+    pub const fn clock_disruption_support_enabled(mut self, enabled: bool) -> Self {
+        self.ceb.clock_disruption_support_enabled = enabled;
+        self
+    }
+
+    /// The snapshot.
+    #[must_use]
+    pub const fn build(self) -> ClockErrorBound {
+        self.ceb
+    }
+}
+
 impl ClockErrorBound {
     /// A value to overwrite: all zero, status Unknown.
     pub(crate) const PLACEHOLDER: ClockErrorBound = ClockErrorBound::new(
@@ -86,7 +152,16 @@ impl ClockErrorBound {
         false,
     );
 
-    /// Builds a snapshot from its fields (for writers, simulators and tests).
+    /// A builder with every field zero, status Unknown: the readable way to make a snapshot
+    /// (for writers, simulators and tests).
+    pub const fn builder() -> ClockErrorBoundBuilder {
+        ClockErrorBoundBuilder {
+            ceb: ClockErrorBound::PLACEHOLDER,
+        }
+    }
+
+    /// Builds a snapshot from its fields, in the released 2.0.3 client's argument order
+    /// ([`builder`](Self::builder) names them instead).
     ///
     /// Nothing is validated here; [`compute_bound_at`](Self::compute_bound_at) rejects a
     /// negative `bound_nsec` or a drift of 1e9 ppb or more.

@@ -303,7 +303,7 @@ mod regress {
     use std::path::Path;
     use std::time::Duration;
 
-    use clockbound_shm::{ClockErrorBound, ClockStatus, Timespec};
+    use clockbound_shm::{ClockErrorBound, ClockErrorBoundBuilder, ClockStatus, Timespec};
     use rustix::time::{ClockId, clock_gettime};
 
     // ---------------------------------------------------------------------------------------
@@ -367,24 +367,32 @@ mod regress {
         Timespec::new(t.tv_sec, t.tv_nsec)
     }
 
-    /// A layout 2 snapshot taken now (`as_of` = monotonic coarse now, `void_after` 1000 s
-    /// later, drift 1000 ppb), with the given bound, marker, status and disruption flag.
+    /// A layout 2 snapshot stamped now, as a builder: `as_of` = monotonic coarse now,
+    /// `void_after` 1000 s later, bound 1 µs, drift 1000 ppb, Synchronized. Tests set what
+    /// they vary.
+    pub fn synced_now() -> ClockErrorBoundBuilder {
+        let as_of = monotonic_coarse_now();
+        ClockErrorBound::builder()
+            .as_of(as_of)
+            .void_after(as_of.saturating_add(Duration::from_secs(1000)))
+            .bound_nsec(1_000)
+            .max_drift_ppb(1_000)
+            .clock_status(ClockStatus::Synchronized)
+    }
+
+    /// [`synced_now`] with the given bound, marker, status and disruption flag.
     pub fn fresh_bound(
         bound_nsec: i64,
         marker: u64,
         status: ClockStatus,
         disruption_support: bool,
     ) -> ClockErrorBound {
-        let as_of = monotonic_coarse_now();
-        ClockErrorBound::new(
-            as_of,
-            as_of.saturating_add(Duration::from_secs(1000)),
-            bound_nsec,
-            marker,
-            1_000,
-            status,
-            disruption_support,
-        )
+        synced_now()
+            .bound_nsec(bound_nsec)
+            .disruption_marker(marker)
+            .clock_status(status)
+            .clock_disruption_support_enabled(disruption_support)
+            .build()
     }
 
     // ---------------------------------------------------------------------------------------
