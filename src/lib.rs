@@ -130,6 +130,7 @@
 // - `vmclock`: the VMClock disruption check;
 // - `options`, `wait`: how readers are opened, and the waiting calls;
 // - `reader`: the single-thread readers; `thread_slot`, `shared`: the shared handle;
+// - `diagnosis`: one explained look at a segment, for operators' tools (the CLI);
 // - `writer`: the simulated daemon.
 mod time;
 
@@ -162,6 +163,8 @@ mod options;
 mod wait;
 
 #[cfg(not(loom))]
+mod diagnosis;
+#[cfg(not(loom))]
 mod reader;
 #[cfg(not(loom))]
 mod shared;
@@ -185,6 +188,8 @@ pub use time::counter::cpu_counter;
 pub use time::{ClockStatus, NegativeTimespec, TimeWindow, Timespec};
 pub use version::LayoutVersion;
 
+#[cfg(not(loom))]
+pub use diagnosis::{ClockReadings, Diagnosis, VmClockCheck, VmClockProbe};
 #[cfg(not(loom))]
 pub use options::{DisruptionCheck, ReaderOptions, Strategy};
 #[cfg(not(loom))]

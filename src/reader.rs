@@ -556,6 +556,11 @@ impl<L: Layout> SegmentReader<L> {
     pub fn generation(&self) -> u16 {
         self.state.cache.generation()
     }
+
+    /// The free-running grace this reader applies.
+    pub(crate) fn free_running_grace(&self) -> std::time::Duration {
+        self.state.cache.grace()
+    }
 }
 
 impl<L: Layout> std::fmt::Debug for SegmentReader<L> {

@@ -1635,7 +1635,9 @@ mod live {
     /// layout 3 is scheduled in counter ticks.
     #[test]
     fn a_wrapped_generation_is_healed_after_the_recheck_interval() {
-        let interval = Duration::from_millis(100);
+        // Long enough for the 32 767 writes below to finish inside it, in a debug build on a
+        // loaded machine.
+        let interval = Duration::from_secs(1);
         let options = segment_only().recheck_interval(interval);
         let (_dir, path, mut writer) = segment(&v3_snapshot(
             Duration::ZERO,

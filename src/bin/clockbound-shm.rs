@@ -27,10 +27,10 @@ use std::time::{Duration, Instant};
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use clockbound_shm::{
-    CLOCKBOUND_SHM_DEFAULT_PATH, CLOCKBOUND_SHM1_DEFAULT_PATH, ClockErrorBound, ClockErrorBoundV3,
-    ClockStatus, DisruptionCheck, FREE_RUNNING_GRACE, LayoutVersion, ReaderOptions, SegmentHeader,
-    ShmError, ShmReader, ShmReaderV3, ShmWriter, ShmWriterV3, TimeWindow, Timespec,
-    VMCLOCK_DEFAULT_PATH, VmClockReader, VmClockSnapshot,
+    AnySnapshot, CLOCKBOUND_SHM_DEFAULT_PATH, CLOCKBOUND_SHM1_DEFAULT_PATH, ClockErrorBound,
+    ClockErrorBoundV3, ClockReadings, ClockStatus, Diagnosis, DisruptionCheck, LayoutVersion,
+    ReaderOptions, ShmError, ShmReader, ShmReaderV3, ShmWriter, ShmWriterV3, Timespec,
+    VMCLOCK_DEFAULT_PATH, VmClockCheck, VmClockProbe, VmClockSnapshot,
 };
 use rustix::time::{ClockId, clock_gettime};
 use serde_json::{Map, Value, json};
@@ -506,89 +506,9 @@ fn stop_on_ctrl_c(command: &str) -> Arc<AtomicBool> {
 // Looking at the segment
 // ---------------------------------------------------------------------------------------
 
-/// `CLOCK_REALTIME` then `CLOCK_MONOTONIC_COARSE`, in the order the bound arithmetic wants.
-fn read_clocks() -> (Timespec, Timespec) {
-    let real = clock_gettime(ClockId::Realtime);
-    let mono = clock_gettime(ClockId::MonotonicCoarse);
-    (timespec(real), timespec(mono))
-}
-
 fn timespec(t: rustix::time::Timespec) -> Timespec {
     #[allow(clippy::useless_conversion)] // `tv_nsec` is `i64` on 64-bit targets only.
     Timespec::new(t.tv_sec, i64::from(t.tv_nsec))
-}
-
-/// What the VMClock check found.
-enum VmCheck {
-    /// Not run: `--no-vmclock`.
-    Skipped,
-    /// Not run: the daemon runs without disruption support and `--vmclock-path` was not
-    /// given.
-    NotNeeded,
-    /// Run; `applied` when the segment's flag makes a marker mismatch count.
-    Read {
-        path: PathBuf,
-        page: VmClockSnapshot,
-        applied: bool,
-    },
-    /// The page could not be read; `applied` when the segment asked for the check.
-    Failed {
-        path: PathBuf,
-        error: ShmError,
-        applied: bool,
-    },
-}
-
-impl VmCheck {
-    /// A short name, for JSON and for noticing a change.
-    fn name(&self) -> &'static str {
-        match self {
-            VmCheck::Skipped => "skipped",
-            VmCheck::NotNeeded => "not_needed",
-            VmCheck::Read { .. } => "done",
-            VmCheck::Failed { .. } => "failed",
-        }
-    }
-
-    /// The error when a check the segment asked for could not run.
-    fn required_failure(&self) -> Option<&ShmError> {
-        match self {
-            VmCheck::Failed {
-                error,
-                applied: true,
-                ..
-            } => Some(error),
-            _ => None,
-        }
-    }
-}
-
-/// The CPU counter now (the TSC on x86-64, `CNTVCT_EL0` on aarch64), read by the library
-/// with the barriers the protocol asks for; `None` where the library reads no counter.
-fn read_counter() -> Option<u64> {
-    clockbound_shm::cpu_counter()
-}
-
-/// `CLOCK_REALTIME` (shown for comparison with a layout 3 window) and then the counter the
-/// window is computed at: read in that order because `read_counter` reads the counter first
-/// and does its arithmetic after. A counter read before them both notices a preemption
-/// between the two (more than 20 µs of ticks at the snapshot's frequency), which would make
-/// the comparison meaningless; the pair is then read again, up to three times.
-fn realtime_and_counter(snapshot: &ClockErrorBoundV3) -> Result<(Timespec, u64), ShmError> {
-    let unavailable = || ShmError::CounterUnavailable {
-        arch: std::env::consts::ARCH,
-    };
-    let max_gap = counter_hz(snapshot).map_or(u64::MAX, |hz| (hz * 20e-6) as u64);
-    let mut tries = 0;
-    loop {
-        let before = read_counter().ok_or_else(unavailable)?;
-        let real = timespec(clock_gettime(ClockId::Realtime));
-        let counter = read_counter().ok_or_else(unavailable)?;
-        tries += 1;
-        if counter.wrapping_sub(before) <= max_gap || tries == 3 {
-            return Ok((real, counter));
-        }
-    }
 }
 
 /// The counter frequency a layout 3 snapshot states, in Hz: `2^(64 + period_shift) /
@@ -602,50 +522,6 @@ fn counter_hz(s: &ClockErrorBoundV3) -> Option<f64> {
 /// `period_err_frac / 2^(64 + period_err_shift) * 1e9`.
 fn period_err_ppb(s: &ClockErrorBoundV3) -> f64 {
     s.period_err_frac() as f64 / 2f64.powi(64 + i32::from(s.period_err_shift())) * 1e9
-}
-
-/// A snapshot of either layout, copied out of the reader.
-#[derive(Copy, Clone, Debug)]
-enum Snap {
-    V2(ClockErrorBound),
-    V3(ClockErrorBoundV3),
-}
-
-impl Snap {
-    fn as_of(&self) -> Timespec {
-        match self {
-            Snap::V2(s) => s.as_of(),
-            Snap::V3(s) => s.as_of(),
-        }
-    }
-
-    fn disruption_marker(&self) -> u64 {
-        match self {
-            Snap::V2(s) => s.disruption_marker(),
-            Snap::V3(s) => s.disruption_marker(),
-        }
-    }
-
-    fn clock_disruption_support_enabled(&self) -> bool {
-        match self {
-            Snap::V2(s) => s.clock_disruption_support_enabled(),
-            Snap::V3(s) => s.clock_disruption_support_enabled(),
-        }
-    }
-}
-
-/// The clock readings a window was computed from.
-#[derive(Copy, Clone, Debug)]
-enum Clocks {
-    /// Layout 2: `CLOCK_REALTIME`, then `CLOCK_MONOTONIC_COARSE`.
-    V2 { real: Timespec, mono: Timespec },
-    /// Layout 3: `CLOCK_REALTIME` (shown for comparison only), then the CPU counter (and how
-    /// many ticks it is past the snapshot's `as_of_tsc`).
-    V3 {
-        counter: u64,
-        ticks: i128,
-        real: Timespec,
-    },
 }
 
 /// How the segment was chosen, for the operator.
@@ -688,41 +564,20 @@ impl Selection {
     }
 }
 
-/// Everything one look at the segment found.
+/// Everything one look at the segment found, and how the segment was chosen.
 struct Observation {
-    path: PathBuf,
-    layout: LayoutVersion,
+    diagnosis: Diagnosis,
     selection: Selection,
-    header: SegmentHeader,
-    snapshot: Snap,
-    /// The generation of the snapshot.
-    generation: u16,
-    clocks: Clocks,
-    window: TimeWindow,
-    /// Layout 2: `mono - as_of`; layout 3: the window's midpoint `- as_of` (the counter's
-    /// ticks since `as_of_tsc` times the period). Nanoseconds; slightly negative within the
-    /// blur allowed.
-    age_ns: i128,
-    vmclock: VmCheck,
-    /// The window's status, Disrupted when the VMClock marker says so.
-    status: ClockStatus,
+}
+
+impl std::ops::Deref for Observation {
+    type Target = Diagnosis;
+    fn deref(&self) -> &Diagnosis {
+        &self.diagnosis
+    }
 }
 
 impl Observation {
-    fn markers_differ(&self) -> Option<bool> {
-        match &self.vmclock {
-            VmCheck::Read { page, .. } => {
-                Some(page.disruption_marker != self.snapshot.disruption_marker())
-            }
-            _ => None,
-        }
-    }
-
-    /// Trusted: a trusted status, and every check the segment asks for ran.
-    fn trusted(&self) -> bool {
-        self.status.is_trusted() && self.vmclock.required_failure().is_none()
-    }
-
     /// The exit code this observation calls for.
     fn exit_code(&self) -> ExitCode {
         if self.vmclock.required_failure().is_some() {
@@ -760,6 +615,16 @@ enum AnyReader {
 
 /// The command reads the VMClock page itself (to show it, to explain a Disrupted status, and
 /// to show the segment when the page cannot be read), so the readers' own check is off.
+/// The VMClock check as the options ask: skipped with `--no-vmclock`; else run when the
+/// segment asks for it, and always with an explicit `--vmclock-path`.
+fn vmclock_probe(cli: &Cli) -> VmClockProbe {
+    if cli.no_vmclock {
+        VmClockProbe::skip()
+    } else {
+        VmClockProbe::new(cli.vmclock_path(), cli.vmclock_path.is_some())
+    }
+}
+
 fn reader_options() -> ReaderOptions {
     ReaderOptions::new().disruption_check(DisruptionCheck::Off)
 }
@@ -822,7 +687,7 @@ const SHM1_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 struct Session {
     reader: AnyReader,
     selection: Selection,
-    vmclock: Option<VmClockReader>,
+    vmclock: VmClockProbe,
     /// When a session that fell back to shm0 last tried shm1.
     shm1_tried: Option<Instant>,
 }
@@ -833,7 +698,7 @@ impl Session {
         Ok(Session {
             reader,
             selection,
-            vmclock: None,
+            vmclock: vmclock_probe(cli),
             shm1_tried: Some(Instant::now()),
         })
     }
@@ -858,7 +723,7 @@ impl Session {
             *self = Session {
                 reader,
                 selection: Selection::Shm1,
-                vmclock: None,
+                vmclock: vmclock_probe(cli),
                 shm1_tried: None,
             };
             return true;
@@ -866,109 +731,21 @@ impl Session {
         false
     }
 
-    /// One look: the segment's snapshot, the window at this instant, the VMClock check.
-    fn observe(&mut self, cli: &Cli) -> Result<Observation, ShmError> {
-        // `now()` runs the reader's self-healing checks (full re-read of an old snapshot,
-        // a segment recreated on disk); the window is then computed from the same snapshot
-        // and clock readings that the age is, so the numbers shown agree with each other.
-        let (path, layout, header, snapshot, generation, clocks, window, age_ns) =
-            match &mut self.reader {
-                AnyReader::V2(reader) => {
-                    reader.now()?;
-                    let snapshot = *reader.snapshot()?;
-                    let (real, mono) = read_clocks();
-                    let window = snapshot.compute_bound_at(real, mono)?;
-                    (
-                        reader.path().to_owned(),
-                        reader.layout(),
-                        reader.header(),
-                        Snap::V2(snapshot),
-                        reader.generation(),
-                        Clocks::V2 { real, mono },
-                        window,
-                        mono.as_nanos() - snapshot.as_of().as_nanos(),
-                    )
-                }
-                AnyReader::V3(reader) => {
-                    reader.now()?;
-                    let snapshot = *reader.snapshot()?;
-                    let (real, counter) = realtime_and_counter(&snapshot)?;
-                    let window = snapshot.compute_bound_at(counter, FREE_RUNNING_GRACE)?;
-                    (
-                        reader.path().to_owned(),
-                        reader.layout(),
-                        reader.header(),
-                        Snap::V3(snapshot),
-                        reader.generation(),
-                        Clocks::V3 {
-                            counter,
-                            ticks: i128::from(counter) - i128::from(snapshot.as_of_tsc()),
-                            real,
-                        },
-                        window,
-                        window.midpoint().as_nanos() - snapshot.as_of().as_nanos(),
-                    )
-                }
-            };
-        let vmclock = self.vmclock_check(cli, snapshot.clock_disruption_support_enabled());
-        let mut status = window.clock_status;
-        if let VmCheck::Read {
-            page,
-            applied: true,
-            ..
-        } = &vmclock
-        {
-            if page.disruption_marker != snapshot.disruption_marker() {
-                status = ClockStatus::Disrupted;
-            }
-        }
+    /// One look: the segment's snapshot, the window at this instant, the VMClock check
+    /// (the library's diagnosis, so the verdict is the readers').
+    fn observe(&mut self) -> Result<Observation, ShmError> {
+        let diagnosis = match &mut self.reader {
+            AnyReader::V2(reader) => reader.diagnose(&mut self.vmclock)?,
+            AnyReader::V3(reader) => reader.diagnose(&mut self.vmclock)?,
+        };
         Ok(Observation {
-            path,
-            layout,
+            diagnosis,
             selection: self.selection.clone(),
-            header,
-            snapshot,
-            generation,
-            clocks,
-            window,
-            age_ns,
-            vmclock,
-            status,
         })
     }
 
-    fn vmclock_check(&mut self, cli: &Cli, applied: bool) -> VmCheck {
-        if cli.no_vmclock {
-            return VmCheck::Skipped;
-        }
-        if !applied && cli.vmclock_path.is_none() {
-            return VmCheck::NotNeeded;
-        }
-        let path = cli.vmclock_path();
-        let page = match &mut self.vmclock {
-            Some(reader) => reader.snapshot(),
-            // Opened again at every look until it works: in `watch`, a device that appears
-            // (or is made readable) is picked up.
-            None => {
-                VmClockReader::open(&path).and_then(|reader| self.vmclock.insert(reader).snapshot())
-            }
-        };
-        match page {
-            Ok(page) => VmCheck::Read {
-                path,
-                page,
-                applied,
-            },
-            Err(error) => VmCheck::Failed {
-                path,
-                error,
-                applied,
-            },
-        }
-    }
-
     fn status(&mut self, cli: &Cli) -> Result<ExitCode, ShmError> {
-        let obs = self.observe(cli)?;
+        let obs = self.observe()?;
         let sections = status_sections(&obs);
         if cli.json {
             emit(&sections_json(&obs, &sections).to_string());
@@ -984,7 +761,7 @@ impl Session {
     }
 
     fn now(&mut self, cli: &Cli) -> Result<ExitCode, ShmError> {
-        let obs = self.observe(cli)?;
+        let obs = self.observe()?;
         let line = if cli.json {
             let v = pick_json(
                 &window_fields(&obs),
@@ -1029,7 +806,7 @@ impl Session {
                 last = None;
                 silence = Silence::new(silence_after);
             }
-            let obs = self.observe(cli)?;
+            let obs = self.observe()?;
             if !announced {
                 announced = true;
                 eprintln!(
@@ -1336,8 +1113,10 @@ fn status_sections(obs: &Observation) -> Vec<Section> {
             key: "snapshot",
             heading: "snapshot".to_owned(),
             fields: Some(match &obs.snapshot {
-                Snap::V2(s) => snapshot_fields(s, obs.generation),
-                Snap::V3(s) => snapshot_fields_v3(s, obs.generation),
+                AnySnapshot::V2(s) => snapshot_fields(s, obs.generation),
+                AnySnapshot::V3(s) => snapshot_fields_v3(s, obs.generation),
+                // A layout newer than this CLI: the header says which.
+                _ => Vec::new(),
             }),
         },
         Section {
@@ -1534,10 +1313,11 @@ fn window_fields(obs: &Observation) -> Vec<Field> {
         json_only("layout", layout_number(obs.layout)),
     ];
     match obs.clocks {
-        Clocks::V3 {
+        ClockReadings::Layout3 {
             counter,
             ticks,
-            real,
+            realtime: real,
+            ..
         } => {
             let offset = real.as_nanos() - w.midpoint().as_nanos();
             fields.extend([
@@ -1571,7 +1351,11 @@ fn window_fields(obs: &Observation) -> Vec<Field> {
                 ),
             ]);
         }
-        Clocks::V2 { real, mono } => {
+        ClockReadings::Layout2 {
+            realtime: real,
+            monotonic: mono,
+            ..
+        } => {
             fields.extend([
                 field(
                     "realtime",
@@ -1592,6 +1376,8 @@ fn window_fields(obs: &Observation) -> Vec<Field> {
                 ),
             ]);
         }
+        // A layout newer than this CLI: no clocks to show.
+        _ => {}
     }
     fields.extend([
         field("earliest", ts_json(w.earliest), format!("{} s", w.earliest)),
@@ -1645,14 +1431,14 @@ fn vmclock_section(obs: &Observation) -> Section {
     };
     let not_read = |why: &str| section(format!("{:<36}not read ({why})", "vmclock"), None);
     match &obs.vmclock {
-        VmCheck::Skipped => not_read(
+        VmClockCheck::Skipped => not_read(
             "--no-vmclock: the segment alone is trusted; a disruption is seen only once the \
              daemon notices it",
         ),
-        VmCheck::NotNeeded => not_read(
+        VmClockCheck::NotNeeded => not_read(
             "the daemon runs without clock disruption support; --vmclock-path reads it anyway",
         ),
-        VmCheck::Failed {
+        VmClockCheck::Failed {
             path,
             error,
             applied,
@@ -1677,7 +1463,7 @@ fn vmclock_section(obs: &Observation) -> Section {
                 json_only("hint", vmclock_hint(error)),
             ]),
         ),
-        VmCheck::Read {
+        VmClockCheck::Read {
             path,
             page,
             applied,
@@ -1762,6 +1548,7 @@ fn vmclock_section(obs: &Observation) -> Section {
                 ]),
             )
         }
+        _ => not_read("a check this CLI does not know"),
     }
 }
 
@@ -1786,22 +1573,22 @@ fn waitsync(cli: &Cli, timeout: Duration) -> ExitCode {
         let attempt = match session.as_mut() {
             Some(s) => {
                 s.prefer_shm1_once_valid(cli, "waitsync");
-                s.observe(cli)
+                s.observe()
             }
             None => Session::open(cli).and_then(|mut s| {
-                let obs = s.observe(cli);
+                let obs = s.observe();
                 session = Some(s);
                 obs
             }),
         };
         let (state, last_error) = match attempt {
-            Ok(obs) => match obs.vmclock {
-                VmCheck::Failed {
+            Ok(obs) => match obs.diagnosis.vmclock {
+                VmClockCheck::Failed {
                     error,
                     applied: true,
                     ..
                 } if !error.is_transient() => return fail(cli, &error),
-                VmCheck::Failed {
+                VmClockCheck::Failed {
                     error,
                     applied: true,
                     ..
@@ -1929,9 +1716,9 @@ struct CounterPair {
 fn counter_pair(clock: ClockId) -> Option<CounterPair> {
     let mut best: Option<CounterPair> = None;
     for _ in 0..5 {
-        let before = read_counter()?;
+        let before = clockbound_shm::cpu_counter()?;
         let t = timespec(clock_gettime(clock));
-        let after = read_counter()?;
+        let after = clockbound_shm::cpu_counter()?;
         // A counter that went backwards (another CPU's) pairs nothing.
         let Some(width) = after.checked_sub(before) else {
             continue;

@@ -85,6 +85,24 @@ impl AnySnapshot {
             AnySnapshot::V3(s) => s.bound_nsec(),
         }
     }
+
+    /// The last VMClock disruption marker the daemon saw.
+    #[must_use]
+    pub fn disruption_marker(&self) -> u64 {
+        match self {
+            AnySnapshot::V2(s) => s.disruption_marker(),
+            AnySnapshot::V3(s) => s.disruption_marker(),
+        }
+    }
+
+    /// Whether the daemon asks readers to check the VMClock disruption marker.
+    #[must_use]
+    pub fn clock_disruption_support_enabled(&self) -> bool {
+        match self {
+            AnySnapshot::V2(s) => s.clock_disruption_support_enabled(),
+            AnySnapshot::V3(s) => s.clock_disruption_support_enabled(),
+        }
+    }
 }
 
 impl PartialEq<ClockErrorBound> for AnySnapshot {
