@@ -465,70 +465,50 @@ impl ShmError {
 }
 
 /// Why a segment is not usable yet (see [`ShmError::SegmentNotInitialized`]).
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum NotInitialized {
     /// The file is empty: the daemon created it and has not written the header yet.
+    #[error("the file is empty (is the daemon starting?)")]
     EmptyFile,
     /// The file is shorter than the 16-byte header: the daemon is writing it.
+    #[error("the file holds {len} bytes, less than a header (is the daemon starting?)")]
     ShortFile {
         /// The file's length in bytes.
         len: u64,
     },
     /// The header is all zeros (no magic, no version, no generation): the file has been
     /// created or extended and nothing has been written into it yet.
+    #[error("the header is all zeros (is the daemon creating the file?)")]
     BlankHeader,
     /// The version field is 0: the daemon wiped the segment and has not set it up again.
+    #[error("layout version is 0 (the daemon wiped it and has not written it again)")]
     Wiped,
     /// The generation is 0: nothing was ever written to the payload.
+    #[error("generation is 0 (no snapshot was ever written)")]
     NeverWritten,
     /// The generation is odd and stayed odd through every retry: an update is in progress,
     /// or the writer died in the middle of one, and there is no earlier snapshot to answer
     /// from.
+    #[error(
+        "generation {generation} is odd (an update is in progress, or the writer died during one)"
+    )]
     UpdateInProgress {
         /// The odd generation seen.
         generation: u16,
     },
     /// The generation moved during every retry (a writer that never pauses) and there is no
     /// earlier snapshot to answer from.
+    #[error("the generation changed on every attempt to read a snapshot")]
     Contended,
 }
 
-impl fmt::Display for NotInitialized {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NotInitialized::EmptyFile => f.write_str("the file is empty (is the daemon starting?)"),
-            NotInitialized::BlankHeader => {
-                f.write_str("the header is all zeros (is the daemon creating the file?)")
-            }
-            NotInitialized::ShortFile { len } => write!(
-                f,
-                "the file holds {len} bytes, less than a header (is the daemon starting?)"
-            ),
-            NotInitialized::Wiped => f.write_str(
-                "layout version is 0 (the daemon wiped it and has not written it again)",
-            ),
-            NotInitialized::NeverWritten => {
-                f.write_str("generation is 0 (no snapshot was ever written)")
-            }
-            NotInitialized::UpdateInProgress { generation } => {
-                write!(
-                    f,
-                    "generation {generation} is odd (an update is in progress, or the writer died during one)"
-                )
-            }
-            NotInitialized::Contended => {
-                f.write_str("the generation changed on every attempt to read a snapshot")
-            }
-        }
-    }
-}
-
 /// What is wrong with a malformed segment or snapshot (see [`ShmError::SegmentMalformed`]).
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Malformed {
     /// The file is shorter than a header and payload.
+    #[error("file holds {len} bytes, a segment needs at least {needed}")]
     FileTooShort {
         /// The file's length in bytes.
         len: u64,
@@ -536,6 +516,7 @@ pub enum Malformed {
         needed: u64,
     },
     /// The magic number is not ClockBound's.
+    #[error("magic is {:#010x} {:#010x}, expected {:#010x} {:#010x} (not a ClockBound segment)", found[0], found[1], expected[0], expected[1])]
     BadMagic {
         /// The two words found, in native byte order.
         found: [u32; 2],
@@ -543,6 +524,7 @@ pub enum Malformed {
         expected: [u32; 2],
     },
     /// The header's `segsize` is smaller than header and payload.
+    #[error("segsize is {segsize}, a segment needs at least {needed}")]
     SegsizeTooSmall {
         /// The `segsize` field.
         segsize: u32,
@@ -550,6 +532,7 @@ pub enum Malformed {
         needed: u32,
     },
     /// The header's `segsize` claims more bytes than the file holds.
+    #[error("segsize is {segsize} but the file holds only {file_len} bytes")]
     SegsizeBeyondFile {
         /// The `segsize` field.
         segsize: u32,
@@ -557,16 +540,19 @@ pub enum Malformed {
         file_len: u64,
     },
     /// `clock_status` is not one of the four defined values.
+    #[error("clock_status is {found}, expected 0 (Unknown) to 3 (Disrupted)")]
     ClockStatus {
         /// The raw value.
         found: i32,
     },
     /// `clock_disruption_support_enabled` is neither 0 nor 1.
+    #[error("clock_disruption_support_enabled is {found}, expected 0 or 1")]
     DisruptionFlag {
         /// The raw byte.
         found: u8,
     },
     /// A time field's nanoseconds are outside `0..1_000_000_000`.
+    #[error("{field} has {found} nanoseconds, expected 0 to 999999999")]
     Nanoseconds {
         /// `"as_of"` or `"void_after"`.
         field: &'static str,
@@ -574,17 +560,20 @@ pub enum Malformed {
         found: i64,
     },
     /// `max_drift_ppb` is 1e9 or more: the clock would drift by a second per second.
+    #[error("max_drift_ppb is {found}, expected below 1000000000")]
     DriftTooLarge {
         /// The raw value.
         found: u32,
     },
     /// `bound_nsec` is negative: an error bound cannot be.
+    #[error("bound_nsec is {found}, expected 0 or more")]
     NegativeBound {
         /// The raw value.
         found: i64,
     },
     /// A layout-3 scale (`period_shift` or `period_err_shift`) is above 63: a writer picks
     /// floor(log2(1 / value)) of a 64-bit integer, which is at most 63.
+    #[error("{field} is {found}, expected 0 to 63")]
     ShiftTooLarge {
         /// `"period_shift"` or `"period_err_shift"`.
         field: &'static str,
@@ -593,76 +582,21 @@ pub enum Malformed {
     },
     /// A layout-3 snapshot claims a trusted status (Synchronized or FreeRunning) with a
     /// counter period of 0: time would stand still.
+    #[error(
+        "period_frac is 0 with clock_status {clock_status} (Synchronized or FreeRunning need a counter period)"
+    )]
     ZeroPeriod {
         /// The raw `clock_status`.
         clock_status: i32,
     },
 }
 
-impl fmt::Display for Malformed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Malformed::FileTooShort { len, needed } => {
-                write!(
-                    f,
-                    "file holds {len} bytes, a segment needs at least {needed}"
-                )
-            }
-            Malformed::BadMagic { found, expected } => write!(
-                f,
-                "magic is {:#010x} {:#010x}, expected {:#010x} {:#010x} (not a ClockBound segment)",
-                found[0], found[1], expected[0], expected[1]
-            ),
-            Malformed::SegsizeTooSmall { segsize, needed } => {
-                write!(f, "segsize is {segsize}, a segment needs at least {needed}")
-            }
-            Malformed::SegsizeBeyondFile { segsize, file_len } => {
-                write!(
-                    f,
-                    "segsize is {segsize} but the file holds only {file_len} bytes"
-                )
-            }
-            Malformed::ClockStatus { found } => {
-                write!(
-                    f,
-                    "clock_status is {found}, expected 0 (Unknown) to 3 (Disrupted)"
-                )
-            }
-            Malformed::DisruptionFlag { found } => {
-                write!(
-                    f,
-                    "clock_disruption_support_enabled is {found}, expected 0 or 1"
-                )
-            }
-            Malformed::Nanoseconds { field, found } => {
-                write!(
-                    f,
-                    "{field} has {found} nanoseconds, expected 0 to 999999999"
-                )
-            }
-            Malformed::DriftTooLarge { found } => {
-                write!(f, "max_drift_ppb is {found}, expected below 1000000000")
-            }
-            Malformed::NegativeBound { found } => {
-                write!(f, "bound_nsec is {found}, expected 0 or more")
-            }
-            Malformed::ShiftTooLarge { field, found } => {
-                write!(f, "{field} is {found}, expected 0 to 63")
-            }
-            Malformed::ZeroPeriod { clock_status } => write!(
-                f,
-                "period_frac is 0 with clock_status {clock_status} (Synchronized or \
-                 FreeRunning need a counter period)"
-            ),
-        }
-    }
-}
-
 /// What is wrong with a VMClock page (see [`ShmError::VmClockMalformed`]).
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum VmClockMalformed {
     /// The file is shorter than the 104-byte structure.
+    #[error("file holds {len} bytes, a VMClock page needs at least {needed}")]
     FileTooShort {
         /// The file's length in bytes.
         len: u64,
@@ -670,6 +604,7 @@ pub enum VmClockMalformed {
         needed: u64,
     },
     /// The magic number is not VMClock's.
+    #[error("magic is {found:#010x}, expected {expected:#010x} (not a VMClock page)")]
     BadMagic {
         /// The `magic` field, decoded from little endian.
         found: u32,
@@ -677,6 +612,7 @@ pub enum VmClockMalformed {
         expected: u32,
     },
     /// The `size` field is smaller than the structure this crate reads.
+    #[error("size is {size}, a VMClock page needs at least {needed}")]
     SizeTooSmall {
         /// The `size` field.
         size: u32,
@@ -685,6 +621,7 @@ pub enum VmClockMalformed {
     },
     /// The `size` field claims more bytes than were mapped (the file's length, or one page
     /// for a device).
+    #[error("size is {size} but only {mapped} bytes are mapped")]
     SizeBeyondMapping {
         /// The `size` field.
         size: u32,
@@ -692,6 +629,7 @@ pub enum VmClockMalformed {
         mapped: u64,
     },
     /// The `version` field is not one this crate reads.
+    #[error("version is {found}; this crate reads version {expected}")]
     Version {
         /// The `version` field.
         found: u16,
@@ -699,40 +637,9 @@ pub enum VmClockMalformed {
         expected: u16,
     },
     /// `clock_status` is not one of the five defined values.
+    #[error("clock_status is {found}, expected 0 (Unknown) to 4 (Unreliable)")]
     ClockStatus {
         /// The raw byte.
         found: u8,
     },
-}
-
-impl fmt::Display for VmClockMalformed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            VmClockMalformed::FileTooShort { len, needed } => {
-                write!(
-                    f,
-                    "file holds {len} bytes, a VMClock page needs at least {needed}"
-                )
-            }
-            VmClockMalformed::BadMagic { found, expected } => write!(
-                f,
-                "magic is {found:#010x}, expected {expected:#010x} (not a VMClock page)"
-            ),
-            VmClockMalformed::SizeTooSmall { size, needed } => {
-                write!(f, "size is {size}, a VMClock page needs at least {needed}")
-            }
-            VmClockMalformed::SizeBeyondMapping { size, mapped } => {
-                write!(f, "size is {size} but only {mapped} bytes are mapped")
-            }
-            VmClockMalformed::Version { found, expected } => {
-                write!(f, "version is {found}; this crate reads version {expected}")
-            }
-            VmClockMalformed::ClockStatus { found } => {
-                write!(
-                    f,
-                    "clock_status is {found}, expected 0 (Unknown) to 4 (Unreliable)"
-                )
-            }
-        }
-    }
 }

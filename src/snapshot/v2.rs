@@ -160,6 +160,20 @@ impl ClockErrorBound {
         }
     }
 
+    /// A builder holding this snapshot's fields: a variant of it in one expression.
+    ///
+    /// ```
+    /// use clockbound_shm::{ClockErrorBound, ClockStatus};
+    ///
+    /// let synced = ClockErrorBound::builder().clock_status(ClockStatus::Synchronized).build();
+    /// let lost = synced.to_builder().clock_status(ClockStatus::FreeRunning).build();
+    /// assert_eq!(lost.bound_nsec(), synced.bound_nsec());
+    /// assert_eq!(lost.clock_status(), ClockStatus::FreeRunning);
+    /// ```
+    pub const fn to_builder(self) -> ClockErrorBoundBuilder {
+        ClockErrorBoundBuilder { ceb: self }
+    }
+
     /// Builds a snapshot from its fields, in the released 2.0.3 client's argument order
     /// ([`builder`](Self::builder) names them instead).
     ///
