@@ -5,14 +5,16 @@
 //! A test binary of its own: the other stress tests run many busy threads at once, and on a
 //! small machine they would starve these tests' writer for longer than open's patience.
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
 use clockbound_shm::{
-    AnySnapshot, ClockErrorBound, ClockStatus, DisruptionCheck, ReaderOptions, SharedClockBound,
-    ShmReader, ShmWriter, Strategy, Timespec,
+    AnySnapshot, ClockErrorBound, ClockStatus, SharedClockBound, ShmReader, ShmWriter, Strategy,
+    Timespec,
 };
 
 /// The payload of update `k`: every field a different function of `k`, so that a copy
@@ -39,10 +41,6 @@ fn check(snapshot: &ClockErrorBound) -> Result<u64, String> {
     } else {
         Err(format!("torn or invented snapshot: {snapshot:?}"))
     }
-}
-
-fn no_vmclock() -> ReaderOptions {
-    ReaderOptions::new().disruption_check(DisruptionCheck::Off)
 }
 
 /// A new segment holding update 1, written and closed again.
@@ -93,16 +91,18 @@ fn opening_under_a_writer_that_never_pauses_succeeds() {
                 thread::yield_now();
             }
             let snapshot = match i % 3 {
-                0 => ShmReader::open_with(&path, &no_vmclock())
+                0 => ShmReader::open_with(&path, &common::segment_only())
                     .map(|mut r| AnySnapshot::V2(*r.snapshot().unwrap())),
                 1 => SharedClockBound::open_with(
                     &path,
-                    &no_vmclock().clone().strategy(Strategy::ThreadLocal),
+                    &common::segment_only()
+                        .clone()
+                        .strategy(Strategy::ThreadLocal),
                 )
                 .map(|c| c.snapshot().unwrap()),
                 _ => SharedClockBound::open_with(
                     &path,
-                    &no_vmclock().clone().strategy(Strategy::ArcSwap),
+                    &common::segment_only().clone().strategy(Strategy::ArcSwap),
                 )
                 .map(|c| c.snapshot().unwrap()),
             };
@@ -158,7 +158,7 @@ fn opening_during_a_long_update_waits_for_it() {
         });
         let mut failures = Vec::new();
         for i in 0..OPENS {
-            match ShmReader::open_with(&path, &no_vmclock()) {
+            match ShmReader::open_with(&path, &common::segment_only()) {
                 Ok(mut reader) => {
                     if let Err(e) = check(reader.snapshot().unwrap()) {
                         failures.push(format!("open {i}: {e}"));

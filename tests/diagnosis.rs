@@ -8,17 +8,13 @@ use clockbound_shm::{
 
 mod common;
 
-fn segment_only() -> ReaderOptions {
-    ReaderOptions::new().disruption_check(DisruptionCheck::Off)
-}
-
 #[test]
 fn the_window_is_computed_at_the_clocks_it_shows() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shm0");
     let bound = common::fresh_bound(5_000, 0, ClockStatus::Synchronized, false);
     ShmWriter::new(&path).unwrap().write(&bound);
-    let mut reader = ShmReader::open_with(&path, &segment_only()).unwrap();
+    let mut reader = ShmReader::open_with(&path, &common::segment_only()).unwrap();
     let look = reader.diagnose(&mut VmClockProbe::skip()).unwrap();
     let ClockReadings::Layout2 {
         realtime,
@@ -56,7 +52,7 @@ fn a_marker_mismatch_is_disrupted_exactly_when_the_segment_asks_for_the_check() 
             ClockStatus::Synchronized,
             support,
         ));
-        let mut reader = ShmReader::open_with(&path, &segment_only()).unwrap();
+        let mut reader = ShmReader::open_with(&path, &common::segment_only()).unwrap();
         let look = reader
             .diagnose(&mut VmClockProbe::new(&page, true))
             .unwrap();
@@ -81,7 +77,7 @@ fn a_missing_page_the_segment_asks_for_is_a_required_failure_not_an_error() {
         ClockStatus::Synchronized,
         true,
     ));
-    let mut reader = ShmReader::open_with(&path, &segment_only()).unwrap();
+    let mut reader = ShmReader::open_with(&path, &common::segment_only()).unwrap();
     let mut probe = VmClockProbe::new(dir.path().join("no-vmclock"), false);
     let look = reader.diagnose(&mut probe).unwrap();
     assert!(

@@ -150,7 +150,7 @@ fn the_check_is_skipped_when_the_segment_does_not_ask_or_it_is_off() {
     // Flag on, check off: trust the segment alone.
     let mut s = setup(7, true);
     update_marker(&s.vmclock, &mut s.seq_count, 9);
-    let off = ReaderOptions::new().disruption_check(DisruptionCheck::Off);
+    let off = common::segment_only();
     for (who, status) in statuses(&s.segment, &off) {
         assert_eq!(status.unwrap(), ClockStatus::Synchronized, "{who}");
     }

@@ -2,14 +2,14 @@
 //! `upstream` dev-dependency): each side reads what the other writes, both compute the same
 //! window for the same snapshot, and both writers produce the same bytes.
 
+mod common;
+
 use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use clockbound_shm::{
-    ClockErrorBound, ClockStatus, DisruptionCheck, ReaderOptions, ShmReader, ShmWriter, Timespec,
-};
+use clockbound_shm::{ClockErrorBound, ClockStatus, ShmReader, ShmWriter, Timespec};
 use nix::sys::time::TimeSpec;
 use rustix::time::{ClockId, clock_gettime};
 use upstream::ShmWrite as _;
@@ -26,10 +26,7 @@ const ALL_STATUSES: [ClockStatus; 4] = [
 /// bytes, and the VMClock disruption check (on by default when a snapshot has the flag set)
 /// would need a VMClock device this machine may not have.
 fn open_ours(path: &Path) -> Result<ShmReader, clockbound_shm::ShmError> {
-    ShmReader::open_with(
-        path,
-        &ReaderOptions::new().disruption_check(DisruptionCheck::Off),
-    )
+    ShmReader::open_with(path, &common::segment_only())
 }
 
 #[derive(Copy, Clone, Debug)]

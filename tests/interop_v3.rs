@@ -137,11 +137,8 @@ fn write_segment(path: &Path, generation: u16, payload: &[u8]) {
 }
 
 fn open_ours(path: &Path) -> ShmReaderV3 {
-    ShmReaderV3::open_with(
-        path,
-        &ReaderOptions::new().disruption_check(DisruptionCheck::Off),
-    )
-    .unwrap_or_else(|e| panic!("our reader refused their bytes: {e}"))
+    ShmReaderV3::open_with(path, &common::segment_only())
+        .unwrap_or_else(|e| panic!("our reader refused their bytes: {e}"))
 }
 
 /// Their snapshot's bytes, read back through a file by our reader.

@@ -22,21 +22,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use clockbound_shm::{
-    ClockErrorBoundV3, ClockStatus, DisruptionCheck, NotInitialized, ReaderOptions, ShmError,
-    ShmReaderV3, Timespec,
+    ClockErrorBoundV3, ClockStatus, NotInitialized, ShmError, ShmReaderV3, Timespec,
 };
 
 const MAGIC: [u32; 2] = [0x414D_5A4E, 0x4342_0200];
 
-/// Options for reading the segment alone: some snapshots here set the disruption-support
-/// flag, and the default options would then also open a VMClock device this machine may
-/// lack.
-fn segment_only() -> ReaderOptions {
-    ReaderOptions::new().disruption_check(DisruptionCheck::Off)
-}
-
 fn open_v3(path: &Path) -> Result<ShmReaderV3, ShmError> {
-    ShmReaderV3::open_with(path, &segment_only())
+    ShmReaderV3::open_with(path, &common::segment_only())
 }
 
 fn ts(sec: i64, nsec: i64) -> Timespec {
@@ -1209,7 +1201,11 @@ mod choosing_the_segment {
     }
 
     fn open(f: &Files, strategy: Strategy) -> Result<SharedClockBound, ShmError> {
-        SharedClockBound::open_preferring(&f.shm1, &f.shm0, &segment_only().strategy(strategy))
+        SharedClockBound::open_preferring(
+            &f.shm1,
+            &f.shm0,
+            &common::segment_only().strategy(strategy),
+        )
     }
 
     fn assert_reads_shm0(f: &Files, what: &str) {
@@ -1423,7 +1419,8 @@ mod live {
             );
             for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
                 let clock =
-                    SharedClockBound::open_with(&path, &segment_only().strategy(strategy)).unwrap();
+                    SharedClockBound::open_with(&path, &common::segment_only().strategy(strategy))
+                        .unwrap();
                 assert_eq!(
                     clock.now().unwrap().clock_status,
                     expected,
@@ -1431,7 +1428,7 @@ mod live {
                 );
             }
             // The released 2.0.3 client's 5 s, for those who ask for it.
-            let options = segment_only().free_running_grace(FREE_RUNNING_GRACE_2_0_3);
+            let options = common::segment_only().free_running_grace(FREE_RUNNING_GRACE_2_0_3);
             let strict = ShmReaderV3::open_with(&path, &options)
                 .unwrap()
                 .now()
@@ -1505,7 +1502,8 @@ mod live {
         );
         for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
             let clock =
-                SharedClockBound::open_with(&path, &segment_only().strategy(strategy)).unwrap();
+                SharedClockBound::open_with(&path, &common::segment_only().strategy(strategy))
+                    .unwrap();
             assert_eq!(clock.layout(), LayoutVersion::V3);
             assert_eq!(clock.path(), path.as_path());
             assert_eq!(clock.strategy(), strategy);
@@ -1568,7 +1566,7 @@ mod live {
         let stale = Duration::from_secs(70);
         let (_dir, path, old_writer) =
             segment(&v3_snapshot(stale, 1_111, ClockStatus::Synchronized));
-        let options = segment_only().recheck_interval(Duration::from_millis(100));
+        let options = common::segment_only().recheck_interval(Duration::from_millis(100));
         let mut reader = ShmReaderV3::open_with(&path, &options).unwrap();
         let shared: Vec<_> = [Strategy::ThreadLocal, Strategy::ArcSwap]
             .into_iter()
@@ -1638,7 +1636,7 @@ mod live {
         // Long enough for the 32 767 writes below to finish inside it, in a debug build on a
         // loaded machine.
         let interval = Duration::from_secs(1);
-        let options = segment_only().recheck_interval(interval);
+        let options = common::segment_only().recheck_interval(interval);
         let (_dir, path, mut writer) = segment(&v3_snapshot(
             Duration::ZERO,
             1_111,
@@ -1735,7 +1733,8 @@ mod live {
         assert!(is_behind(ahead.now()));
         for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
             let clock =
-                SharedClockBound::open_with(&path, &segment_only().strategy(strategy)).unwrap();
+                SharedClockBound::open_with(&path, &common::segment_only().strategy(strategy))
+                    .unwrap();
             assert!(is_behind(clock.now()), "{strategy:?}");
         }
         // The writer publishes a sane snapshot: the reader recovers.
@@ -1791,7 +1790,8 @@ mod live {
         }
         for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
             let clock =
-                SharedClockBound::open_with(&path, &segment_only().strategy(strategy)).unwrap();
+                SharedClockBound::open_with(&path, &common::segment_only().strategy(strategy))
+                    .unwrap();
             let t = clock.now().unwrap().latest;
             assert!(
                 !clock.after(t).unwrap() && !clock.before(t).unwrap(),
@@ -1869,9 +1869,12 @@ mod live {
                 (ClockStatus::Synchronized, Duration::from_millis(1000)),
             ],
         );
-        let mut reader =
-            ShmReaderV3::wait_for_sync_with(&path, &segment_only(), Duration::from_secs(10))
-                .unwrap();
+        let mut reader = ShmReaderV3::wait_for_sync_with(
+            &path,
+            &common::segment_only(),
+            Duration::from_secs(10),
+        )
+        .unwrap();
         assert!(
             start.elapsed() >= Duration::from_millis(250),
             "returned before the sync"
@@ -2171,7 +2174,7 @@ fn shared_open_follows_the_header_version() {
             .clock_status(ClockStatus::Synchronized)
             .build(),
     );
-    let options = ReaderOptions::new().disruption_check(DisruptionCheck::Off);
+    let options = common::segment_only();
     for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
         let options = options.clone().strategy(strategy);
         let v3 = SharedClockBound::open_with(&shm1, &options).unwrap();
@@ -2209,7 +2212,7 @@ fn a_stale_shm1_gives_way_to_a_fresh_shm0() {
     );
     let mut v3 = ShmWriterV3::new(&shm1).unwrap();
     v3.write(&common::v3_snapshot(age, 1_000, ClockStatus::Synchronized));
-    let options = ReaderOptions::new().disruption_check(DisruptionCheck::Off);
+    let options = common::segment_only();
     for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
         let options = options.clone().strategy(strategy);
         let clock = SharedClockBound::open_preferring(&shm1, &shm0, &options).unwrap();

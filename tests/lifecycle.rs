@@ -10,17 +10,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use clockbound_shm::{
-    ClockErrorBound, ClockStatus, DisruptionCheck, FREE_RUNNING_GRACE_2_0_3, NotInitialized,
-    ReaderOptions, ShmError, ShmReader, ShmWriter, Timespec,
+    ClockErrorBound, ClockStatus, FREE_RUNNING_GRACE_2_0_3, NotInitialized, ShmError, ShmReader,
+    ShmWriter, Timespec,
 };
 
 /// Our reader, on the segment alone: some snapshots here set the disruption-support flag,
 /// and the default options would then also open a VMClock device this machine may lack.
 fn open_reader(path: &Path) -> Result<ShmReader, ShmError> {
-    ShmReader::open_with(
-        path,
-        &ReaderOptions::new().disruption_check(DisruptionCheck::Off),
-    )
+    ShmReader::open_with(path, &common::segment_only())
 }
 
 fn ts(sec: i64, nsec: i64) -> Timespec {
@@ -459,7 +456,7 @@ fn shared_now_works_while_a_thread_exits() {
             .clock_status(ClockStatus::Synchronized)
             .build(),
     );
-    let options = ReaderOptions::new().disruption_check(DisruptionCheck::Off);
+    let options = common::segment_only();
     for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
         let clock =
             SharedClockBound::open_with(&path, &options.clone().strategy(strategy)).unwrap();
@@ -497,7 +494,7 @@ fn shared_now_works_while_a_thread_exits() {
 fn a_new_thread_that_cannot_read_starts_from_the_newest_snapshot_seen() {
     use clockbound_shm::{SharedClockBound, Strategy};
 
-    let options = ReaderOptions::new().disruption_check(DisruptionCheck::Off);
+    let options = common::segment_only();
     for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
         for used_before_the_update in [true, false] {
             let case = format!("{strategy:?}, used before the update: {used_before_the_update}");

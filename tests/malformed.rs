@@ -3,6 +3,8 @@
 //! Segments are built byte by byte here, at the offsets of the protocol (`docs::protocol`) written out as
 //! literals, so that a wrong offset constant in the crate makes these tests fail.
 
+mod common;
+
 use std::ffi::CString;
 use std::fs::{self, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
@@ -10,8 +12,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use clockbound_shm::{
-    ClockErrorBound, ClockStatus, DisruptionCheck, Malformed, NotInitialized, ReaderOptions,
-    ShmError, ShmReader, Timespec,
+    ClockErrorBound, ClockStatus, Malformed, NotInitialized, ShmError, ShmReader, Timespec,
 };
 use proptest::prelude::*;
 use rustix::io::Errno;
@@ -105,10 +106,7 @@ impl Segment {
 /// options would also open a VMClock device (this machine may lack one) whenever a payload
 /// sets the disruption-support flag.
 fn open_reader(path: &Path) -> Result<ShmReader, ShmError> {
-    ShmReader::open_with(
-        path,
-        &ReaderOptions::new().disruption_check(DisruptionCheck::Off),
-    )
+    ShmReader::open_with(path, &common::segment_only())
 }
 
 fn write_file(dir: &tempfile::TempDir, bytes: &[u8]) -> PathBuf {

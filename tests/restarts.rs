@@ -18,8 +18,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clockbound_shm::{
-    ClockErrorBound, ClockStatus, DisruptionCheck, ReaderOptions, SharedClockBound, ShmError,
-    ShmReader, Strategy, TimeWindow, Timespec,
+    ClockErrorBound, ClockStatus, SharedClockBound, ShmError, ShmReader, Strategy, TimeWindow,
+    Timespec,
 };
 use rustix::time::{ClockId, clock_gettime};
 
@@ -50,10 +50,6 @@ fn snapshot(k: u64) -> ClockErrorBound {
         .bound_nsec(BOUND_BASE + k as i64)
         .clock_status(ClockStatus::Synchronized)
         .build()
-}
-
-fn options() -> ReaderOptions {
-    ReaderOptions::new().disruption_check(DisruptionCheck::Off)
 }
 
 #[test]
@@ -176,13 +172,19 @@ fn restarts_child() {
         return; // only a child of `readers_survive_truncating_restarts` runs this
     };
     let path = Path::new(&path);
-    let mut reader = ShmReader::open_with(path, &options()).expect("open ShmReader");
-    let thread_local =
-        SharedClockBound::open_with(path, &options().clone().strategy(Strategy::ThreadLocal))
-            .expect("open SharedClockBound (ThreadLocal)");
-    let arc_swap =
-        SharedClockBound::open_with(path, &options().clone().strategy(Strategy::ArcSwap))
-            .expect("open SharedClockBound (ArcSwap)");
+    let mut reader = ShmReader::open_with(path, &common::segment_only()).expect("open ShmReader");
+    let thread_local = SharedClockBound::open_with(
+        path,
+        &common::segment_only()
+            .clone()
+            .strategy(Strategy::ThreadLocal),
+    )
+    .expect("open SharedClockBound (ThreadLocal)");
+    let arc_swap = SharedClockBound::open_with(
+        path,
+        &common::segment_only().clone().strategy(Strategy::ArcSwap),
+    )
+    .expect("open SharedClockBound (ArcSwap)");
     println!("{READY}");
 
     let stop = AtomicBool::new(false);
@@ -279,7 +281,7 @@ fn one_truncation_child() {
     let Some(path) = std::env::var_os(ONE_TRUNCATION_ENV) else {
         return; // only a child of `one_truncation_is_survived_counted_and_followed` runs this
     };
-    let options = options().recheck_interval(Duration::from_millis(20));
+    let options = common::segment_only().recheck_interval(Duration::from_millis(20));
     let mut reader = ShmReader::open_with(Path::new(&path), &options).expect("open");
     let mut stdin = std::io::stdin().lines();
     let mut wait_for = |what: &str| {
@@ -392,16 +394,18 @@ fn crash_loop_child() {
     let path = Path::new(&path);
     let timeout = Duration::from_secs(15);
     thread::scope(|s| {
-        let reader = s.spawn(|| ShmReader::wait_for_sync_with(path, &options(), timeout));
-        let shared = s.spawn(|| SharedClockBound::wait_for_sync_with(path, &options(), timeout));
+        let reader =
+            s.spawn(|| ShmReader::wait_for_sync_with(path, &common::segment_only(), timeout));
+        let shared = s
+            .spawn(|| SharedClockBound::wait_for_sync_with(path, &common::segment_only(), timeout));
         // Meanwhile, readers opened before the crash loop keep answering.
-        let mut mine = ShmReader::open_with(path, &options());
+        let mut mine = ShmReader::open_with(path, &common::segment_only());
         let until = Instant::now() + Duration::from_secs(2);
         while Instant::now() < until {
             if let Ok(r) = mine.as_mut() {
                 let _ = r.now();
             } else {
-                mine = ShmReader::open_with(path, &options());
+                mine = ShmReader::open_with(path, &common::segment_only());
             }
         }
         let mut reader = reader.join().unwrap().expect("ShmReader::wait_for_sync");

@@ -5,6 +5,8 @@
 //! Each open that could block runs in a thread the test waits for with a generous timeout,
 //! so a regression fails the test instead of hanging the run.
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -13,18 +15,11 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use clockbound_shm::{
-    ClockErrorBound, ClockStatus, DisruptionCheck, ReaderOptions, ShmError, ShmReader, ShmWriter,
-    Timespec,
-};
+use clockbound_shm::{ClockErrorBound, ClockStatus, ShmError, ShmReader, ShmWriter, Timespec};
 use rustix::io::Errno;
 
 /// How long a test waits for opens that must not block before it calls them hung.
 const HANG_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn options() -> ReaderOptions {
-    ReaderOptions::new().disruption_check(DisruptionCheck::Off)
-}
 
 /// Makes a FIFO at `path`; `false` if `mkfifo` is unavailable.
 fn mkfifo(path: &Path) -> bool {
@@ -71,7 +66,7 @@ fn expect_io_errno(result: Result<ShmReader, ShmError>, errno: Errno, what: &str
 fn a_directory_is_eisdir() {
     let dir = tempfile::tempdir().unwrap();
     expect_io_errno(
-        ShmReader::open_with(dir.path(), &options()),
+        ShmReader::open_with(dir.path(), &common::segment_only()),
         Errno::ISDIR,
         "directory",
     );
@@ -88,7 +83,7 @@ fn a_fifo_is_refused_at_once_with_einval() {
     let (tx, rx) = mpsc::channel();
     let path = fifo.clone();
     thread::spawn(move || {
-        let _ = tx.send(ShmReader::open_with(&path, &options()));
+        let _ = tx.send(ShmReader::open_with(&path, &common::segment_only()));
     });
     let result = match rx.recv_timeout(HANG_TIMEOUT) {
         Ok(result) => result,
@@ -158,7 +153,7 @@ fn a_fifo_swapped_in_after_any_check_does_not_block_open() {
                 && (seen.attempts < MIN_ATTEMPTS || seen.segments < 20 || seen.fifos < 20)
             {
                 seen.attempts += 1;
-                match ShmReader::open_with(&path, &options()) {
+                match ShmReader::open_with(&path, &common::segment_only()) {
                     Ok(_) => seen.segments += 1,
                     Err(e @ ShmError::Io { .. }) if e.errno() == Errno::INVAL.raw_os_error() => {
                         seen.fifos += 1;

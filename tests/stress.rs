@@ -21,8 +21,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clockbound_shm::{
-    AnySnapshot, ClockErrorBound, ClockStatus, DisruptionCheck, ReaderOptions, SharedClockBound,
-    ShmReader, ShmWriter, Strategy, Timespec,
+    AnySnapshot, ClockErrorBound, ClockStatus, SharedClockBound, ShmReader, ShmWriter, Strategy,
+    Timespec,
 };
 
 /// How long the writer keeps updating.
@@ -79,12 +79,6 @@ fn generation_of(k: u64) -> u16 {
     (2 + (2 * k - 2) % 65534) as u16
 }
 
-/// Reader options for machines without a VMClock device: even updates set the disruption
-/// flag, which makes a default `ShmReader::open` want the device.
-fn no_vmclock() -> ReaderOptions {
-    ReaderOptions::new().disruption_check(DisruptionCheck::Off)
-}
-
 /// Every way of reading the segment that the stress tests exercise.
 #[derive(Copy, Clone, Debug)]
 enum ReaderKind {
@@ -114,7 +108,7 @@ fn run_readers(
 ) -> (Vec<ThreadReport>, u64) {
     let shared = match kind {
         ReaderKind::Shared(strategy) => Some(
-            SharedClockBound::open_with(path, &no_vmclock().clone().strategy(strategy))
+            SharedClockBound::open_with(path, &common::segment_only().clone().strategy(strategy))
                 .expect("open shared"),
         ),
         ReaderKind::PerThreadReader => None,
@@ -130,7 +124,9 @@ fn run_readers(
                 // opened on one would want the VMClock device.
                 let mut reader = match shared {
                     Some(_) => None,
-                    None => Some(ShmReader::open_with(path, &no_vmclock()).expect("open reader")),
+                    None => Some(
+                        ShmReader::open_with(path, &common::segment_only()).expect("open reader"),
+                    ),
                 };
                 s.spawn(move || -> Result<ThreadReport, String> {
                     let mut read = |_n: u64| -> Result<(u64, Option<u16>), String> {
@@ -309,7 +305,7 @@ fn child_writer_process() {
     let path = PathBuf::from(path);
     // A warm restart: the writer keeps the valid segment and its generation.
     let mut k = check(
-        ShmReader::open_with(&path, &no_vmclock())
+        ShmReader::open_with(&path, &common::segment_only())
             .unwrap()
             .snapshot()
             .unwrap(),
@@ -413,7 +409,8 @@ fn one_mapping_for_any_number_of_threads() {
         let path = new_segment(&dir);
         assert_eq!(common::mappings_of_file(&path), 0, "the writer is closed");
         let clock =
-            SharedClockBound::open_with(&path, &no_vmclock().clone().strategy(strategy)).unwrap();
+            SharedClockBound::open_with(&path, &common::segment_only().clone().strategy(strategy))
+                .unwrap();
         assert_eq!(common::mappings_of_file(&path), 1);
         let all_read = Barrier::new(9);
         let counted = Barrier::new(9);
@@ -460,9 +457,13 @@ fn one_mapping_for_any_number_of_threads() {
 fn last_clone_unmaps_while_threads_live_on() {
     let dir = tempfile::tempdir().unwrap();
     let path = new_segment(&dir);
-    let clock =
-        SharedClockBound::open_with(&path, &no_vmclock().clone().strategy(Strategy::ThreadLocal))
-            .unwrap();
+    let clock = SharedClockBound::open_with(
+        &path,
+        &common::segment_only()
+            .clone()
+            .strategy(Strategy::ThreadLocal),
+    )
+    .unwrap();
     let (used_tx, used_rx) = mpsc::channel();
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let other = tempfile::tempdir().unwrap();
@@ -483,7 +484,9 @@ fn last_clone_unmaps_while_threads_live_on() {
             // A new value in the same thread after the old one is gone.
             let fresh = SharedClockBound::open_with(
                 &other_path,
-                &no_vmclock().clone().strategy(Strategy::ThreadLocal),
+                &common::segment_only()
+                    .clone()
+                    .strategy(Strategy::ThreadLocal),
             )
             .unwrap();
             assert_eq!(fresh.snapshot().unwrap(), payload(7));
@@ -517,20 +520,28 @@ fn values_on_different_files_do_not_mix_in_one_thread() {
 
     let a = SharedClockBound::open_with(
         &path_a,
-        &no_vmclock().clone().strategy(Strategy::ThreadLocal),
+        &common::segment_only()
+            .clone()
+            .strategy(Strategy::ThreadLocal),
     )
     .unwrap();
     let b = SharedClockBound::open_with(
         &path_b,
-        &no_vmclock().clone().strategy(Strategy::ThreadLocal),
+        &common::segment_only()
+            .clone()
+            .strategy(Strategy::ThreadLocal),
     )
     .unwrap();
-    let b_arc =
-        SharedClockBound::open_with(&path_b, &no_vmclock().clone().strategy(Strategy::ArcSwap))
-            .unwrap();
+    let b_arc = SharedClockBound::open_with(
+        &path_b,
+        &common::segment_only().clone().strategy(Strategy::ArcSwap),
+    )
+    .unwrap();
     let a_again = SharedClockBound::open_with(
         &path_a,
-        &no_vmclock().clone().strategy(Strategy::ThreadLocal),
+        &common::segment_only()
+            .clone()
+            .strategy(Strategy::ThreadLocal),
     )
     .unwrap();
     let expect = |ka: u64, kb: u64| {
@@ -554,7 +565,9 @@ fn values_on_different_files_do_not_mix_in_one_thread() {
     drop(a);
     let c = SharedClockBound::open_with(
         &path_b,
-        &no_vmclock().clone().strategy(Strategy::ThreadLocal),
+        &common::segment_only()
+            .clone()
+            .strategy(Strategy::ThreadLocal),
     )
     .unwrap();
     assert_eq!(c.snapshot().unwrap(), payload(202));

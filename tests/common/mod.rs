@@ -35,6 +35,12 @@ pub const PAYLOAD_OFFSET: usize = 16;
 pub const PAYLOAD_LEN: usize = 64;
 pub const SEGMENT_LEN: usize = HEADER_LEN + PAYLOAD_LEN;
 
+/// Reader options that read the segment alone (no VMClock check): what a test of the
+/// segment wants, since a test machine has no VMClock device.
+pub fn segment_only() -> clockbound_shm::ReaderOptions {
+    clockbound_shm::ReaderOptions::new().disruption_check(clockbound_shm::DisruptionCheck::Off)
+}
+
 /// The payload bytes of `snapshot` in the layout-2 wire format (native endian, padding 0),
 /// encoded here from the public getters rather than with the crate's own encoder, so that a
 /// mistake in the crate's encoder cannot hide in the tests that use this.
