@@ -143,7 +143,7 @@ fn open_ours(path: &Path) -> ShmReaderV3 {
 
 /// Their snapshot's bytes, read back through a file by our reader.
 fn read_by_ours(snapshot: &TheirSnapshot) -> ClockErrorBoundV3 {
-    let (_dir, path) = v3_temp_segment();
+    let (_dir, path) = common::temp_segment("shm1");
     write_segment(&path, 2, &their_payload(snapshot));
     *open_ours(&path).snapshot().unwrap()
 }

@@ -81,22 +81,8 @@ mod lifecycle {
     use clockbound_shm::{FREE_RUNNING_GRACE, ShmWriterV3};
     use std::os::unix::fs::FileExt;
 
-    fn temp_segment() -> (tempfile::TempDir, std::path::PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("shm1");
-        (dir, path)
-    }
-
-    fn header_of(path: &Path) -> (u16, u16) {
-        let b = fs::read(path).unwrap();
-        (
-            u16::from_ne_bytes([b[12], b[13]]),
-            u16::from_ne_bytes([b[14], b[15]]),
-        )
-    }
-
     fn wipe_and_come_back(writes_before_wipe: u64) {
-        let (_dir, path) = temp_segment();
+        let (_dir, path) = common::temp_segment("shm1");
         let mut writer = ShmWriterV3::new(&path).unwrap();
         for i in 1..=writes_before_wipe {
             writer.write(&fixed(100, i));
@@ -107,7 +93,7 @@ mod lifecycle {
 
         writer.wipe();
         assert_eq!(
-            header_of(&path),
+            common::header_of(&path),
             (0, 0),
             "a wipe leaves version 0, generation 0"
         );
@@ -136,7 +122,7 @@ mod lifecycle {
         let after = fixed(200, 1_000);
         writer.write(&after);
         assert_eq!(
-            header_of(&path),
+            common::header_of(&path),
             (0x0303, 2),
             "version back to 0x0303, first generation after a wipe"
         );
@@ -162,9 +148,9 @@ mod lifecycle {
 
     #[test]
     fn reader_opening_on_a_wiped_or_never_written_segment() {
-        let (_dir, path) = temp_segment();
+        let (_dir, path) = common::temp_segment("shm1");
         let mut writer = ShmWriterV3::new(&path).unwrap();
-        assert_eq!(header_of(&path), (0x0303, 0));
+        assert_eq!(common::header_of(&path), (0x0303, 0));
         assert_eq!(fs::metadata(&path).unwrap().len(), 104);
         assert_eq!(not_initialized_reason(&path), NotInitialized::NeverWritten);
 
@@ -180,7 +166,7 @@ mod lifecycle {
 
     #[test]
     fn writer_dies_mid_update() {
-        let (_dir, path) = temp_segment();
+        let (_dir, path) = common::temp_segment("shm1");
         let mut writer = ShmWriterV3::new(&path).unwrap();
         // Bound 1 µs, drift 1e6 ppb (1 ms per second) so the growth is easy to read.
         let last = ClockErrorBoundV3::builder()
@@ -199,7 +185,7 @@ mod lifecycle {
         assert_eq!(reader.snapshot().unwrap(), &last);
 
         writer.simulate_interrupted_update();
-        assert_eq!(header_of(&path), (0x0303, 3), "generation left odd");
+        assert_eq!(common::header_of(&path), (0x0303, 3), "generation left odd");
         // What the dead writer got through: part of a new payload (as_of_tsc and bound).
         {
             let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
@@ -263,14 +249,14 @@ mod lifecycle {
 
         let next = fixed(2_000, 10);
         writer.write(&next);
-        assert_eq!(header_of(&path), (0x0303, 4));
+        assert_eq!(common::header_of(&path), (0x0303, 4));
         assert_eq!(reader.snapshot().unwrap(), &next);
         assert_eq!(open_v3(&path).unwrap().snapshot().unwrap(), &next);
     }
 
     #[test]
     fn generation_wraps_to_2_never_0() {
-        let (_dir, path) = temp_segment();
+        let (_dir, path) = common::temp_segment("shm1");
         let mut writer = ShmWriterV3::new(&path).unwrap();
         writer.write(&fixed(1, 0));
         let mut reader = open_v3(&path).unwrap();
@@ -284,14 +270,14 @@ mod lifecycle {
                 assert_eq!(reader.snapshot().unwrap(), &fixed(1, i));
             }
         }
-        assert_eq!(header_of(&path), (0x0303, 65_534));
+        assert_eq!(common::header_of(&path), (0x0303, 65_534));
         assert_eq!(reader.snapshot().unwrap(), &fixed(1, i));
         assert_eq!(reader.generation(), 65_534);
 
         let wrapped = fixed(7, 12_345);
         writer.write(&wrapped);
         assert_eq!(
-            header_of(&path),
+            common::header_of(&path),
             (0x0303, 2),
             "65534 -> 65535 -> 2, skipping 0"
         );
@@ -301,7 +287,7 @@ mod lifecycle {
 
     #[test]
     fn generation_wraps_from_a_stuck_65535() {
-        let (_dir, path) = temp_segment();
+        let (_dir, path) = common::temp_segment("shm1");
         let mut writer = ShmWriterV3::new(&path).unwrap();
         let mut i = 0;
         while writer.generation() != 65_534 {
@@ -310,16 +296,16 @@ mod lifecycle {
         }
         let mut reader = open_v3(&path).unwrap();
         writer.simulate_interrupted_update();
-        assert_eq!(header_of(&path), (0x0303, 65_535));
+        assert_eq!(common::header_of(&path), (0x0303, 65_535));
         assert_eq!(reader.snapshot().unwrap(), &fixed(1, i));
         writer.write(&fixed(9, 9));
-        assert_eq!(header_of(&path), (0x0303, 2));
+        assert_eq!(common::header_of(&path), (0x0303, 2));
         assert_eq!(reader.snapshot().unwrap(), &fixed(9, 9));
     }
 
     #[test]
     fn warm_restart_keeps_generation_and_payload() {
-        let (_dir, path) = temp_segment();
+        let (_dir, path) = common::temp_segment("shm1");
         let mut first = ShmWriterV3::new(&path).unwrap();
         for i in 1..=3 {
             first.write(&fixed(100, i));
@@ -338,7 +324,7 @@ mod lifecycle {
         assert_eq!(reader.snapshot().unwrap(), &fixed(100, 3));
 
         second.write(&fixed(200, 4));
-        assert_eq!(header_of(&path), (0x0303, 8));
+        assert_eq!(common::header_of(&path), (0x0303, 8));
         assert_eq!(reader.snapshot().unwrap(), &fixed(200, 4));
     }
 
@@ -362,7 +348,7 @@ mod lifecycle {
             ("layout 2", layout2),
         ];
         for (what, contents) in cases {
-            let (_dir, path) = temp_segment();
+            let (_dir, path) = common::temp_segment("shm1");
             fs::write(&path, &contents).unwrap();
             let mut writer = ShmWriterV3::new(&path).unwrap_or_else(|e| panic!("{what}: {e}"));
             let bytes = fs::read(&path).unwrap();
@@ -371,7 +357,7 @@ mod lifecycle {
             assert_eq!(&bytes[4..8], &MAGIC[1].to_ne_bytes(), "{what}: magic");
             assert_eq!(&bytes[8..12], &104u32.to_ne_bytes(), "{what}: segsize");
             assert_eq!(
-                header_of(&path),
+                common::header_of(&path),
                 (0x0303, 0),
                 "{what}: version 0x0303, never written"
             );
@@ -388,7 +374,7 @@ mod lifecycle {
                 &fixed(5, 5),
                 "{what}"
             );
-            assert_eq!(header_of(&path), (0x0303, 2), "{what}");
+            assert_eq!(common::header_of(&path), (0x0303, 2), "{what}");
         }
     }
 }
@@ -1335,7 +1321,7 @@ mod live {
 
     /// A writer for a fresh `shm1`, its first snapshot written.
     fn segment(first: &ClockErrorBoundV3) -> (tempfile::TempDir, std::path::PathBuf, ShmWriterV3) {
-        let (dir, path) = v3_temp_segment();
+        let (dir, path) = common::temp_segment("shm1");
         let mut writer = ShmWriterV3::new(&path).unwrap();
         writer.write(first);
         (dir, path, writer)
@@ -1492,7 +1478,7 @@ mod live {
     #[test]
     fn shared_values_serve_threads_and_move_forward() {
         let bound = 1_000_000; // 1 ms
-        let (dir, path) = v3_temp_segment();
+        let (dir, path) = common::temp_segment("shm1");
         let writer = ShmWriterV3::new(&path).unwrap();
         let daemon = V3Daemon::start(
             writer,
@@ -1757,7 +1743,7 @@ mod live {
     #[test]
     fn commit_wait_on_layout_3() {
         let bound = 5_000_000; // 5 ms
-        let (dir, path) = v3_temp_segment();
+        let (dir, path) = common::temp_segment("shm1");
         let _daemon = V3Daemon::start(
             ShmWriterV3::new(&path).unwrap(),
             bound,

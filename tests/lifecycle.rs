@@ -37,21 +37,6 @@ fn bound(sec: i64, marker: u64) -> ClockErrorBound {
         .build()
 }
 
-fn temp_segment() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("shm0");
-    (dir, path)
-}
-
-/// (version, generation) as the file holds them.
-fn header_of(path: &Path) -> (u16, u16) {
-    let b = fs::read(path).unwrap();
-    (
-        u16::from_ne_bytes([b[12], b[13]]),
-        u16::from_ne_bytes([b[14], b[15]]),
-    )
-}
-
 fn not_initialized_reason(path: &Path) -> NotInitialized {
     match open_reader(path) {
         Err(err @ ShmError::SegmentNotInitialized { .. }) => {
@@ -77,7 +62,7 @@ fn not_initialized_reason(path: &Path) -> NotInitialized {
 /// Wipe and write again while a reader is open, with the generation before the wipe `writes`
 /// updates in (2 per update).
 fn wipe_and_come_back(writes_before_wipe: u64) {
-    let (_dir, path) = temp_segment();
+    let (_dir, path) = common::temp_segment("shm0");
     let mut writer = ShmWriter::new(&path).unwrap();
     for i in 1..=writes_before_wipe {
         writer.write(&bound(100, i));
@@ -88,7 +73,7 @@ fn wipe_and_come_back(writes_before_wipe: u64) {
 
     writer.wipe();
     assert_eq!(
-        header_of(&path),
+        common::header_of(&path),
         (0, 0),
         "a wipe leaves version 0, generation 0"
     );
@@ -110,7 +95,7 @@ fn wipe_and_come_back(writes_before_wipe: u64) {
     let after = bound(200, 1_000);
     writer.write(&after);
     assert_eq!(
-        header_of(&path),
+        common::header_of(&path),
         (2, 2),
         "version back to 2, first generation after a wipe"
     );
@@ -139,10 +124,10 @@ fn wipe_then_write_again_same_generation_reader_follows() {
 
 #[test]
 fn reader_opening_on_a_wiped_or_never_written_segment() {
-    let (_dir, path) = temp_segment();
+    let (_dir, path) = common::temp_segment("shm0");
     let mut writer = ShmWriter::new(&path).unwrap();
     // Created, version declared, never written.
-    assert_eq!(header_of(&path), (2, 0));
+    assert_eq!(common::header_of(&path), (2, 0));
     assert_eq!(not_initialized_reason(&path), NotInitialized::NeverWritten);
 
     writer.write(&bound(100, 1));
@@ -160,7 +145,7 @@ fn reader_opening_on_a_wiped_or_never_written_segment() {
 
 #[test]
 fn writer_dies_mid_update() {
-    let (_dir, path) = temp_segment();
+    let (_dir, path) = common::temp_segment("shm0");
     let mut writer = ShmWriter::new(&path).unwrap();
     let last = ClockErrorBound::builder()
         .as_of(ts(1_000, 0))
@@ -175,7 +160,7 @@ fn writer_dies_mid_update() {
     assert_eq!(reader.snapshot().unwrap(), &last);
 
     writer.simulate_interrupted_update();
-    assert_eq!(header_of(&path), (2, 3), "generation left odd");
+    assert_eq!(common::header_of(&path), (2, 3), "generation left odd");
     // What the dead writer got through: part of a new payload (as_of and bound scribbled).
     {
         use std::os::unix::fs::FileExt;
@@ -234,14 +219,14 @@ fn writer_dies_mid_update() {
     // The next update completes normally, and everyone picks it up.
     let next = bound(2_000, 10);
     writer.write(&next);
-    assert_eq!(header_of(&path), (2, 4));
+    assert_eq!(common::header_of(&path), (2, 4));
     assert_eq!(reader.snapshot().unwrap(), &next);
     assert_eq!(open_reader(&path).unwrap().snapshot().unwrap(), &next);
 }
 
 #[test]
 fn generation_wraps_to_2_never_0() {
-    let (_dir, path) = temp_segment();
+    let (_dir, path) = common::temp_segment("shm0");
     let mut writer = ShmWriter::new(&path).unwrap();
     writer.write(&bound(1, 0));
     let mut reader = open_reader(&path).unwrap();
@@ -255,13 +240,17 @@ fn generation_wraps_to_2_never_0() {
             assert_eq!(reader.snapshot().unwrap(), &bound(1, i));
         }
     }
-    assert_eq!(header_of(&path), (2, 65_534));
+    assert_eq!(common::header_of(&path), (2, 65_534));
     assert_eq!(reader.snapshot().unwrap(), &bound(1, i));
     assert_eq!(reader.generation(), 65_534);
 
     let wrapped = bound(7, 12_345);
     writer.write(&wrapped);
-    assert_eq!(header_of(&path), (2, 2), "65534 -> 65535 -> 2, skipping 0");
+    assert_eq!(
+        common::header_of(&path),
+        (2, 2),
+        "65534 -> 65535 -> 2, skipping 0"
+    );
     assert_eq!(writer.generation(), 2);
     assert_eq!(
         reader.snapshot().unwrap(),
@@ -273,7 +262,7 @@ fn generation_wraps_to_2_never_0() {
 
 #[test]
 fn generation_wraps_from_a_stuck_65535() {
-    let (_dir, path) = temp_segment();
+    let (_dir, path) = common::temp_segment("shm0");
     let mut writer = ShmWriter::new(&path).unwrap();
     let mut i = 0;
     while writer.generation() != 65_534 {
@@ -282,16 +271,16 @@ fn generation_wraps_from_a_stuck_65535() {
     }
     let mut reader = open_reader(&path).unwrap();
     writer.simulate_interrupted_update();
-    assert_eq!(header_of(&path), (2, 65_535));
+    assert_eq!(common::header_of(&path), (2, 65_535));
     assert_eq!(reader.snapshot().unwrap(), &bound(1, i));
     writer.write(&bound(9, 9));
-    assert_eq!(header_of(&path), (2, 2));
+    assert_eq!(common::header_of(&path), (2, 2));
     assert_eq!(reader.snapshot().unwrap(), &bound(9, 9));
 }
 
 #[test]
 fn warm_restart_keeps_generation_and_payload() {
-    let (_dir, path) = temp_segment();
+    let (_dir, path) = common::temp_segment("shm0");
     let mut first = ShmWriter::new(&path).unwrap();
     for i in 1..=3 {
         first.write(&bound(100, i));
@@ -314,7 +303,7 @@ fn warm_restart_keeps_generation_and_payload() {
     );
 
     second.write(&bound(200, 4));
-    assert_eq!(header_of(&path), (2, 8));
+    assert_eq!(common::header_of(&path), (2, 8));
     assert_eq!(reader.snapshot().unwrap(), &bound(200, 4));
 }
 
@@ -324,7 +313,7 @@ fn warm_restart_keeps_generation_and_payload() {
 /// wipe such a segment.)
 #[test]
 fn warm_restart_after_a_writer_died_mid_update() {
-    let (_dir, path) = temp_segment();
+    let (_dir, path) = common::temp_segment("shm0");
     let mut first = ShmWriter::new(&path).unwrap();
     first.write(&bound(100, 2));
     first.write(&bound(100, 4));
@@ -332,7 +321,7 @@ fn warm_restart_after_a_writer_died_mid_update() {
     first.simulate_interrupted_update();
     drop(first);
     assert_eq!(
-        header_of(&path),
+        common::header_of(&path),
         (2, 5),
         "the dead writer left the generation odd"
     );
@@ -350,7 +339,7 @@ fn warm_restart_after_a_writer_died_mid_update() {
 
     // The first write completes the interrupted update: 5 -> 6.
     second.write(&bound(200, 6));
-    assert_eq!(header_of(&path), (2, 6));
+    assert_eq!(common::header_of(&path), (2, 6));
     assert_eq!(reader.snapshot().unwrap(), &bound(200, 6));
     assert_eq!(
         open_reader(&path).unwrap().snapshot().unwrap(),
@@ -376,7 +365,7 @@ fn cold_start_on_unusable_files_wipes_to_80_bytes() {
         ("other version", valid_but_unsupported),
     ];
     for (what, contents) in cases {
-        let (_dir, path) = temp_segment();
+        let (_dir, path) = common::temp_segment("shm0");
         fs::write(&path, &contents).unwrap();
         let mut writer = ShmWriter::new(&path).unwrap_or_else(|e| panic!("{what}: {e}"));
         let bytes = fs::read(&path).unwrap();
@@ -384,7 +373,11 @@ fn cold_start_on_unusable_files_wipes_to_80_bytes() {
         assert_eq!(&bytes[0..4], &0x414D_5A4Eu32.to_ne_bytes(), "{what}: magic");
         assert_eq!(&bytes[4..8], &0x4342_0200u32.to_ne_bytes(), "{what}: magic");
         assert_eq!(&bytes[8..12], &80u32.to_ne_bytes(), "{what}: segsize");
-        assert_eq!(header_of(&path), (2, 0), "{what}: version 2, never written");
+        assert_eq!(
+            common::header_of(&path),
+            (2, 0),
+            "{what}: version 2, never written"
+        );
         assert_eq!(&bytes[16..80], &[0u8; 64], "{what}: payload zeroed");
         assert_eq!(
             not_initialized_reason(&path),
@@ -398,7 +391,7 @@ fn cold_start_on_unusable_files_wipes_to_80_bytes() {
             &bound(5, 5),
             "{what}"
         );
-        assert_eq!(header_of(&path), (2, 2), "{what}");
+        assert_eq!(common::header_of(&path), (2, 2), "{what}");
     }
 }
 
@@ -445,7 +438,7 @@ fn shared_now_works_while_a_thread_exits() {
         static ON_EXIT: CallOnExit = const { CallOnExit(RefCell::new(None)) };
     }
 
-    let (_dir, path) = temp_segment();
+    let (_dir, path) = common::temp_segment("shm0");
     let mut writer = ShmWriter::new(&path).unwrap();
     // Drift 0 ppb: whatever the snapshot's age, every window is exactly twice the bound.
     writer.write(
@@ -498,7 +491,7 @@ fn a_new_thread_that_cannot_read_starts_from_the_newest_snapshot_seen() {
     for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
         for used_before_the_update in [true, false] {
             let case = format!("{strategy:?}, used before the update: {used_before_the_update}");
-            let (_dir, path) = temp_segment();
+            let (_dir, path) = common::temp_segment("shm0");
             let mut writer = ShmWriter::new(&path).unwrap();
             // What open reads: a wide bound the daemon marked FreeRunning.
             let at_open = common::fresh_bound(5_000_000, 2, ClockStatus::FreeRunning, false);

@@ -35,6 +35,23 @@ pub const PAYLOAD_OFFSET: usize = 16;
 pub const PAYLOAD_LEN: usize = 64;
 pub const SEGMENT_LEN: usize = HEADER_LEN + PAYLOAD_LEN;
 
+/// A temporary directory and the path of a segment file `name` (`shm0`, `shm1`) inside it,
+/// not created yet.
+pub fn temp_segment(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join(name);
+    (dir, path)
+}
+
+/// (version, generation) as the segment file holds them, at their offsets 12 and 14.
+pub fn header_of(path: &Path) -> (u16, u16) {
+    let b = std::fs::read(path).expect("read the segment");
+    (
+        u16::from_ne_bytes([b[12], b[13]]),
+        u16::from_ne_bytes([b[14], b[15]]),
+    )
+}
+
 /// Reader options that read the segment alone (no VMClock check): what a test of the
 /// segment wants, since a test machine has no VMClock device.
 pub fn segment_only() -> clockbound_shm::ReaderOptions {
@@ -103,7 +120,6 @@ pub use self::v3::*;
 
 #[cfg(target_arch = "x86_64")]
 mod v3 {
-    use std::path::PathBuf;
     use std::sync::Arc;
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -221,22 +237,6 @@ mod v3 {
             .period_err_frac(V3_PERIOD_ERR_FRAC)
             .period_err_shift(V3_PERIOD_ERR_SHIFT)
             .max_drift_ppb(V3_DRIFT_PPB)
-    }
-
-    /// A temporary directory and the path of a `shm1` inside it.
-    pub fn v3_temp_segment() -> (tempfile::TempDir, PathBuf) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("shm1");
-        (dir, path)
-    }
-
-    /// (version, generation) as the file holds them, at their offsets 12 and 14.
-    pub fn v3_header_of(path: &std::path::Path) -> (u16, u16) {
-        let b = std::fs::read(path).expect("read the segment");
-        (
-            u16::from_ne_bytes([b[12], b[13]]),
-            u16::from_ne_bytes([b[14], b[15]]),
-        )
     }
 
     /// A 3.x daemon stand-in: republishes a layout 3 snapshot every `period` until dropped.
