@@ -7,7 +7,7 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use clockbound_shm::{
     ClockErrorBound, ClockStatus, FREE_RUNNING_GRACE_2_0_3, NotInitialized, ShmError, ShmReader,
