@@ -24,6 +24,7 @@ fn threads_on_one_context(layout: Layout) {
     );
     let updates = daemon.stop();
     let text = stdout(&output);
+    eprintln!("{layout:?}: {} ({updates} updates)", text.trim());
     assert!(text.contains("threads=8"), "{text}");
     assert!(text.contains("anomalies=0"), "{text}");
     assert!(updates > 10, "the writer published {updates} updates only");

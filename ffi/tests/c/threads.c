@@ -28,6 +28,8 @@ static clockbound_ctx *ctx;
 static pthread_barrier_t start;
 /* The greatest `earliest` of any window returned so far, in ns since the epoch. */
 static _Atomic int64_t max_earliest = INT64_MIN;
+/* CLOCK_MONOTONIC seconds after which a worker gives up waiting for the close. */
+static time_t deadline;
 
 struct worker {
 	pthread_t thread;
@@ -60,6 +62,15 @@ static void *run(void *arg)
 			return NULL;
 		}
 		w->calls++;
+		if ((w->calls & 4095) == 0) {
+			struct timespec mono;
+			clock_gettime(CLOCK_MONOTONIC, &mono);
+			if (mono.tv_sec > deadline) {
+				fprintf(stderr, "the context was never closed\n");
+				w->anomalies++;
+				return NULL;
+			}
+		}
 		int64_t earliest = ns(res.earliest), latest = ns(res.latest);
 		if (earliest > latest || latest - earliest >= NS_PER_SEC ||
 		    res.clock_status != CLOCKBOUND_STA_SYNCHRONIZED || latest < before) {
@@ -93,6 +104,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "open: kind %d: %s\n", err.kind, err.detail);
 		return 1;
 	}
+
+	struct timespec mono;
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	deadline = mono.tv_sec + run_ms / 1000 + 10;
 
 	static struct worker workers[MAX_THREADS];
 	pthread_barrier_init(&start, NULL, (unsigned)n + 1);

@@ -53,9 +53,23 @@ pub fn counter_hz() -> Option<u64> {
 }
 
 /// A layout 3 snapshot taken now, stamped with the counter.
+///
+/// The counter and `CLOCK_REALTIME` are read so that they stand for the same instant to
+/// within a few microseconds: a writer preempted between the two reads (likely while the
+/// tests keep every core busy) would otherwise publish a time milliseconds off its
+/// counter value, and readers would rightly report windows that contradict each other.
 pub fn v3_snapshot(hz: u64, status: ClockStatus) -> ClockErrorBoundV3 {
-    let as_of_tsc = clockbound_shm::cpu_counter().unwrap_or(0);
-    let as_of = Timespec::realtime_now();
+    let (as_of_tsc, as_of) = loop {
+        let before = Timespec::realtime_now();
+        let counter = clockbound_shm::cpu_counter().unwrap_or(0);
+        let after = Timespec::realtime_now();
+        if after
+            .duration_since(before)
+            .is_some_and(|gap| gap < Duration::from_micros(5))
+        {
+            break (counter, before);
+        }
+    };
     ClockErrorBoundV3::builder()
         .as_of_tsc(as_of_tsc)
         .as_of(as_of)
@@ -158,21 +172,29 @@ pub fn crate_dir() -> &'static Path {
 
 /// The directory with `libclockbound.so` and `libclockbound.a`.
 ///
-/// Cargo builds the library, all its crate types, before this test (the test depends on
-/// it), into the profile directory above the test executable's `deps/`. Should they be
-/// missing there anyway, they are built with the cargo that built this test.
+/// This test depends on the library, so cargo builds it, every crate type, before the
+/// test runs: under `cargo test` into the `deps/` directory the test executable is in
+/// (`cargo build` puts copies one level up, which a later `cargo test` does not refresh,
+/// so `deps/` comes first). Should neither hold both files, they are built with the cargo
+/// that built this test.
 pub fn lib_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
+        let deps = exe
             .parent()
-            .and_then(Path::parent)
+            .expect("the test executable is in <target>/<profile>/deps")
+            .to_path_buf();
+        let profile_dir = deps
+            .parent()
             .expect("the test executable is in <target>/<profile>/deps")
             .to_path_buf();
         let present = |dir: &Path| {
             dir.join("libclockbound.so").is_file() && dir.join("libclockbound.a").is_file()
         };
+        if present(&deps) {
+            return deps;
+        }
         if present(&profile_dir) {
             return profile_dir;
         }
@@ -259,8 +281,11 @@ pub fn compile(sources: &[&Path], out: &Path, std: &str, link: Link) {
 
 /// Runs `program` with `args`; panics with its output unless it exits 0.
 pub fn run(program: &Path, args: &[&std::ffi::OsStr]) -> Output {
+    // The rpath alone is not enough: `cargo test` sets `LD_LIBRARY_PATH`, which the
+    // loader searches first, to directories that may hold an older copy of the library.
     let output = Command::new(program)
         .args(args)
+        .env("LD_LIBRARY_PATH", lib_dir())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
     assert!(
