@@ -278,4 +278,3 @@ impl clockbound_ctx {
         Ok(clock.wait_until_after(t, timeout)?)
     }
 }
-

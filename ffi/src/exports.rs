@@ -383,3 +383,176 @@ pub unsafe extern "C" fn clockbound_wait_until_after(
     // SAFETY: the caller's `err`, under this function's contract.
     unsafe { finish(err, outcome) }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CString;
+    use std::sync::Barrier;
+
+    use clockbound_shm::{ClockErrorBound, ClockStatus, ShmWriter};
+
+    use super::*;
+    use crate::types::clockbound_clock_status;
+
+    /// A layout 2 segment, Synchronized, in a temporary directory (kept with it).
+    fn segment() -> (tempfile::TempDir, CString) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shm0");
+        let as_of = Timespec::monotonic_coarse_now();
+        ShmWriter::new(&path).unwrap().write(&ClockErrorBound::new(
+            as_of,
+            as_of.saturating_add(Duration::from_secs(1000)),
+            10_000,
+            0,
+            1_000,
+            ClockStatus::Synchronized,
+            false,
+        ));
+        let path = CString::new(path.to_str().unwrap()).unwrap();
+        (dir, path)
+    }
+
+    fn open(path: &CString) -> *mut clockbound_ctx {
+        let vmclock = CString::new("/dev/vmclock0").unwrap();
+        let mut err = clockbound_err::NONE;
+        // SAFETY: valid strings and a valid `err`.
+        let ctx = unsafe { clockbound_open_with(path.as_ptr(), vmclock.as_ptr(), &mut err) };
+        assert!(!ctx.is_null(), "{err:?}");
+        ctx
+    }
+
+    fn kind(e: *mut clockbound_err) -> clockbound_err_kind {
+        assert!(!e.is_null(), "expected an error");
+        // SAFETY: the library returned it: the caller's `err` or this thread's own.
+        unsafe { (*e).kind }
+    }
+
+    #[test]
+    fn a_panic_becomes_an_internal_error() {
+        let result: Result<(), FfiError> = guarded(|| panic!("boom"));
+        match result {
+            Err(FfiError::Internal(message)) => assert_eq!(message, "boom"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failure_without_err_is_reported_in_the_thread_error() {
+        let res = ptr::null_mut();
+        // SAFETY: NULL pointers are allowed and checked.
+        let e = unsafe { clockbound_now(ptr::null_mut(), res, ptr::null_mut()) };
+        assert_eq!(
+            kind(e),
+            clockbound_err_kind::CLOCKBOUND_ERR_INVALID_ARGUMENT
+        );
+        // SAFETY: as above.
+        let again = unsafe { clockbound_close(ptr::null_mut(), ptr::null_mut()) };
+        assert_eq!(e, again, "one error per thread");
+    }
+
+    #[test]
+    fn a_pointer_to_something_else_is_not_a_context() {
+        // Aligned, readable, but no context's tag.
+        let fake = [0u64; 4];
+        let ctx = fake.as_ptr().cast::<clockbound_ctx>().cast_mut();
+        let mut err = clockbound_err::NONE;
+        let mut res = std::mem::MaybeUninit::<clockbound_now_result>::uninit();
+        // SAFETY: `ctx` is readable for a context's size, which is all the check reads.
+        let e = unsafe { clockbound_now(ctx, res.as_mut_ptr(), &mut err) };
+        assert_eq!(
+            kind(e),
+            clockbound_err_kind::CLOCKBOUND_ERR_INVALID_ARGUMENT
+        );
+        assert!(err.detail_str().contains("not a ClockBound context"));
+        // Misaligned: refused before anything is read.
+        let misaligned = fake.as_ptr().cast::<u8>().wrapping_add(1);
+        // SAFETY: never dereferenced (misaligned).
+        let e =
+            unsafe { clockbound_close(misaligned.cast::<clockbound_ctx>().cast_mut(), &mut err) };
+        assert_eq!(
+            kind(e),
+            clockbound_err_kind::CLOCKBOUND_ERR_INVALID_ARGUMENT
+        );
+    }
+
+    #[test]
+    fn concurrent_closes_exactly_one_succeeds() {
+        let (_dir, path) = segment();
+        let ctx = open(&path) as usize;
+        let barrier = Barrier::new(4);
+        let successes: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut err = clockbound_err::NONE;
+                        barrier.wait();
+                        // SAFETY: an open context, a valid `err`.
+                        let e = unsafe { clockbound_close(ctx as *mut clockbound_ctx, &mut err) };
+                        if e.is_null() {
+                            1
+                        } else {
+                            assert_eq!(
+                                err.kind,
+                                clockbound_err_kind::CLOCKBOUND_ERR_CONTEXT_CLOSED
+                            );
+                            0
+                        }
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(successes, 1);
+    }
+
+    #[test]
+    fn a_wait_in_progress_outlives_a_close() {
+        let (_dir, path) = segment();
+        let ctx = open(&path);
+        let mut res = std::mem::MaybeUninit::<clockbound_now_result>::uninit();
+        let mut err = clockbound_err::NONE;
+        // SAFETY: an open context and valid pointers.
+        assert!(unsafe { clockbound_now(ctx, res.as_mut_ptr(), &mut err) }.is_null());
+        // SAFETY: written by the successful call.
+        let now = unsafe { res.assume_init() };
+        assert_eq!(
+            now.clock_status,
+            clockbound_clock_status::CLOCKBOUND_STA_SYNCHRONIZED
+        );
+        // 30 ms past the window: the wait sleeps, and the context is closed meanwhile.
+        let t = libc::timespec {
+            tv_sec: now.latest.tv_sec,
+            tv_nsec: now.latest.tv_nsec,
+        };
+        let t = timespec_from_c(&t)
+            .unwrap()
+            .saturating_add(Duration::from_millis(30));
+        let t = libc::timespec {
+            tv_sec: t.sec(),
+            tv_nsec: t.nsec(),
+        };
+        let ctx_addr = ctx as usize;
+        let waiter = std::thread::spawn(move || {
+            let mut err = clockbound_err::NONE;
+            // SAFETY: a context (open, then closed meanwhile) and valid pointers.
+            let e = unsafe {
+                clockbound_wait_until_after(
+                    ctx_addr as *mut clockbound_ctx,
+                    &t,
+                    5_000_000_000,
+                    ptr::null_mut(),
+                    &mut err,
+                )
+            };
+            (e.is_null(), err)
+        });
+        std::thread::sleep(Duration::from_millis(5));
+        // SAFETY: an open context.
+        assert!(unsafe { clockbound_close(ctx, &mut err) }.is_null());
+        let (ok, wait_err) = waiter.join().unwrap();
+        assert!(ok, "{wait_err:?}");
+        // SAFETY: a closed context: an error, not a use after free.
+        let e = unsafe { clockbound_now(ctx, res.as_mut_ptr(), &mut err) };
+        assert_eq!(kind(e), clockbound_err_kind::CLOCKBOUND_ERR_CONTEXT_CLOSED);
+    }
+}

@@ -171,6 +171,8 @@ fn c_timespec(t: Timespec) -> libc::timespec {
 /// A C `struct timespec` from the caller as an instant: `None` unless `tv_nsec` is in
 /// `0..1_000_000_000`.
 #[must_use]
+// `time_t` and `c_long` are `i64` on 64-bit targets only.
+#[allow(clippy::useless_conversion)]
 pub fn timespec_from_c(t: &libc::timespec) -> Option<Timespec> {
     let nsec = i64::from(t.tv_nsec);
     (0..1_000_000_000)

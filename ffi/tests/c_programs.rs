@@ -55,7 +55,11 @@ fn error_paths() {
         Layout::V2,
         ClockStatus::Synchronized,
     );
-    write_segment(&dir.path().join("unknown"), Layout::V2, ClockStatus::Unknown);
+    write_segment(
+        &dir.path().join("unknown"),
+        Layout::V2,
+        ClockStatus::Unknown,
+    );
     fs::write(dir.path().join("malformed"), [0xAB_u8; 80]).unwrap();
     let output = run(&program, &[dir.path().as_os_str()]);
     assert!(stdout(&output).contains("all checks passed"));
@@ -71,7 +75,12 @@ fn released_header_usage() {
     }
     for std in ["c99", "c11"] {
         let program = dir.path().join(format!("released_usage_{std}"));
-        compile(&[Path::new("released_usage.c")], &program, std, Link::Shared);
+        compile(
+            &[Path::new("released_usage.c")],
+            &program,
+            std,
+            Link::Shared,
+        );
         for layout in &layouts {
             let segment = dir.path().join(format!("{layout:?}"));
             write_segment(&segment, *layout, ClockStatus::Synchronized);
@@ -93,7 +102,12 @@ fn released_header_usage() {
 fn cpp_includes_the_header() {
     let dir = tempfile::tempdir().unwrap();
     let program = dir.path().join("cpp_guard");
-    compile(&[Path::new("cpp_guard.cpp")], &program, "c++11", Link::Shared);
+    compile(
+        &[Path::new("cpp_guard.cpp")],
+        &program,
+        "c++11",
+        Link::Shared,
+    );
     let missing = dir.path().join("missing");
     let output = run(&program, &[missing.as_os_str()]);
     assert!(stdout(&output).contains("c++: ok"));
@@ -127,5 +141,8 @@ fn bench_runs_briefly() {
     write_segment(&segment, Layout::V2, ClockStatus::Synchronized);
     let output = run(&program, &[segment.as_os_str(), OsStr::new("2000")]);
     let text = stdout(&output);
-    assert!(text.contains("1 thread:") && text.contains("2 threads:"), "{text}");
+    assert!(
+        text.contains("1 thread:") && text.contains("2 threads:"),
+        "{text}"
+    );
 }

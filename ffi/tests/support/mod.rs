@@ -250,7 +250,14 @@ pub fn compile(sources: &[&Path], out: &Path, std: &str, link: Link) {
     let lib = lib_dir();
     let mut cmd = Command::new(&compiler);
     cmd.arg(format!("-std={std}"))
-        .args(["-Wall", "-Wextra", "-Werror", "-pedantic", "-O1", "-pthread"])
+        .args([
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-O1",
+            "-pthread",
+        ])
         .arg("-I")
         .arg(crate_dir().join("include"));
     for s in sources {
@@ -265,8 +272,15 @@ pub fn compile(sources: &[&Path], out: &Path, std: &str, link: Link) {
                 .arg(format!("-Wl,-rpath,{}", lib.display()));
         }
         Link::Static => {
-            cmd.arg(lib.join("libclockbound.a"))
-                .args(["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"]);
+            cmd.arg(lib.join("libclockbound.a")).args([
+                "-lgcc_s",
+                "-lutil",
+                "-lrt",
+                "-lpthread",
+                "-lm",
+                "-ldl",
+                "-lc",
+            ]);
         }
     }
     let output = cmd
