@@ -128,7 +128,12 @@ typedef struct clockbound_err {
 } clockbound_err;
 
 /* The `errno` field of `*e`, usable where <errno.h> hides the field name. */
+#if defined(__cplusplus) || (defined(__STDC_VERSION__) && __STDC_VERSION__ >= 199901L)
 static inline int clockbound_err_errno(const clockbound_err *e)
+#else
+/* C89/C90 has no `inline`; GCC and Clang accept `__inline__` in every mode. */
+static __inline__ int clockbound_err_errno(const clockbound_err *e)
+#endif
 {
 	return e->errno;
 }

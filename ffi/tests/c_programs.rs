@@ -65,7 +65,7 @@ fn error_paths() {
     assert!(stdout(&output).contains("all checks passed"));
 }
 
-/// A program in the released header's style, as C99 and C11, against each layout.
+/// A program in the released header's style, as GNU C89, C99 and C11, against each layout.
 #[test]
 fn released_header_usage() {
     let dir = tempfile::tempdir().unwrap();
@@ -73,7 +73,7 @@ fn released_header_usage() {
     if counter_hz().is_some() {
         layouts.push(Layout::V3);
     }
-    for std in ["c99", "c11"] {
+    for std in ["gnu89", "c99", "c11"] {
         let program = dir.path().join(format!("released_usage_{std}"));
         compile(
             &[Path::new("released_usage.c")],
