@@ -76,17 +76,6 @@ impl FfiError {
             ),
         }
     }
-
-    /// The kind of the C error.
-    #[must_use]
-    pub fn kind(&self) -> clockbound_err_kind {
-        match self {
-            FfiError::Shm(e) => shm_kind(e),
-            FfiError::InvalidArgument(_) => clockbound_err_kind::CLOCKBOUND_ERR_INVALID_ARGUMENT,
-            FfiError::Closed => clockbound_err_kind::CLOCKBOUND_ERR_CONTEXT_CLOSED,
-            FfiError::Internal(_) => clockbound_err_kind::CLOCKBOUND_ERR_INTERNAL,
-        }
-    }
 }
 
 /// The released library's kind for each reader error where it has one (so programs
