@@ -216,7 +216,7 @@ impl Clock {
         sliced_wait(py, timeout, |slice| self.inner.wait_until_after(t, slice)).map(Into::into)
     }
 
-    /// The segment file this clock reads.
+    /// The segment file this clock reads (a ``pathlib.Path``).
     #[getter]
     fn path(&self) -> PathBuf {
         self.inner.path().to_path_buf()

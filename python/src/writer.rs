@@ -196,7 +196,7 @@ impl SegmentWriter {
         })
     }
 
-    /// The segment file.
+    /// The segment file (a ``pathlib.Path``).
     #[getter]
     fn path(&self) -> PathBuf {
         self.path.clone()
