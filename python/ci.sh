@@ -50,5 +50,11 @@ for extra in ${EXTRA_PYTHONS:-}; do
     test_with "$extra" "$here/.venv-$(basename "$extra")"
 done
 
+step "type stubs match the compiled module (mypy stubtest), package type-checks (mypy --strict)"
+"$here/.venv/bin/python" -m pip install --quiet "mypy>=1.10"
+# From another directory, so that the installed package is the one checked.
+(cd / && "$here/.venv/bin/python" -m mypy.stubtest clockbound_shm)
+"$here/.venv/bin/python" -m mypy --strict --no-incremental clockbound_shm bench.py
+
 step "benchmark line (one short run)"
 "$here/.venv/bin/python" bench.py

@@ -4,20 +4,31 @@ from __future__ import annotations
 import datetime
 import os
 import pathlib
-from typing import Dict, Optional, Union
+from typing import Dict, Optional, Union, final
 
 from ._types import ClockStatus
 
-Instant = Union[int, datetime.datetime]
-Seconds = Union[int, float, datetime.timedelta]
-StrPath = Union[str, os.PathLike[str]]
+_Instant = Union[int, datetime.datetime]
+_Seconds = Union[int, float, datetime.timedelta]
+_StrPath = Union[str, os.PathLike[str]]
+
+__all__ = [
+    "CLOCKBOUND_SHM0_PATH",
+    "CLOCKBOUND_SHM1_PATH",
+    "VMCLOCK_PATH",
+    "Clock",
+    "SegmentWriter",
+    "TimeWindow",
+    "counter_hz",
+]
 
 CLOCKBOUND_SHM0_PATH: str
 CLOCKBOUND_SHM1_PATH: str
 VMCLOCK_PATH: str
 
+@final
 class TimeWindow:
-    def __init__(self, earliest_ns: int, latest_ns: int, status: int) -> None: ...
+    def __new__(cls, earliest_ns: int, latest_ns: int, status: int) -> TimeWindow: ...
     @property
     def earliest_ns(self) -> int: ...
     @property
@@ -36,43 +47,44 @@ class TimeWindow:
     def midpoint_ns(self) -> int: ...
     @property
     def midpoint(self) -> datetime.datetime: ...
-    def after(self, t: Instant) -> bool: ...
-    def before(self, t: Instant) -> bool: ...
-    def __contains__(self, t: Instant) -> bool: ...
-    def __eq__(self, other: object) -> bool: ...
+    def after(self, t: _Instant) -> bool: ...
+    def before(self, t: _Instant) -> bool: ...
+    def __contains__(self, t: _Instant, /) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
+@final
 class Clock:
-    def __init__(
-        self,
-        path: Optional[StrPath] = None,
+    def __new__(
+        cls,
+        path: Optional[_StrPath] = None,
         *,
         strategy: str = "thread_local",
         disruption_check: bool = True,
-        vmclock_path: Optional[StrPath] = None,
+        vmclock_path: Optional[_StrPath] = None,
         require_trusted: bool = False,
-        recheck_interval: Optional[Seconds] = None,
-        free_running_grace: Optional[Seconds] = None,
+        recheck_interval: Optional[_Seconds] = None,
+        free_running_grace: Optional[_Seconds] = None,
         sigbus_guard: bool = True,
-    ) -> None: ...
+    ) -> Clock: ...
     @classmethod
     def wait_for_sync(
         cls,
-        timeout: Seconds,
-        path: Optional[StrPath] = None,
+        timeout: _Seconds,
+        path: Optional[_StrPath] = None,
         *,
         strategy: str = "thread_local",
         disruption_check: bool = True,
-        vmclock_path: Optional[StrPath] = None,
+        vmclock_path: Optional[_StrPath] = None,
         require_trusted: bool = False,
-        recheck_interval: Optional[Seconds] = None,
-        free_running_grace: Optional[Seconds] = None,
+        recheck_interval: Optional[_Seconds] = None,
+        free_running_grace: Optional[_Seconds] = None,
         sigbus_guard: bool = True,
     ) -> Clock: ...
     def now(self) -> TimeWindow: ...
-    def after(self, t: Instant) -> bool: ...
-    def before(self, t: Instant) -> bool: ...
-    def wait_until_after(self, t: Instant, timeout: Seconds) -> TimeWindow: ...
+    def after(self, t: _Instant) -> bool: ...
+    def before(self, t: _Instant) -> bool: ...
+    def wait_until_after(self, t: _Instant, timeout: _Seconds) -> TimeWindow: ...
     def stats(self) -> Dict[str, int]: ...
     @property
     def path(self) -> pathlib.Path: ...
@@ -81,15 +93,16 @@ class Clock:
     @property
     def strategy(self) -> str: ...
 
+@final
 class SegmentWriter:
-    def __init__(self, path: StrPath, layout: int = 2) -> None: ...
+    def __new__(cls, path: _StrPath, layout: int = 2) -> SegmentWriter: ...
     def write(
         self,
         status: int = 1,
         *,
         bound_ns: int = 10_000,
         max_drift_ppb: int = 1_000,
-        age: Optional[Seconds] = None,
+        age: Optional[_Seconds] = None,
         void_after: float = 1000.0,
         disruption_marker: int = 0,
         disruption_support: bool = False,
