@@ -31,7 +31,6 @@ test_with() {
     if [ ! -x "$venv/bin/python" ]; then
         "$interpreter" -m venv "$venv"
     fi
-    "$venv/bin/python" -m pip install --quiet --upgrade pip
     "$venv/bin/python" -m pip install --quiet "pytest>=7"
 
     step "pip install ./python (maturin build, release)"

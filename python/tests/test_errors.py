@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import struct
-import sys
 from pathlib import Path
 
 import pytest
@@ -139,12 +138,3 @@ def test_vmclock_missing(tmp_path: Path) -> None:
     # Without the check the same segment opens.
     assert cb.Clock(path, disruption_check=False).now().status is cb.ClockStatus.SYNCHRONIZED
 
-
-def test_errors_pickle_free_of_native_state(tmp_path: Path) -> None:
-    # Plain Python exceptions: they can be caught, re-raised and formatted anywhere.
-    with pytest.raises(cb.ClockBoundError) as info:
-        open_clock(tmp_path / "missing")
-    assert "cannot open ClockBound segment" in "".join(
-        __import__("traceback").format_exception_only(type(info.value), info.value)
-    )
-    assert sys.getrefcount(info.value) > 0
