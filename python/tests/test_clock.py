@@ -194,3 +194,25 @@ def test_stats(writer: SegmentWriter, segment_path: Path) -> None:
     stats = clock.stats()
     assert set(stats) >= {"full_reads", "cache_answers", "reopens"}
     assert stats["full_reads"] + stats["cache_answers"] >= 10
+
+
+def test_survives_truncation_by_a_restarting_daemon(
+    writer: SegmentWriter, segment_path: Path
+) -> None:
+    # A restarting ClockBound daemon recreates the file (size 0, then rewritten) while
+    # readers have it mapped; touching the mapping then raises SIGBUS, which the crate's
+    # guard turns into "answer from the last snapshot" (pytest's faulthandler, installed
+    # earlier, stays in the chain for every other SIGBUS).
+    clock = open_clock(segment_path, recheck_interval=0.001)
+    assert clock.now().status is cb.ClockStatus.SYNCHRONIZED
+    segment_path.write_bytes(b"")  # O_TRUNC: the mapping now lies past the end of the file
+    for _ in range(5):
+        time.sleep(0.002)
+        assert clock.now().status is cb.ClockStatus.SYNCHRONIZED
+    SegmentWriter(segment_path, layout=clock.layout).write(cb.ClockStatus.FREE_RUNNING)
+    deadline = time.monotonic() + 2
+    while clock.now().status is not cb.ClockStatus.FREE_RUNNING:
+        assert time.monotonic() < deadline, clock.stats()
+        time.sleep(0.002)
+    stats = clock.stats()
+    assert stats["reopens"] >= 1 and stats["truncations_survived"] >= 1, stats
