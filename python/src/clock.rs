@@ -174,7 +174,7 @@ impl Clock {
     }
 
     /// The window that contains true time now (a ``TimeWindow``). Lock-free; the GIL is
-    /// kept (the call takes tens of nanoseconds).
+    /// kept (releasing and re-taking it would cost more than the call).
     ///
     /// Raises ``CausalityBreachError`` when the snapshot is from another clock,
     /// ``ClockNotTrustedError`` with ``require_trusted=True`` and an untrusted status, or
