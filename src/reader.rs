@@ -20,6 +20,9 @@ use crate::timespec::Timespec;
 use crate::vmclock::{MarkerWatch, VmClockSource};
 use crate::wait;
 
+#[cfg(feature = "tokio")]
+mod async_wait;
+
 /// The default path of the ClockBound daemon's layout 2 segment (`shm0`: ClockBound 2.x,
 /// and 3.x for older clients).
 pub const CLOCKBOUND_SHM_DEFAULT_PATH: &str = "/var/run/clockbound/shm0";

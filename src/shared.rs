@@ -33,6 +33,9 @@ use crate::timespec::Timespec;
 use crate::vmclock::VmClockSource;
 use crate::wait;
 
+#[cfg(feature = "tokio")]
+mod async_wait;
+
 /// How a [`SharedClockBound`] keeps snapshots for its threads. Both give the same answers,
 /// freshness and errors; they differ in cost and memory
 /// ([`docs::strategies`](crate::docs::strategies)).

@@ -1,0 +1,113 @@
+//! The async waits of [`SegmentReader`] (feature `tokio`): the same decisions as the
+//! blocking ones (`crate::wait`), with the pauses taken on the runtime's timer.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::SegmentReader;
+use crate::bound::TimeWindow;
+use crate::error::ShmError;
+use crate::layout::Layout;
+use crate::options::ReaderOptions;
+use crate::timespec::Timespec;
+use crate::wait;
+
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+impl<L: Layout> SegmentReader<L> {
+    /// Commit-wait as a future; the async form of
+    /// [`wait_until_after`](Self::wait_until_after), paced as
+    /// [`SharedClockBound::wait_until_after_async`](crate::SharedClockBound::wait_until_after_async)
+    /// (the runtime's timer, then `yield_now` for the last 2 ms). The reader is borrowed
+    /// for the whole wait; share a [`SharedClockBound`](crate::SharedClockBound) instead
+    /// when other tasks need the clock meanwhile.
+    ///
+    /// ```
+    /// use clockbound_shm::{ClockErrorBound, ClockStatus, ShmReader, ShmWriter, Timespec};
+    /// use std::time::Duration;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("shm0");
+    /// let as_of = Timespec::monotonic_coarse_now();
+    /// ShmWriter::new(&path)?.write(&ClockErrorBound::new(
+    ///     as_of, as_of.saturating_add(Duration::from_secs(1000)), 1_000_000, 0, 1_000,
+    ///     ClockStatus::Synchronized, false,
+    /// ));
+    /// let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+    /// let mut reader = ShmReader::open(&path)?;
+    /// let commit_ts = reader.now()?.latest;
+    /// let w = runtime.block_on(reader.wait_until_after_async(commit_ts, Duration::from_secs(1)))?;
+    /// assert!(w.earliest > commit_ts);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`wait_until_after`](Self::wait_until_after).
+    ///
+    /// # Panics
+    /// When polled outside a tokio runtime, or in one built without timers
+    /// (`enable_time`), as [`tokio::time::sleep`] does.
+    pub async fn wait_until_after_async(
+        &mut self,
+        t: Timespec,
+        timeout: Duration,
+    ) -> Result<TimeWindow, ShmError> {
+        wait::until_after_async(t, timeout, || self.now()).await
+    }
+
+    /// Waits for the segment at `path` to appear, become valid and report Synchronized,
+    /// sleeping on the tokio runtime's timer between looks; the async form of
+    /// [`wait_for_sync`](Self::wait_for_sync).
+    ///
+    /// ```no_run
+    /// use clockbound_shm::{ShmReader, CLOCKBOUND_SHM_DEFAULT_PATH};
+    /// use std::time::Duration;
+    ///
+    /// # async fn start() -> Result<(), clockbound_shm::ShmError> {
+    /// let mut reader =
+    ///     ShmReader::wait_for_sync_async(CLOCKBOUND_SHM_DEFAULT_PATH, Duration::from_secs(30))
+    ///         .await?;
+    /// println!("{:?}", reader.now()?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`wait_for_sync`](Self::wait_for_sync).
+    ///
+    /// # Panics
+    /// As [`wait_until_after_async`](Self::wait_until_after_async).
+    pub async fn wait_for_sync_async(
+        path: impl AsRef<Path>,
+        timeout: Duration,
+    ) -> Result<SegmentReader<L>, ShmError> {
+        SegmentReader::wait_for_sync_with_async(path, &ReaderOptions::default(), timeout).await
+    }
+
+    /// [`wait_for_sync_async`](Self::wait_for_sync_async) with `options`. The reader
+    /// returned keeps `options`' [`require_trusted`](ReaderOptions::require_trusted) (the
+    /// wait itself looks at untrusted windows' status).
+    ///
+    /// # Errors
+    /// As [`wait_for_sync`](Self::wait_for_sync).
+    ///
+    /// # Panics
+    /// As [`wait_until_after_async`](Self::wait_until_after_async).
+    pub async fn wait_for_sync_with_async(
+        path: impl AsRef<Path>,
+        options: &ReaderOptions,
+        timeout: Duration,
+    ) -> Result<SegmentReader<L>, ShmError> {
+        let path = path.as_ref();
+        let probing = options.clone().require_trusted(false);
+        let mut reader = wait::for_sync_async(
+            timeout,
+            || SegmentReader::open_with(path, &probing),
+            |reader: &mut SegmentReader<L>| Ok(reader.now()?.clock_status),
+        )
+        .await?;
+        reader.require_trusted = options.require_trusted;
+        Ok(reader)
+    }
+}
