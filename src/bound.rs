@@ -44,6 +44,10 @@ pub const CAUSALITY_BLUR: Duration = Duration::from_micros(1);
 
 /// Where true time is: somewhere in `[earliest, latest]` on the `CLOCK_REALTIME` scale, with
 /// the status that says whether to believe it.
+///
+/// With feature `serde` it is `{"earliest": Timespec, "latest": Timespec, "clock_status":
+/// ClockStatus}` (see [`Timespec`] and [`ClockStatus`] for theirs); deserialising refuses a
+/// window whose `earliest` is after its `latest`, which no reader returns.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TimeWindow {
     /// True time is at or after this instant.
@@ -107,6 +111,12 @@ impl TimeWindow {
 /// format), but it is never *read* from shared memory as a Rust value: the reader copies
 /// words, validates every field, and only then builds one, so a `ClockErrorBound` always
 /// holds a valid [`ClockStatus`] and `bool`.
+///
+/// With feature `serde` it is `{"layout": 2, "as_of": Timespec, "void_after": Timespec,
+/// "bound_nsec": i64, "disruption_marker": u64, "max_drift_ppb": u32, "clock_status":
+/// ClockStatus, "clock_disruption_support_enabled": bool}` (no padding). Deserialising
+/// checks the fields as reading a segment does (nanoseconds in range, a bound of 0 or more,
+/// a drift below 1e9 ppb), so a snapshot from JSON is one a reader could have returned.
 ///
 /// ```
 /// use clockbound_shm::{ClockErrorBound, ClockStatus, Timespec};
