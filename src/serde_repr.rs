@@ -112,7 +112,9 @@ impl serde::de::Visitor<'_> for StatusVisitor {
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl Serialize for LayoutVersion {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_u8(self.number())
+        // Read back as a `u64` (so that any number gets a message naming it): written as
+        // one too, for formats that encode each integer width differently.
+        serializer.serialize_u64(self.number().into())
     }
 }
 

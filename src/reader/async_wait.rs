@@ -89,6 +89,25 @@ impl<L: Layout> SegmentReader<L> {
     /// returned keeps `options`' [`require_trusted`](ReaderOptions::require_trusted) (the
     /// wait itself looks at untrusted windows' status).
     ///
+    /// ```no_run
+    /// use clockbound_shm::{DisruptionCheck, ReaderOptions, ShmReaderV3, CLOCKBOUND_SHM1_DEFAULT_PATH};
+    /// use std::time::Duration;
+    ///
+    /// # async fn start() -> Result<(), clockbound_shm::ShmError> {
+    /// let options = ReaderOptions::new()
+    ///     .disruption_check(DisruptionCheck::Off)
+    ///     .require_trusted(true);
+    /// let mut reader = ShmReaderV3::wait_for_sync_with_async(
+    ///     CLOCKBOUND_SHM1_DEFAULT_PATH,
+    ///     &options,
+    ///     Duration::from_secs(30),
+    /// )
+    /// .await?;
+    /// let window = reader.now()?; // an error, not a window, once the clock is not trusted
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     /// As [`wait_for_sync`](Self::wait_for_sync).
     ///
