@@ -70,16 +70,25 @@ fn thread_cpu() -> Duration {
 }
 
 /// Checks a commit-wait's answer for `t` with a snapshot bound of `bound_nsec`: a window
-/// past `t`, returned no later than one bound after the first moment it could be.
-fn check_commit_wait(what: &str, t: Timespec, bound_nsec: i64, w: clockbound_shm::TimeWindow) {
+/// past `t`, returned soon after the first moment it could be. Returns how long after
+/// that moment, in nanoseconds.
+fn check_commit_wait(
+    what: &str,
+    t: Timespec,
+    bound_nsec: i64,
+    w: clockbound_shm::TimeWindow,
+) -> i128 {
     let real_at_return = realtime();
     assert!(w.earliest > t, "{what}: {w:?} does not prove {t} passed");
     // The right moment is real = t + bound (the drift adds nanoseconds here).
     let lateness = real_at_return.as_nanos() - (t.as_nanos() + i128::from(bound_nsec));
+    // Generous: the machine running the tests may be busy. The precision is checked on
+    // the best of several waits.
     assert!(
-        lateness <= i128::from(bound_nsec),
-        "{what}: returned {lateness} ns after the right moment (bound {bound_nsec} ns)"
+        lateness <= 50_000_000,
+        "{what}: returned {lateness} ns after the right moment"
     );
+    lateness
 }
 
 #[test]
@@ -87,6 +96,7 @@ fn commit_wait_returns_a_window_past_t() {
     on_each_runtime(|| async {
         let bound = 5_000_000; // 5 ms: the wait crosses the timer's sleep and yield phases
         let (_dir, path) = segment(bound, ClockStatus::Synchronized);
+        let mut best = i128::MAX;
         for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
             let clock = SharedClockBound::with_strategy(&path, strategy).unwrap();
             for _ in 0..3 {
@@ -95,7 +105,7 @@ fn commit_wait_returns_a_window_past_t() {
                     .wait_until_after_async(t, Duration::from_secs(2))
                     .await
                     .unwrap();
-                check_commit_wait(&format!("{strategy:?}"), t, bound, w);
+                best = best.min(check_commit_wait(&format!("{strategy:?}"), t, bound, w));
             }
         }
         let mut reader = ShmReader::open(&path).unwrap();
@@ -104,7 +114,13 @@ fn commit_wait_returns_a_window_past_t() {
             .wait_until_after_async(t, Duration::from_secs(2))
             .await
             .unwrap();
-        check_commit_wait("ShmReader", t, bound, w);
+        best = best.min(check_commit_wait("ShmReader", t, bound, w));
+        // The timer's millisecond is yielded through, not overslept: the best wait returns
+        // well within one.
+        assert!(
+            best <= 500_000,
+            "the best of 7 waits returned {best} ns after the right moment"
+        );
     });
 }
 
@@ -344,17 +360,32 @@ fn wait_for_sync_fails_at_once_on_what_waiting_cannot_fix() {
     });
 }
 
-/// Counts the ticks of a task that sleeps 1 ms at a time while `wait` runs on the same
-/// current-thread runtime; also returns the runtime thread's CPU time over the wait and the
-/// wall time the wait took.
-fn ticks_during<Fut: Future<Output = ()>>(wait: impl FnOnce() -> Fut) -> (u64, Duration, Duration) {
+/// How the other task of [`ticks_during`] paces its ticks.
+#[derive(Copy, Clone)]
+enum Tick {
+    /// Sleeps 1 ms per tick: needs the runtime's timer to be driven.
+    Sleep,
+    /// Yields per tick: needs the runtime to get the thread back.
+    Yield,
+}
+
+/// Counts the ticks of another task while `wait` runs on the same current-thread runtime;
+/// also returns the runtime thread's CPU time over the wait and the wall time the wait
+/// took.
+fn ticks_during<Fut: Future<Output = ()>>(
+    tick: Tick,
+    wait: impl FnOnce() -> Fut,
+) -> (u64, Duration, Duration) {
     let runtime = Builder::new_current_thread().enable_time().build().unwrap();
     runtime.block_on(async {
         let ticks = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&ticks);
         let ticker = tokio::spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_millis(1)).await;
+                match tick {
+                    Tick::Sleep => tokio::time::sleep(Duration::from_millis(1)).await,
+                    Tick::Yield => tokio::task::yield_now().await,
+                }
                 counter.fetch_add(1, Ordering::Relaxed);
             }
         });
@@ -385,7 +416,7 @@ fn commit_wait_holds_no_thread() {
             .saturating_add(Duration::from_millis(200))
     };
 
-    let (ticks, cpu, waited) = ticks_during(|| async {
+    let (ticks, cpu, waited) = ticks_during(Tick::Sleep, || async {
         let t = far();
         let w = clock
             .wait_until_after_async(t, Duration::from_secs(5))
@@ -405,7 +436,7 @@ fn commit_wait_holds_no_thread() {
     );
 
     // The control: the blocking call holds the runtime's only thread, and the ticker stops.
-    let (ticks, _, waited) = ticks_during(|| async {
+    let (ticks, _, waited) = ticks_during(Tick::Sleep, || async {
         let t = far();
         clock.wait_until_after(t, Duration::from_secs(5)).unwrap();
     });
@@ -413,5 +444,30 @@ fn commit_wait_holds_no_thread() {
     assert!(
         ticks <= 1,
         "the blocking wait let the ticker run {ticks} times"
+    );
+}
+
+#[test]
+fn commit_wait_yields_while_it_spins() {
+    // A 200 µs bound: the whole wait (about 400 µs) is in the phase that looks again and
+    // again rather than sleeping.
+    let (_dir, path) = segment(200_000, ClockStatus::Synchronized);
+    let clock = SharedClockBound::open(&path).unwrap();
+    let (ticks, _, waited) = ticks_during(Tick::Yield, || async {
+        let t = clock.now().unwrap().latest;
+        let w = clock
+            .wait_until_after_async(t, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(w.earliest > t);
+    });
+    assert!(
+        waited >= Duration::from_micros(300),
+        "waited only {waited:?}"
+    );
+    // Each look is followed by a yield, and the other task runs in between.
+    assert!(
+        ticks >= 10,
+        "the other task ran only {ticks} times during a {waited:?} wait"
     );
 }
