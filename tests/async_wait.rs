@@ -471,3 +471,43 @@ fn commit_wait_yields_while_it_spins() {
         "the other task ran only {ticks} times during a {waited:?} wait"
     );
 }
+
+/// Layout 3: the same commit-wait on a `shm1` kept up to date by a 3.x daemon stand-in,
+/// through the shared handle and the layout 3 reader.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn commit_wait_on_layout_3() {
+    use clockbound_shm::{LayoutVersion, ShmReaderV3, ShmWriterV3};
+    use common::{V3Daemon, v3_temp_segment};
+
+    let (_dir, path) = v3_temp_segment();
+    let bound = 2_000_000; // 2 ms
+    let _daemon = V3Daemon::start(
+        ShmWriterV3::new(&path).unwrap(),
+        bound,
+        ClockStatus::Synchronized,
+        Duration::from_millis(10),
+    );
+    on_each_runtime(move || {
+        let path = path.clone();
+        async move {
+            let clock = SharedClockBound::open(&path).unwrap();
+            assert_eq!(clock.layout(), LayoutVersion::V3);
+            let t = clock.now().unwrap().latest;
+            let w = clock
+                .wait_until_after_async(t, Duration::from_secs(2))
+                .await
+                .unwrap();
+            assert!(w.earliest > t, "{w:?} does not prove {t} passed");
+            assert!(clock.after(t).unwrap(), "once passed, stays passed");
+
+            let mut reader = ShmReaderV3::open(&path).unwrap();
+            let t = reader.now().unwrap().latest;
+            let w = reader
+                .wait_until_after_async(t, Duration::from_secs(2))
+                .await
+                .unwrap();
+            assert!(w.earliest > t, "{w:?} does not prove {t} passed");
+        }
+    });
+}

@@ -21,23 +21,29 @@ impl<L: Layout> SegmentReader<L> {
     /// for the whole wait; share a [`SharedClockBound`](crate::SharedClockBound) instead
     /// when other tasks need the clock meanwhile.
     ///
+    /// A task that owns its reader, on a runtime with other work (here a daemon stand-in
+    /// whose snapshot says ±500 µs):
+    ///
     /// ```
     /// use clockbound_shm::{ClockErrorBound, ClockStatus, ShmReader, ShmWriter, Timespec};
     /// use std::time::Duration;
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let dir = tempfile::tempdir()?;
-    /// let path = dir.path().join("shm0");
-    /// let as_of = Timespec::monotonic_coarse_now();
-    /// ShmWriter::new(&path)?.write(&ClockErrorBound::new(
-    ///     as_of, as_of.saturating_add(Duration::from_secs(1000)), 1_000_000, 0, 1_000,
-    ///     ClockStatus::Synchronized, false,
-    /// ));
-    /// let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
-    /// let mut reader = ShmReader::open(&path)?;
-    /// let commit_ts = reader.now()?.latest;
-    /// let w = runtime.block_on(reader.wait_until_after_async(commit_ts, Duration::from_secs(1)))?;
-    /// assert!(w.earliest > commit_ts);
+    /// let mut daemon = ShmWriter::new(dir.path().join("shm0"))?;
+    /// let now = Timespec::monotonic_coarse_now();
+    /// let void_after = now.saturating_add(Duration::from_secs(1000));
+    /// let status = ClockStatus::Synchronized;
+    /// daemon.write(&ClockErrorBound::new(now, void_after, 500_000, 0, 1_000, status, false));
+    ///
+    /// let runtime = tokio::runtime::Builder::new_multi_thread().enable_time().build()?;
+    /// let mut reader = ShmReader::open(daemon.path())?;
+    /// let committer = runtime.spawn(async move {
+    ///     let commit_ts = reader.now()?.latest;
+    ///     let window = reader.wait_until_after_async(commit_ts, Duration::from_secs(1)).await?;
+    ///     Ok::<_, clockbound_shm::ShmError>(window.earliest > commit_ts)
+    /// });
+    /// assert!(runtime.block_on(committer)??);
     /// # Ok(())
     /// # }
     /// ```
