@@ -57,9 +57,10 @@
 //!
 //! # Optional features
 //!
-//! - **`tokio`**: `wait_until_after_async` and `wait_for_sync_async` (and `_with_async`,
-//!   `_default_async`) on [`SharedClockBound`] and the single-thread readers. They make the
-//!   same decisions as the blocking calls, but sleep on the tokio runtime's timer and, for
+//! - **`tokio`**: `wait_until_after_async`, `wait_for_sync_async` and
+//!   `wait_for_sync_with_async` on [`SharedClockBound`] and the single-thread readers, and
+//!   `SharedClockBound::wait_for_sync_default_async`. They make the same decisions as the
+//!   blocking calls, but sleep on the tokio runtime's timer and, for
 //!   the last 2 ms of a commit-wait (that timer counts whole milliseconds), look again after
 //!   each `tokio::task::yield_now`: no thread is held. They panic when polled outside a
 //!   runtime with timers enabled, as `tokio::time::sleep` does.
