@@ -55,6 +55,38 @@
 //! # Ok::<(), clockbound_shm::ShmError>(())
 //! ```
 //!
+//! # Optional features
+//!
+//! - **`tokio`**: `wait_until_after_async`, `wait_for_sync_async` and
+//!   `wait_for_sync_with_async` on [`SharedClockBound`] and the single-thread readers, and
+//!   `SharedClockBound::wait_for_sync_default_async`. They make the same decisions as the
+//!   blocking calls, but sleep on the tokio runtime's timer and, for
+//!   the last 2 ms of a commit-wait (that timer counts whole milliseconds), look again after
+//!   each `tokio::task::yield_now`: no thread is held. They panic when polled outside a
+//!   runtime with timers enabled, as `tokio::time::sleep` does.
+//! - **`serde`**: `Serialize` and `Deserialize` for [`Timespec`], [`TimeWindow`],
+//!   [`ClockStatus`], [`LayoutVersion`], [`ClockErrorBound`], [`ClockErrorBoundV3`] and
+//!   [`AnySnapshot`]. Each type's documentation gives its form; deserialising validates a
+//!   snapshot as reading a segment does, so JSON cannot make one a reader would refuse.
+//!
+//! ```
+//! # #[cfg(feature = "serde")] {
+//! use clockbound_shm::{ClockErrorBound, ClockStatus, Timespec};
+//!
+//! let snapshot = ClockErrorBound::new(
+//!     Timespec::new(100, 0), Timespec::new(1100, 0), 5_000, 0, 1_000,
+//!     ClockStatus::Synchronized, false,
+//! );
+//! let json = serde_json::to_string(&snapshot).unwrap();
+//! assert!(json.starts_with(r#"{"layout":2,"as_of":{"sec":100,"nsec":0},"#));
+//! assert_eq!(serde_json::from_str::<ClockErrorBound>(&json).unwrap(), snapshot);
+//! // A negative bound is refused, as in a segment.
+//! let bad = json.replace(r#""bound_nsec":5000"#, r#""bound_nsec":-1"#);
+//! let err = serde_json::from_str::<ClockErrorBound>(&bad).unwrap_err();
+//! assert!(err.to_string().contains("bound_nsec is -1, expected 0 or more"));
+//! # }
+//! ```
+//!
 //! # Self-healing and disruption checks
 //!
 //! `now()` on every reader type re-reads a snapshot older than the recheck interval
@@ -131,7 +163,8 @@
 // - `options`, `wait`: how readers are opened, and the waiting calls;
 // - `reader`: the single-thread readers; `thread_slot`, `shared`: the shared handle;
 // - `diagnosis`: one explained look at a segment, for operators' tools (the CLI);
-// - `writer`: the simulated daemon.
+// - `writer`: the simulated daemon;
+// - `serde_repr`: the serde forms of the values (feature `serde`).
 mod time;
 
 mod error;
@@ -163,16 +196,20 @@ mod options;
 mod wait;
 
 #[cfg(not(loom))]
-mod diagnosis;
-#[cfg(not(loom))]
 mod reader;
 #[cfg(not(loom))]
 mod shared;
 #[cfg(not(loom))]
 mod thread_slot;
 
+#[cfg(not(loom))]
+mod diagnosis;
+
 #[cfg(all(feature = "writer", not(loom)))]
 mod writer;
+
+#[cfg(all(feature = "serde", not(loom)))]
+mod serde_repr;
 
 pub mod docs;
 

@@ -20,6 +20,9 @@ use crate::time::Timespec;
 use crate::vmclock::{MarkerWatch, VmClockSource};
 use crate::wait;
 
+#[cfg(feature = "tokio")]
+mod async_wait;
+
 /// The default path of the ClockBound daemon's layout 2 segment (`shm0`: ClockBound 2.x,
 /// and 3.x for older clients).
 pub const CLOCKBOUND_SHM_DEFAULT_PATH: &str = "/var/run/clockbound/shm0";
@@ -515,12 +518,16 @@ impl<L: Layout> SegmentReader<L> {
         timeout: Duration,
     ) -> Result<SegmentReader<L>, ShmError> {
         let path = path.as_ref();
-        let options = options.clone().require_trusted(false);
-        wait::for_sync(
+        // The wait must see untrusted statuses to keep waiting through them; the reader it
+        // returns refuses them again if the options say so.
+        let probing = options.clone().require_trusted(false);
+        let mut reader = wait::for_sync(
             timeout,
-            || SegmentReader::open_with(path, &options),
+            || SegmentReader::open_with(path, &probing),
             |reader| Ok(reader.now()?.clock_status),
-        )
+        )?;
+        reader.require_trusted = options.require_trusted;
+        Ok(reader)
     }
 
     /// What this reader has done so far (reads, cache answers, retries, reopens, ...).

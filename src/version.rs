@@ -4,6 +4,9 @@
 
 /// Which payload layout a segment holds: what a handle that chose its segment at open
 /// reports (see [`SharedClockBound::layout`](crate::SharedClockBound::layout)).
+///
+/// With feature `serde` it is the layout number, `2` or `3` (not the header's
+/// [`wire_version`](Self::wire_version)); other numbers are refused.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum LayoutVersion {

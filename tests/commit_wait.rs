@@ -10,7 +10,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clockbound_shm::{
-    ClockErrorBound, ClockStatus, ShmError, ShmReader, ShmWriter, TimeWindow, Timespec,
+    ClockErrorBound, ClockStatus, SharedClockBound, ShmError, ShmReader, ShmWriter, TimeWindow,
+    Timespec,
 };
 use rustix::time::{ClockId, clock_gettime};
 
@@ -430,4 +431,28 @@ fn wait_for_sync_waits_through_an_empty_then_short_file() {
         ClockStatus::Synchronized
     );
     daemon.join().unwrap();
+}
+
+/// `require_trusted` is for the clock's whole life, not only for the wait: the reader
+/// `wait_for_sync_with` returns still refuses an untrusted window afterwards, as the shared
+/// handle does.
+#[test]
+fn wait_for_sync_keeps_require_trusted_on_the_reader_it_returns() {
+    let (_dir, path, mut writer) = segment(&bound_now(5_000, ClockStatus::Synchronized));
+    let options = common::segment_only().require_trusted(true);
+    let mut reader =
+        ShmReader::wait_for_sync_with(&path, &options, Duration::from_secs(5)).unwrap();
+    let shared =
+        SharedClockBound::wait_for_sync_with(&path, &options, Duration::from_secs(5)).unwrap();
+    writer.write(&bound_now(5_000, ClockStatus::Unknown));
+    assert!(
+        matches!(reader.now(), Err(ShmError::ClockNotTrusted { .. })),
+        "{:?}",
+        reader.now()
+    );
+    assert!(
+        matches!(shared.now(), Err(ShmError::ClockNotTrusted { .. })),
+        "{:?}",
+        shared.now()
+    );
 }

@@ -35,9 +35,14 @@ use crate::vmclock::VmClockSource;
 use crate::wait;
 
 mod arc_swap;
+#[cfg(feature = "tokio")]
+mod async_wait;
 mod thread_local;
 
 /// A snapshot of either layout, as [`SharedClockBound::snapshot`] returns it.
+///
+/// With feature `serde` it is the form of the snapshot it holds, whose `"layout"` (2 or 3)
+/// says which on the way back.
 #[derive(Copy, Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum AnySnapshot {

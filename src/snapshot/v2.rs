@@ -34,6 +34,12 @@ const FAST_PATH_SECS: i64 = 16;
 /// words, validates every field, and only then builds one, so a `ClockErrorBound` always
 /// holds a valid [`ClockStatus`] and `bool`.
 ///
+/// With feature `serde` it is `{"layout": 2, "as_of": Timespec, "void_after": Timespec,
+/// "bound_nsec": i64, "disruption_marker": u64, "max_drift_ppb": u32, "clock_status":
+/// ClockStatus, "clock_disruption_support_enabled": bool}` (no padding). Deserialising
+/// checks the fields as reading a segment does (nanoseconds in range, a bound of 0 or more,
+/// a drift below 1e9 ppb), so a snapshot from JSON is one a reader could have returned.
+///
 /// ```
 /// use clockbound_shm::{ClockErrorBound, ClockStatus, Timespec};
 ///

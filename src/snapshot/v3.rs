@@ -56,6 +56,14 @@ const _: () = assert!(FIVE_POW_9 << 9 == NANOS_PER_SEC as u128);
 /// not move when `CLOCK_REALTIME` is stepped, and its midpoint may differ from
 /// `CLOCK_REALTIME` by the daemon's residual offset.
 ///
+/// With feature `serde` it is [`ClockErrorBound`](crate::ClockErrorBound)'s form with
+/// `"layout": 3` and the counter fields, in the payload's order: `{"layout": 3,
+/// "as_of_tsc": u64, "as_of", "void_after", "period_frac": u64, "period_err_frac": u64,
+/// "bound_nsec", "disruption_marker", "max_drift_ppb", "clock_status",
+/// "clock_disruption_support_enabled", "period_shift": u8, "period_err_shift": u8}`.
+/// Deserialising checks the fields as reading a segment does (shifts of 63 at most, a
+/// period under a trusted status, ...).
+///
 /// ```
 /// use clockbound_shm::{ClockErrorBoundV3, ClockStatus, Timespec};
 /// use std::time::Duration;

@@ -2,7 +2,9 @@
 
 /// The clock's state as the daemon reports it, possibly degraded by the snapshot's age.
 ///
-/// The discriminants are the wire values of the segment's `clock_status` field.
+/// The discriminants are the wire values of the segment's `clock_status` field. With feature
+/// `serde` a status is its variant's name as a string (`"Unknown"`, `"Synchronized"`,
+/// `"FreeRunning"`, `"Disrupted"`), never the wire value.
 #[repr(i32)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ClockStatus {

@@ -19,6 +19,10 @@ const NANOS_PER_SEC_U64: u64 = NANOS_PER_SEC as u64;
 /// The layout is `struct timespec` on 64-bit Linux (`repr(C)`, two `i64`), which is also how
 /// the segment stores `as_of` and `void_after`.
 ///
+/// With feature `serde` it is `{"sec": i64, "nsec": i64}`, e.g. `{"sec": -1, "nsec":
+/// 500000000}` for half a second before the epoch; deserialising refuses an `nsec` outside
+/// `0..1_000_000_000` (it does not carry it into the seconds, as [`new`](Self::new) does).
+///
 /// ```
 /// use clockbound_shm::Timespec;
 /// use std::time::Duration;

@@ -8,6 +8,10 @@ use super::timespec::Timespec;
 
 /// Where true time is: somewhere in `[earliest, latest]` on the `CLOCK_REALTIME` scale, with
 /// the status that says whether to believe it.
+///
+/// With feature `serde` it is `{"earliest": Timespec, "latest": Timespec, "clock_status":
+/// ClockStatus}` (see [`Timespec`] and [`ClockStatus`] for theirs); deserialising refuses a
+/// window whose `earliest` is after its `latest`, which no reader returns.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TimeWindow {
     /// True time is at or after this instant.
