@@ -245,6 +245,8 @@ pub use writer::{SegmentWriter, ShmWriter, ShmWriterV3};
 #[doc(hidden)]
 pub use seqlock::loom_hooks;
 
-#[cfg(doctest)]
+// The README's snippets use every feature: they run under `cargo test --all-features`, the
+// README's test command.
+#[cfg(all(doctest, feature = "tokio", feature = "serde"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

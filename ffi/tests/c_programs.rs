@@ -113,22 +113,32 @@ fn cpp_includes_the_header() {
     assert!(stdout(&output).contains("c++: ok"));
 }
 
-/// The example in `ffi/README.md`, compiled from the README itself and run.
+/// The C examples in `ffi/README.md` and in the crate's `README.md`, compiled from the
+/// READMEs themselves and run.
 #[test]
-fn readme_example() {
-    let readme = fs::read_to_string(support::crate_dir().join("README.md")).unwrap();
-    let start = readme.find("```c\n").expect("a C block in the README") + "```c\n".len();
-    let end = start + readme[start..].find("```").expect("the block's end");
-    let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("readme_example.c");
-    fs::write(&source, &readme[start..end]).unwrap();
-    let program = dir.path().join("readme_example");
-    compile(&[&source], &program, "c11", Link::Shared);
-    let segment = dir.path().join("shm0");
-    let daemon = Daemon::start(&segment, Layout::V2);
-    let output = run(&program, &[segment.as_os_str()]);
-    daemon.stop();
-    assert!(stdout(&output).contains("true time is in ["));
+fn readme_examples() {
+    for readme in [
+        support::crate_dir().join("README.md"),
+        support::crate_dir().join("..").join("README.md"),
+    ] {
+        let text = fs::read_to_string(&readme).unwrap();
+        let start = text.find("```c\n").expect("a C block in the README") + "```c\n".len();
+        let end = start + text[start..].find("```").expect("the block's end");
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("readme_example.c");
+        fs::write(&source, &text[start..end]).unwrap();
+        let program = dir.path().join("readme_example");
+        compile(&[&source], &program, "c11", Link::Shared);
+        let segment = dir.path().join("shm0");
+        let daemon = Daemon::start(&segment, Layout::V2);
+        let output = run(&program, &[segment.as_os_str()]);
+        daemon.stop();
+        assert!(
+            stdout(&output).contains("true time is in ["),
+            "{}",
+            readme.display()
+        );
+    }
 }
 
 /// The benchmark builds and runs (a few thousand calls: a smoke test, not a measurement).

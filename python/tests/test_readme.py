@@ -7,13 +7,18 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+HERE = Path(__file__).resolve().parent.parent
+# The package's README and the crate's.
+READMES = [HERE / "README.md", HERE.parent / "README.md"]
 NEEDS_DAEMON = "# requires a running ClockBound daemon"
 
 
 def snippets() -> list:
-    blocks = re.findall(r"^```python\n(.*?)^```", README.read_text(), re.S | re.M)
-    assert blocks, "no ```python block in the README"
+    blocks = []
+    for readme in READMES:
+        found = re.findall(r"^```python\n(.*?)^```", readme.read_text(), re.S | re.M)
+        assert found, f"no ```python block in {readme}"
+        blocks += found
     return blocks
 
 

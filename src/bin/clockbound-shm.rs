@@ -956,7 +956,7 @@ fn watch_line(cli: &Cli, obs: &Observation) -> String {
         v.insert("event".into(), json!("update"));
         v.insert("generation".into(), json!(obs.generation));
         v.insert("path".into(), json!(obs.path.display().to_string()));
-        v.insert("layout".into(), json!(layout_number(obs.layout)));
+        v.insert("layout".into(), to_json(obs.layout));
         v.insert("vmclock_check".into(), json!(obs.vmclock.name()));
         Value::Object(v).to_string()
     } else {
@@ -1062,7 +1062,7 @@ fn pick_json(fields: &[Field], keys: &[&str]) -> Map<String, Value> {
 fn sections_json(obs: &Observation, sections: &[Section]) -> Value {
     let mut out = Map::new();
     out.insert("path".into(), json!(obs.path.display().to_string()));
-    out.insert("layout".into(), json!(layout_number(obs.layout)));
+    out.insert("layout".into(), to_json(obs.layout));
     for section in sections {
         let value = section
             .fields
@@ -1074,8 +1074,14 @@ fn sections_json(obs: &Observation, sections: &[Section]) -> Value {
     Value::Object(out)
 }
 
+/// A value in the crate's serde form (feature `serde`), the one every JSON consumer of this
+/// crate sees.
+fn to_json(value: impl serde::Serialize) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
 fn ts_json(t: Timespec) -> Value {
-    json!({ "sec": t.sec(), "nsec": t.nsec() })
+    to_json(t)
 }
 
 fn duration_ns(d: Duration) -> u64 {
@@ -1091,8 +1097,8 @@ fn secs(d: Duration) -> String {
     format!("{:.3} s", d.as_secs_f64())
 }
 
-fn status_word(status: ClockStatus) -> String {
-    format!("{status:?}")
+fn status_json(status: ClockStatus) -> Value {
+    to_json(status)
 }
 
 /// The time a VMClock page carries, as seconds and nanoseconds (the fraction is in 2^-64 s).
@@ -1126,14 +1132,6 @@ fn status_sections(obs: &Observation) -> Vec<Section> {
         },
         vmclock_section(obs),
     ]
-}
-
-/// The layout number an operator knows it by: 2 or 3.
-fn layout_number(layout: LayoutVersion) -> u8 {
-    match layout {
-        LayoutVersion::V3 => 3,
-        _ => 2,
-    }
 }
 
 fn header_fields(obs: &Observation) -> Vec<Field> {
@@ -1202,7 +1200,7 @@ fn snapshot_fields(s: &ClockErrorBound, generation: u16) -> Vec<Field> {
         ),
         field(
             "clock_status",
-            status_word(s.clock_status()),
+            status_json(s.clock_status()),
             format!("{:?} (as written)", s.clock_status()),
         ),
         field(
@@ -1286,7 +1284,7 @@ fn snapshot_fields_v3(s: &ClockErrorBoundV3, generation: u16) -> Vec<Field> {
         ),
         field(
             "clock_status",
-            status_word(s.clock_status()),
+            status_json(s.clock_status()),
             format!("{:?} (as written)", s.clock_status()),
         ),
         field(
@@ -1310,7 +1308,7 @@ fn window_fields(obs: &Observation) -> Vec<Field> {
     };
     let mut fields = vec![
         json_only("path", obs.path.display().to_string()),
-        json_only("layout", layout_number(obs.layout)),
+        json_only("layout", to_json(obs.layout)),
     ];
     match obs.clocks {
         ClockReadings::Layout3 {
@@ -1391,7 +1389,7 @@ fn window_fields(obs: &Observation) -> Vec<Field> {
         labelled(
             "clock_status",
             "status",
-            status_word(obs.status),
+            status_json(obs.status),
             format!("{:?} ({trust})", obs.status),
         ),
         json_only("trusted", obs.trusted()),
@@ -1903,7 +1901,7 @@ fn simulate(cli: &Cli, path: &Path, layout: LayoutArg, params: &SimParams) -> Ex
                         "event": "started",
                         "path": path.display().to_string(),
                         "generation": segment.generation(),
-                        "clock_status": status_word(params.status),
+                        "clock_status": status_json(params.status),
                     })
                     .to_string(),
                 );
