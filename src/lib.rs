@@ -73,10 +73,13 @@
 //! # #[cfg(feature = "serde")] {
 //! use clockbound_shm::{ClockErrorBound, ClockStatus, Timespec};
 //!
-//! let snapshot = ClockErrorBound::new(
-//!     Timespec::new(100, 0), Timespec::new(1100, 0), 5_000, 0, 1_000,
-//!     ClockStatus::Synchronized, false,
-//! );
+//! let snapshot = ClockErrorBound::builder()
+//!     .as_of(Timespec::new(100, 0))
+//!     .void_after(Timespec::new(1100, 0))
+//!     .bound_nsec(5_000)
+//!     .max_drift_ppb(1_000)
+//!     .clock_status(ClockStatus::Synchronized)
+//!     .build();
 //! let json = serde_json::to_string(&snapshot).unwrap();
 //! assert!(json.starts_with(r#"{"layout":2,"as_of":{"sec":100,"nsec":0},"#));
 //! assert_eq!(serde_json::from_str::<ClockErrorBound>(&json).unwrap(), snapshot);
@@ -86,6 +89,10 @@
 //! assert!(err.to_string().contains("bound_nsec is -1, expected 0 or more"));
 //! # }
 //! ```
+//!
+//! The repository also holds a C library source-compatible with the ClockBound 3.x C
+//! header (`ffi/`, one context for any number of threads) and a Python package (`python/`),
+//! both built on [`SharedClockBound`]; the README has a section for each.
 //!
 //! # Self-healing and disruption checks
 //!

@@ -234,7 +234,10 @@ fn shared_values_follow_a_recreated_file_with_one_new_mapping() {
         let path = dir.path().join("shm0");
         let mut old_writer = ShmWriter::new(&path).unwrap();
         old_writer.write(&bound(1_111, Duration::from_secs(10)));
+        let old_generation = old_writer.generation();
         let clock = shared(&path, strategy, Duration::from_millis(100));
+        assert_eq!(clock.generation(), old_generation);
+        assert_eq!(clock.header().generation, old_generation);
         // Two threads have used the value before the daemon restarts.
         // (Joined explicitly: that waits for the thread's thread-locals to be dropped too.)
         thread::scope(|s| {
@@ -244,7 +247,7 @@ fn shared_values_follow_a_recreated_file_with_one_new_mapping() {
         });
         assert_eq!(shared_bound(&clock), 1_111);
         drop(old_writer);
-        let _new_writer = recreate(&path, &bound(2_222, Duration::ZERO));
+        let mut new_writer = recreate(&path, &bound(2_222, Duration::ZERO));
         // The new writer maps the new file too: that is the baseline.
         let writers_mapping = common::mappings_of_file(&path);
         assert_eq!(writers_mapping, 1);
@@ -265,6 +268,17 @@ fn shared_values_follow_a_recreated_file_with_one_new_mapping() {
             "{strategy:?}"
         );
         assert_eq!(clock.stats().reopens, 1, "{strategy:?}");
+        // The header and the generation are the new file's: two more updates put it ahead
+        // of the old file's.
+        assert_eq!(clock.header().generation, new_writer.generation());
+        for _ in 0..2 {
+            new_writer.write(&bound(2_222, Duration::ZERO));
+        }
+        assert_eq!(shared_bound(&clock), 2_222);
+        assert_eq!(clock.generation(), new_writer.generation(), "{strategy:?}");
+        assert_eq!(clock.header().generation, new_writer.generation());
+        assert_ne!(new_writer.generation(), old_generation);
+        assert_eq!((clock.header().version, clock.header().segsize), (2, 80));
         drop(clock);
         match strategy {
             Strategy::ThreadLocal => {}
@@ -293,19 +307,23 @@ fn require_trusted_turns_an_untrusted_window_into_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shm0");
     let mut writer = ShmWriter::new(&path).unwrap();
-    let mut unknown = bound(1, Duration::ZERO);
-    unknown = ClockErrorBound::builder()
-        .as_of(unknown.as_of())
-        .void_after(unknown.void_after())
-        .bound_nsec(1)
-        .clock_status(ClockStatus::Unknown)
-        .build();
-    writer.write(&unknown);
+    writer.write(
+        &bound(1, Duration::ZERO)
+            .to_builder()
+            .clock_status(ClockStatus::Unknown)
+            .build(),
+    );
     for strategy in [Strategy::ThreadLocal, Strategy::ArcSwap] {
         let lenient =
             SharedClockBound::open_with(&path, &ReaderOptions::new().strategy(strategy)).unwrap();
         assert_eq!(lenient.now().unwrap().clock_status, ClockStatus::Unknown);
-        let strict = lenient.clone().require_trusted(true);
+        let strict = SharedClockBound::open_with(
+            &path,
+            &ReaderOptions::new()
+                .strategy(strategy)
+                .require_trusted(true),
+        )
+        .unwrap();
         assert!(matches!(
             strict.now(),
             Err(ShmError::ClockNotTrusted {
@@ -316,7 +334,7 @@ fn require_trusted_turns_an_untrusted_window_into_an_error() {
             strict.after(Timespec::MIN).is_err(),
             "queries go through the same check"
         );
-        // The original handle keeps its setting.
+        // The other handle to the same segment keeps its setting.
         assert!(lenient.now().is_ok());
     }
 }

@@ -23,7 +23,7 @@ pub(super) type Refresher<L> = Mutex<(u64, ReaderState<L>)>;
 /// A snapshot as the `ArcSwap` strategy publishes it: the payload, the generation it was
 /// read at and what readers compare to decide it is still current.
 pub(super) struct PublishedSnapshot<L: Layout> {
-    generation: u16,
+    pub(super) generation: u16,
     pub(super) snapshot: L::Snapshot,
     /// The mapping this snapshot was read from: the one readers check the generation of.
     segment: MappedSegment<L>,

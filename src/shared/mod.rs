@@ -19,7 +19,7 @@ use self::arc_swap::{PublishedCache, PublishedSnapshot, Refresher};
 use self::thread_local::ThreadReader;
 use crate::cache::{NewestSnapshot, ReaderStats};
 use crate::error::ShmError;
-use crate::layout::{Layout, Layout2, Layout3, LayoutVersion};
+use crate::layout::{Layout, Layout2, Layout3, LayoutVersion, SegmentHeader};
 use crate::mapping::SegmentMapping;
 use crate::options::{ReaderOptions, Strategy};
 use crate::reader::{
@@ -489,13 +489,11 @@ impl SharedClockBound {
         })
     }
 
-    /// This handle, set to refuse untrusted windows: with `true`, [`now`](Self::now) (and the
-    /// queries built on it) return [`ShmError::ClockNotTrusted`] instead of a window whose
-    /// status is Unknown or Disrupted. Clones made afterwards inherit the setting; other
-    /// handles to the same value keep theirs. (The same as
-    /// [`ReaderOptions::require_trusted`] at open.)
+    /// This handle, set to refuse untrusted windows or not ([`ReaderOptions::require_trusted`]
+    /// is the public way): what the waits use to hand back a handle with the caller's setting
+    /// after probing without it.
     #[must_use]
-    pub fn require_trusted(mut self, on: bool) -> SharedClockBound {
+    pub(crate) fn require_trusted(mut self, on: bool) -> SharedClockBound {
         self.require_trusted = on;
         self
     }
@@ -562,6 +560,22 @@ impl SharedClockBound {
     #[must_use]
     pub fn stats(&self) -> ReaderStats {
         on_handle!(self, h => h.stats())
+    }
+
+    /// The segment's header as it is in the mapping read now: magic, `segsize`, version and
+    /// the *current* generation (see [`ShmReader::header`](crate::ShmReader::header)). For
+    /// diagnostics; four atomic loads, no validation.
+    #[must_use]
+    pub fn header(&self) -> SegmentHeader {
+        on_handle!(self, h => h.inner.newest_segment(|segment| segment.header()))
+    }
+
+    /// The generation of the snapshot this handle answers from: under `ThreadLocal`, the
+    /// calling thread's; under `ArcSwap`, the published one's (see
+    /// [`ShmReader::generation`](crate::ShmReader::generation)).
+    #[must_use]
+    pub fn generation(&self) -> u16 {
+        on_handle!(self, h => h.generation())
     }
 
     /// The strategy this value was opened with.
@@ -713,9 +727,24 @@ impl<L: SharedLayout> Handle<L> {
             Mode::ArcSwap { refresher, .. } => refresher.lock().1.cache.stats(),
         }
     }
+
+    fn generation(&self) -> u16 {
+        match &self.inner.mode {
+            Mode::ThreadLocal => self.with_thread_state(|_, state| state.cache.generation()),
+            Mode::ArcSwap { published, .. } => published.load().generation,
+        }
+    }
 }
 
 impl<L: Layout> Inner<L> {
+    /// Runs `f` on the newest mapping: the latest replacement, else the primary one.
+    fn newest_segment<R>(&self, f: impl FnOnce(&MappedSegment<L>) -> R) -> R {
+        match self.replacement.load().as_ref() {
+            Some(newest) => f(&newest.segment),
+            None => f(&self.primary),
+        }
+    }
+
     /// Runs `f` with the mapping the reader at `epoch` reads: the primary one (no
     /// synchronisation at all: the hot path) until the reader has moved to a replacement,
     /// then the newest replacement (moving the reader onto it when it was on an older one).
