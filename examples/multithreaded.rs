@@ -266,17 +266,6 @@ fn measure_counter_frequency() -> Result<CounterFrequency, String> {
     Ok(CounterFrequency { hz, error_ppb })
 }
 
-/// The period error as a layout 3 segment stores it: `frac / 2^(64 + shift)`.
-///
-/// A fixed shift of 9 resolves errors to 2^-73 (about 1e-22) and holds errors up to 2^-9
-/// (about 0.2 %), more than `MAX_COUNTER_ERROR_PPB` allows, so `frac` fits. Rounded up:
-/// an error stated too small would make the windows too narrow.
-fn period_error_fields(error_ppb: u64) -> (u64, u8) {
-    const SHIFT: u8 = 9;
-    let frac = (u128::from(error_ppb) << (64 + SHIFT)).div_ceil(1_000_000_000);
-    (u64::try_from(frac).unwrap_or(u64::MAX), SHIFT)
-}
-
 // ---------------------------------------------------------------------------------------
 // The simulated writer
 // ---------------------------------------------------------------------------------------
@@ -299,14 +288,12 @@ fn simulated_snapshot_v3(counter: CounterFrequency) -> ClockErrorBoundV3 {
     // Read back to back: tens of nanoseconds apart, far inside the 5 µs bound.
     let as_of_tsc = read_counter();
     let as_of = realtime();
-    let (period_err_frac, period_err_shift) = period_error_fields(counter.error_ppb);
     ClockErrorBoundV3::builder()
         .as_of_tsc(as_of_tsc)
         .as_of(as_of)
         .void_after(as_of.saturating_add(SIM_VOID_AFTER))
         .with_frequency_hz(counter.hz)
-        .period_err_frac(period_err_frac)
-        .period_err_shift(period_err_shift)
+        .with_period_error_ppb(counter.error_ppb)
         .bound_nsec(SIM_BOUND_NSEC)
         .max_drift_ppb(SIM_DRIFT_PPB)
         .clock_status(ClockStatus::Synchronized)

@@ -1798,9 +1798,8 @@ impl SimSegment for SimV3 {
                 .as_of(at.clock)
                 .void_after(at.clock.saturating_add(Duration::from_secs(1000)))
                 .with_frequency_hz(hz)
-                // Shift 0: the fraction is the error in units of 2^-64, rounded up.
-                .period_err_frac((err * 2f64.powi(64)).ceil() as u64)
-                .period_err_shift(0)
+                // Rounded up to whole ppb, scaled as the daemon scales it.
+                .with_period_error_ppb((err * 1e9).ceil() as u64)
                 .bound_nsec(p.bound_ns.saturating_add(pairing_ns))
                 .max_drift_ppb(p.max_drift_ppb)
                 .clock_status(p.status)

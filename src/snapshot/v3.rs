@@ -203,6 +203,56 @@ impl ClockErrorBoundV3Builder {
         self
     }
 
+    /// Sets `period_err_frac` and `period_err_shift` for a relative period error of `ppb`
+    /// parts per billion, scaled as a ClockBound writer scales them: the largest
+    /// `period_err_shift` (up to 63) that leaves `period_err_frac` below 2^64, so the
+    /// fraction keeps its significant bits, rounded up so the error is never stated
+    /// smaller than `ppb`. That is also the form readers compute fastest (the short
+    /// arithmetic path wants `period_err_shift` of 9 or more, which every error under 0.19 %
+    /// gets). `ppb = 0` stores a zero error; 1e9 or more stores just under 1.
+    ///
+    /// ```
+    /// use clockbound_shm::ClockErrorBoundV3;
+    ///
+    /// let s = ClockErrorBoundV3::builder().with_period_error_ppb(120).build();
+    /// assert_eq!(s.period_err_shift(), 22);
+    /// let stated = s.period_err_frac() as f64 / 2f64.powi(64 + 22) * 1e9;
+    /// assert!(stated >= 120.0 && stated < 120.000_001);
+    /// ```
+    pub const fn with_period_error_ppb(mut self, ppb: u64) -> Self {
+        const BILLION: u128 = 1_000_000_000;
+        let (frac, shift) = if ppb == 0 {
+            (0, 0)
+        } else if ppb as u128 >= BILLION {
+            (u64::MAX, 0)
+        } else {
+            // q = ppb * 2^64 < 2^94; the fraction for shift s is ceil(q * 2^s / 1e9), below
+            // 2^64 exactly when q * 2^s < 1e9 * 2^64 (up to rounding, checked below).
+            let q = (ppb as u128) << 64;
+            let mut shift = ((BILLION << 64) / q).ilog2();
+            if shift > 63 {
+                shift = 63;
+            }
+            loop {
+                let frac = (q << shift).div_ceil(BILLION);
+                if frac <= u64::MAX as u128 || shift == 0 {
+                    break (
+                        if frac > u64::MAX as u128 {
+                            u64::MAX
+                        } else {
+                            frac as u64
+                        },
+                        shift,
+                    );
+                }
+                shift -= 1;
+            }
+        };
+        self.ceb.period_err_frac = frac;
+        self.ceb.period_err_shift = shift as u8;
+        self
+    }
+
     /// Bound on the error of `as_of`, in nanoseconds (0 or more).
     pub const fn bound_nsec(mut self, bound_nsec: i64) -> Self {
         self.ceb.bound_nsec = bound_nsec;
@@ -842,6 +892,63 @@ impl U256 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A period error set through `with_period_error_ppb` is never stated smaller than asked,
+    /// keeps its precision, and (below 0.19 %) takes the short arithmetic path, as a real
+    /// daemon's does.
+    #[test]
+    fn period_error_ppb_is_scaled_as_a_writer_scales_it() {
+        for ppb in [
+            1u64,
+            7,
+            120,
+            212,
+            1_000,
+            15_000,
+            1_000_000,
+            1_953_124,
+            999_999_999,
+        ] {
+            let ceb = ClockErrorBoundV3::builder()
+                .with_frequency_hz(2_596_145_856)
+                .with_period_error_ppb(ppb)
+                .bound_nsec(50_000)
+                .max_drift_ppb(15_000)
+                .clock_status(ClockStatus::Synchronized)
+                .build();
+            let (frac, shift) = (ceb.period_err_frac(), u32::from(ceb.period_err_shift()));
+            // stated = frac / 2^(64 + shift) >= ppb / 1e9, and less than one unit of frac more.
+            let stated = u128::from(frac) * 1_000_000_000;
+            let asked = u128::from(ppb) << (64 + shift).min(127);
+            assert!(shift <= 63, "{ppb}");
+            if 64 + shift <= 127 {
+                assert!(stated >= asked, "{ppb}: understated");
+                assert!(
+                    stated - asked < 1_000_000_000,
+                    "{ppb}: more than one unit over"
+                );
+            }
+            assert!(frac >= 1 << 62, "{ppb}: precision lost ({frac:#x})");
+            if ppb < 1_953_125 {
+                assert!(shift >= 9, "{ppb}");
+                assert!(
+                    ceb.recent_window(1 << 20, FREE_RUNNING_GRACE).is_some(),
+                    "{ppb}"
+                );
+            }
+        }
+        let zero = ClockErrorBoundV3::builder()
+            .with_period_error_ppb(0)
+            .build();
+        assert_eq!((zero.period_err_frac(), zero.period_err_shift()), (0, 0));
+        let one = ClockErrorBoundV3::builder()
+            .with_period_error_ppb(2_000_000_000)
+            .build();
+        assert_eq!(
+            (one.period_err_frac(), one.period_err_shift()),
+            (u64::MAX, 0)
+        );
+    }
     use num_bigint::BigInt;
     use proptest::prelude::*;
 
