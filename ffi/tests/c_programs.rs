@@ -155,4 +155,8 @@ fn bench_runs_briefly() {
         text.contains("1 thread:") && text.contains("2 threads:"),
         "{text}"
     );
+    let one = dir.path().join("bench_one_context");
+    compile(&[Path::new("bench_one_context.c")], &one, "c11", Link::Shared);
+    let output = run(&one, &[segment.as_os_str(), OsStr::new("2000")]);
+    assert!(stdout(&output).contains("ns per clockbound_now"), "{}", stdout(&output));
 }
