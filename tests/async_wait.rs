@@ -6,10 +6,9 @@
 mod common;
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use clockbound_shm::{
@@ -188,25 +187,6 @@ fn commit_wait_refuses_an_untrusted_clock() {
     });
 }
 
-/// A daemon stand-in on its own thread: after `delay` creates the segment at `path`, writes
-/// `first` and, `hold` later, `then`, both stamped when written.
-fn daemon_later(
-    path: &Path,
-    delay: Duration,
-    first: ClockStatus,
-    hold: Duration,
-    then: ClockStatus,
-) -> thread::JoinHandle<()> {
-    let path = path.to_owned();
-    thread::spawn(move || {
-        thread::sleep(delay);
-        let mut writer = ShmWriter::new(&path).unwrap();
-        writer.write(&fresh_bound(1_000, 0, first, false));
-        thread::sleep(hold);
-        writer.write(&fresh_bound(1_000, 0, then, false));
-    })
-}
-
 #[test]
 fn wait_for_sync_waits_for_a_late_daemon() {
     on_each_runtime(|| async {
@@ -219,12 +199,13 @@ fn wait_for_sync_waits_for_a_late_daemon() {
             let path = dir.path().join("clockbound").join("shm0");
             let start = Instant::now();
             // No file for 100 ms, then Unknown for 100 ms, then Synchronized.
-            let daemon = daemon_later(
+            let daemon = common::daemon_later(
                 &path,
                 Duration::from_millis(100),
-                ClockStatus::Unknown,
-                Duration::from_millis(100),
-                ClockStatus::Synchronized,
+                vec![
+                    (ClockStatus::Unknown, Duration::from_millis(100)),
+                    (ClockStatus::Synchronized, Duration::ZERO),
+                ],
             );
             let timeout = Duration::from_secs(10);
             let status = match which {

@@ -219,31 +219,12 @@ fn commit_wait_refuses_an_untrusted_clock() {
     assert!(reader.wait_until_after(past, Duration::ZERO).is_ok());
 }
 
-fn start_daemon_later(
-    path: &Path,
-    delay: Duration,
-    statuses: Vec<(ClockStatus, Duration)>,
-) -> thread::JoinHandle<()> {
-    let path = path.to_owned();
-    thread::spawn(move || {
-        thread::sleep(delay);
-        let mut writer = ShmWriter::new(&path).unwrap();
-        for (status, hold) in statuses {
-            let until = Instant::now() + hold;
-            while Instant::now() < until {
-                writer.write(&bound_now(1_000, status));
-                thread::sleep(Duration::from_millis(5));
-            }
-        }
-    })
-}
-
 #[test]
 fn wait_for_sync_waits_for_a_late_daemon() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("clockbound").join("shm0");
     let start = Instant::now();
-    let daemon = start_daemon_later(
+    let daemon = common::daemon_later(
         &path,
         Duration::from_millis(150),
         vec![
@@ -280,7 +261,7 @@ fn wait_for_sync_times_out_when_never_synchronised() {
         other => panic!("expected a timeout, got {other:?}"),
     }
     // A daemon that stays FreeRunning: never Synchronized.
-    let daemon = start_daemon_later(
+    let daemon = common::daemon_later(
         &path,
         Duration::ZERO,
         vec![(ClockStatus::FreeRunning, Duration::from_millis(600))],
@@ -328,7 +309,7 @@ fn shared_values_commit_wait_and_wait_for_sync() {
 
     let dir = tempfile::tempdir().unwrap();
     let late = dir.path().join("shm0");
-    let daemon = start_daemon_later(
+    let daemon = common::daemon_later(
         &late,
         Duration::from_millis(100),
         vec![(ClockStatus::Synchronized, Duration::from_millis(800))],

@@ -1822,32 +1822,12 @@ mod live {
         }
     }
 
-    /// A daemon that creates `path` after `delay`, then publishes each status for its time.
-    fn start_daemon_later(
-        path: &Path,
-        delay: Duration,
-        statuses: Vec<(ClockStatus, Duration)>,
-    ) -> thread::JoinHandle<()> {
-        let path = path.to_owned();
-        thread::spawn(move || {
-            thread::sleep(delay);
-            let mut writer = ShmWriterV3::new(&path).unwrap();
-            for (status, hold) in statuses {
-                let until = Instant::now() + hold;
-                while Instant::now() < until {
-                    writer.write(&v3_snapshot(Duration::ZERO, 1_000, status));
-                    thread::sleep(Duration::from_millis(5));
-                }
-            }
-        })
-    }
-
     #[test]
     fn wait_for_sync_on_layout_3() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("clockbound").join("shm1");
         let start = Instant::now();
-        let daemon = start_daemon_later(
+        let daemon = v3_daemon_later(
             &path,
             Duration::from_millis(100),
             vec![
@@ -1885,7 +1865,7 @@ mod live {
         }
         // A daemon that stays FreeRunning: never Synchronized.
         let late = dir.path().join("shm1-free");
-        let daemon = start_daemon_later(
+        let daemon = v3_daemon_later(
             &late,
             Duration::ZERO,
             vec![(ClockStatus::FreeRunning, Duration::from_millis(500))],

@@ -156,7 +156,16 @@ fn bench_runs_briefly() {
         "{text}"
     );
     let one = dir.path().join("bench_one_context");
-    compile(&[Path::new("bench_one_context.c")], &one, "c11", Link::Shared);
+    compile(
+        &[Path::new("bench_one_context.c")],
+        &one,
+        "c11",
+        Link::Shared,
+    );
     let output = run(&one, &[segment.as_os_str(), OsStr::new("2000")]);
-    assert!(stdout(&output).contains("ns per clockbound_now"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("ns per clockbound_now"),
+        "{}",
+        stdout(&output)
+    );
 }

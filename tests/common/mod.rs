@@ -35,6 +35,33 @@ pub const PAYLOAD_OFFSET: usize = 16;
 pub const PAYLOAD_LEN: usize = 64;
 pub const SEGMENT_LEN: usize = HEADER_LEN + PAYLOAD_LEN;
 
+/// The daemon stand-in behind `daemon_later` (layout 2) and `v3_daemon_later` (layout 3):
+/// after `delay` opens the segment with `open`, then for each `(status, hold)` writes with
+/// `write` every 5 ms for `hold` (at least once).
+pub fn daemon_later_with<W>(
+    path: &Path,
+    delay: Duration,
+    statuses: Vec<(clockbound_shm::ClockStatus, Duration)>,
+    open: impl FnOnce(&Path) -> W + Send + 'static,
+    write: impl Fn(&mut W, clockbound_shm::ClockStatus) + Send + 'static,
+) -> thread::JoinHandle<()> {
+    let path = path.to_owned();
+    thread::spawn(move || {
+        thread::sleep(delay);
+        let mut writer = open(&path);
+        for (status, hold) in statuses {
+            let until = std::time::Instant::now() + hold;
+            loop {
+                write(&mut writer, status);
+                if std::time::Instant::now() >= until {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+        }
+    })
+}
+
 /// A temporary directory and the path of a segment file `name` (`shm0`, `shm1`) inside it,
 /// not created yet.
 pub fn temp_segment(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
@@ -239,6 +266,21 @@ mod v3 {
             .max_drift_ppb(V3_DRIFT_PPB)
     }
 
+    /// [`daemon_later`](crate::common::daemon_later) for layout 3.
+    pub fn v3_daemon_later(
+        path: &std::path::Path,
+        delay: Duration,
+        statuses: Vec<(ClockStatus, Duration)>,
+    ) -> thread::JoinHandle<()> {
+        crate::common::daemon_later_with(
+            path,
+            delay,
+            statuses,
+            |path| clockbound_shm::ShmWriterV3::new(path).unwrap(),
+            |writer, status| writer.write(&v3_snapshot(Duration::ZERO, 1_000, status)),
+        )
+    }
+
     /// A 3.x daemon stand-in: republishes a layout 3 snapshot every `period` until dropped.
     ///
     /// Its time is one consistent model (as a real daemon's is between corrections): every
@@ -399,6 +441,23 @@ mod regress {
             .clock_status(status)
             .clock_disruption_support_enabled(disruption_support)
             .build()
+    }
+
+    /// A daemon stand-in on its own thread: after `delay` creates the segment at `path`
+    /// (layout 2), then for each `(status, hold)` writes a fresh snapshot with that status
+    /// every 5 ms for `hold`. The last snapshot stays when it stops.
+    pub fn daemon_later(
+        path: &Path,
+        delay: Duration,
+        statuses: Vec<(ClockStatus, Duration)>,
+    ) -> std::thread::JoinHandle<()> {
+        crate::common::daemon_later_with(
+            path,
+            delay,
+            statuses,
+            |path| clockbound_shm::ShmWriter::new(path).unwrap(),
+            |writer, status| writer.write(&fresh_bound(1_000, 0, status, false)),
+        )
     }
 
     // ---------------------------------------------------------------------------------------
