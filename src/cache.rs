@@ -130,7 +130,7 @@ impl<L: Layout> std::fmt::Debug for SnapshotCache<L> {
 }
 
 /// What stopped a fresh read.
-enum ReadFailure {
+enum CopyFailure {
     /// A state that passes (wiped, never written, update in progress, contention): answer
     /// from the last snapshot if there is one.
     NotReady(NotInitialized),
@@ -158,7 +158,7 @@ impl<L: Layout> SnapshotCache<L> {
         let mut stats = ReaderStats::default();
         let mut snapshot = L::PLACEHOLDER;
         let deadline = patient.then(|| Instant::now() + OPEN_PATIENCE);
-        match read_fresh::<L>(cells, path, deadline, &mut stats, &mut snapshot) {
+        match copy_snapshot::<L>(cells, path, deadline, &mut stats, &mut snapshot) {
             Ok(generation) => {
                 let as_of = L::as_of_instant(&snapshot);
                 Ok(SnapshotCache {
@@ -172,11 +172,11 @@ impl<L: Layout> SnapshotCache<L> {
                     newest: None,
                 })
             }
-            Err(ReadFailure::NotReady(reason)) => Err(ShmError::SegmentNotInitialized {
+            Err(CopyFailure::NotReady(reason)) => Err(ShmError::SegmentNotInitialized {
                 path: Arc::clone(path),
                 reason,
             }),
-            Err(ReadFailure::Error(e)) => Err(e),
+            Err(CopyFailure::Error(e)) => Err(e),
         }
     }
 
@@ -215,7 +215,7 @@ impl<L: Layout> SnapshotCache<L> {
         if generation == self.generation {
             self.stats.cache_answers = self.stats.cache_answers.wrapping_add(1);
         } else {
-            self.refresh(cells, path)?;
+            self.reread(cells, path)?;
         }
         Ok(&self.snapshot)
     }
@@ -270,10 +270,10 @@ impl<L: Layout> SnapshotCache<L> {
     ) -> Result<bool, ShmError> {
         self.stats.rechecks += 1;
         let mut wiped = false;
-        match read_fresh::<L>(cells, path, None, &mut self.stats, &mut self.snapshot) {
+        match copy_snapshot::<L>(cells, path, None, &mut self.stats, &mut self.snapshot) {
             Ok(generation) => self.replaced(generation),
-            Err(ReadFailure::NotReady(reason)) => wiped = self.note_not_ready(reason),
-            Err(ReadFailure::Error(e)) => return Err(e),
+            Err(CopyFailure::NotReady(reason)) => wiped = self.note_not_ready(reason),
+            Err(CopyFailure::Error(e)) => return Err(e),
         }
         // At most one re-read per interval, even when the daemon stopped writing.
         let as_of = L::as_of_instant(&self.snapshot);
@@ -345,12 +345,12 @@ impl<L: Layout> SnapshotCache<L> {
     /// The generation moved: read the new snapshot, or keep the old one through a passing
     /// state.
     #[inline(never)]
-    fn refresh(
+    fn reread(
         &mut self,
         cells: &SegmentCells<L::Payload>,
         path: &Arc<Path>,
     ) -> Result<(), ShmError> {
-        match read_fresh::<L>(cells, path, None, &mut self.stats, &mut self.snapshot) {
+        match copy_snapshot::<L>(cells, path, None, &mut self.stats, &mut self.snapshot) {
             Ok(generation) => {
                 self.replaced(generation);
                 Ok(())
@@ -358,12 +358,12 @@ impl<L: Layout> SnapshotCache<L> {
             // Wiped, odd, zero or contended: the last good snapshot stands, and ages. A
             // segment that reads as wiped may be a mapping lost to a truncation: the owner
             // looks at the file once now rather than at the next periodic re-read.
-            Err(ReadFailure::NotReady(reason)) => {
+            Err(CopyFailure::NotReady(reason)) => {
                 self.looks_dead |= self.note_not_ready(reason);
                 self.stats.cache_answers += 1;
                 Ok(())
             }
-            Err(ReadFailure::Error(e)) => Err(e),
+            Err(CopyFailure::Error(e)) => Err(e),
         }
     }
 }
@@ -375,13 +375,13 @@ impl<L: Layout> SnapshotCache<L> {
 /// With a `deadline` (opening: no snapshot to fall back on) odd generations and torn copies
 /// are retried until then; without one an odd generation answers at once, as the released
 /// reader does, and torn copies get a short bounded back-off.
-fn read_fresh<L: Layout>(
+fn copy_snapshot<L: Layout>(
     cells: &SegmentCells<L::Payload>,
     path: &Arc<Path>,
     deadline: Option<Instant>,
     stats: &mut ReaderStats,
     out: &mut L::Snapshot,
-) -> Result<u16, ReadFailure> {
+) -> Result<u16, CopyFailure> {
     let mut backoff = Backoff::new();
     // A writer that never pauses may leave no gap long enough for two copies. Once the first
     // round of back-off is spent, a patient read settles for one accepted copy: that is the
@@ -391,11 +391,11 @@ fn read_fresh<L: Layout>(
     loop {
         let generation = cells.load_generation();
         let failure = if generation == 0 {
-            return Err(ReadFailure::NotReady(NotInitialized::NeverWritten));
+            return Err(CopyFailure::NotReady(NotInitialized::NeverWritten));
         } else if generation % 2 == 1 {
             stats.odd_generations += 1;
             if deadline.is_none() {
-                return Err(ReadFailure::NotReady(NotInitialized::UpdateInProgress {
+                return Err(CopyFailure::NotReady(NotInitialized::UpdateInProgress {
                     generation,
                 }));
             }
@@ -403,9 +403,9 @@ fn read_fresh<L: Layout>(
         } else {
             match cells.load_version() {
                 v if v == L::VERSION => {}
-                0 => return Err(ReadFailure::NotReady(NotInitialized::Wiped)),
+                0 => return Err(CopyFailure::NotReady(NotInitialized::Wiped)),
                 found => {
-                    return Err(ReadFailure::Error(ShmError::SegmentVersionNotSupported {
+                    return Err(CopyFailure::Error(ShmError::SegmentVersionNotSupported {
                         path: Arc::clone(path),
                         found,
                         expected: L::VERSION,
@@ -427,7 +427,7 @@ fn read_fresh<L: Layout>(
                         Ok(generation)
                     }
                     Err(problem) => {
-                        Err(ReadFailure::Error(ShmError::malformed(Some(path), problem)))
+                        Err(CopyFailure::Error(ShmError::malformed(Some(path), problem)))
                     }
                 };
             }
@@ -442,7 +442,7 @@ fn read_fresh<L: Layout>(
                     backoff = Backoff::new();
                     confirm = false;
                 }
-                _ => return Err(ReadFailure::NotReady(failure)),
+                _ => return Err(CopyFailure::NotReady(failure)),
             }
         }
         stats.retries += 1;

@@ -140,7 +140,7 @@ impl<L: Layout> ReaderState<L> {
     ///
     /// # Errors
     /// As [`ShmReader::snapshot`], and VMClock errors.
-    pub(crate) fn refresh(
+    pub(crate) fn catch_up(
         &mut self,
         segment: &MappedSegment<L>,
         now: Option<L::Instant>,

@@ -37,7 +37,7 @@ use crate::sync::Backoff;
 pub const VMCLOCK_DEFAULT_PATH: &str = "/dev/vmclock0";
 
 /// Why a fresh read did not produce a copy.
-enum ReadFailure {
+enum PageCopyFailure {
     /// `seq_count` odd through every retry, or moving on every attempt: the last value seen.
     NotReady(u32),
     /// The page is not a valid VMClock page.
@@ -137,12 +137,12 @@ impl MappedPage {
         // `VmClockMapping::read_only` refuses other file types (replaced since the look).
         let mapping = VmClockMapping::read_only(&file, &metadata).map_err(io_error("map"))?;
         drop(file);
-        match read_fresh(mapping.cells(), mapping.len()) {
+        match copy_page(mapping.cells(), mapping.len()) {
             Ok(page) => Ok((MappedPage { mapping, path }, page)),
-            Err(ReadFailure::NotReady(seq_count)) => {
+            Err(PageCopyFailure::NotReady(seq_count)) => {
                 Err(ShmError::VmClockNotReady { path, seq_count })
             }
-            Err(ReadFailure::Malformed(problem)) => {
+            Err(PageCopyFailure::Malformed(problem)) => {
                 Err(ShmError::VmClockMalformed { path, problem })
             }
         }
@@ -170,7 +170,7 @@ impl MarkerWatch {
     #[inline]
     pub(crate) fn marker(&mut self, mapped: &MappedPage) -> Result<u64, ShmError> {
         if mapped.seq_count() != self.seq_count {
-            self.refresh(mapped)?;
+            self.reread(mapped)?;
         }
         Ok(self.marker)
     }
@@ -193,24 +193,24 @@ impl MarkerWatch {
     /// update is in progress.
     #[cold]
     #[inline(never)]
-    fn refresh(&mut self, mapped: &MappedPage) -> Result<Option<RawPage>, ShmError> {
+    fn reread(&mut self, mapped: &MappedPage) -> Result<Option<RawPage>, ShmError> {
         let mapping = &mapped.mapping;
         let seq_count = mapping.cells().load_seq_count();
         if seq_count % 2 == 1 && self.stuck_odd == seq_count {
             return Ok(None);
         }
-        match read_fresh(mapping.cells(), mapping.len()) {
+        match copy_page(mapping.cells(), mapping.len()) {
             Ok(page) => {
                 *self = MarkerWatch::at(&page);
                 Ok(Some(page))
             }
-            Err(ReadFailure::NotReady(seen)) => {
+            Err(PageCopyFailure::NotReady(seen)) => {
                 if seen % 2 == 1 {
                     self.stuck_odd = seen;
                 }
                 Ok(None)
             }
-            Err(ReadFailure::Malformed(problem)) => Err(ShmError::VmClockMalformed {
+            Err(PageCopyFailure::Malformed(problem)) => Err(ShmError::VmClockMalformed {
                 path: Arc::clone(&mapped.path),
                 problem,
             }),
@@ -261,7 +261,7 @@ impl VmClockReader {
     #[inline]
     pub fn disruption_marker(&mut self) -> Result<u64, ShmError> {
         if self.mapped.seq_count() != self.watch.seq_count {
-            if let Some(page) = self.watch.refresh(&self.mapped)? {
+            if let Some(page) = self.watch.reread(&self.mapped)? {
                 self.page = page;
             }
         }
@@ -372,18 +372,19 @@ fn not_mappable() -> io::Error {
 }
 
 /// One seqlock read with bounded retries: a consistent copy whose header is valid.
-fn read_fresh(cells: &VmClockCells, mapped: usize) -> Result<RawPage, ReadFailure> {
+fn copy_page(cells: &VmClockCells, mapped: usize) -> Result<RawPage, PageCopyFailure> {
     let backoff = Backoff::new();
     loop {
         let seq_count = cells.load_seq_count();
         if seq_count % 2 == 0 {
             if let Some(page) = cells.copy_if_unchanged(seq_count) {
-                page.check_header(mapped).map_err(ReadFailure::Malformed)?;
+                page.check_header(mapped)
+                    .map_err(PageCopyFailure::Malformed)?;
                 return Ok(page);
             }
         }
         if !backoff.wait() {
-            return Err(ReadFailure::NotReady(cells.load_seq_count()));
+            return Err(PageCopyFailure::NotReady(cells.load_seq_count()));
         }
     }
 }

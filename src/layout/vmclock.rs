@@ -227,7 +227,8 @@ pub enum VmClockStatus {
 }
 
 impl VmClockStatus {
-    /// The status for a wire value, `None` for anything but 0..=4.
+    /// The status for a wire value, `None` for anything but 0..=4: the `const` form of
+    /// `VmClockStatus::try_from(value)`.
     #[must_use]
     pub const fn from_wire(value: u8) -> Option<VmClockStatus> {
         match value {
@@ -240,10 +241,26 @@ impl VmClockStatus {
         }
     }
 
-    /// The wire value of this status.
+    /// The wire value of this status: the `const` form of `u8::from(status)`.
     #[must_use]
     pub const fn to_wire(self) -> u8 {
         self as u8
+    }
+}
+
+/// The status for a wire value; the value itself back for anything but 0..=4.
+impl TryFrom<u8> for VmClockStatus {
+    type Error = u8;
+
+    fn try_from(value: u8) -> Result<VmClockStatus, u8> {
+        VmClockStatus::from_wire(value).ok_or(value)
+    }
+}
+
+/// The wire value of a status.
+impl From<VmClockStatus> for u8 {
+    fn from(status: VmClockStatus) -> u8 {
+        status.to_wire()
     }
 }
 
@@ -358,8 +375,15 @@ mod tests {
     fn status_wire_values_round_trip() {
         for v in 0..=255u8 {
             match VmClockStatus::from_wire(v) {
-                Some(s) => assert_eq!(s.to_wire(), v),
-                None => assert!(v > 4),
+                Some(s) => {
+                    assert_eq!(s.to_wire(), v);
+                    assert_eq!(u8::from(s), v);
+                    assert_eq!(VmClockStatus::try_from(v), Ok(s));
+                }
+                None => {
+                    assert!(v > 4);
+                    assert_eq!(VmClockStatus::try_from(v), Err(v));
+                }
             }
         }
     }

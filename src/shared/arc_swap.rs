@@ -163,11 +163,11 @@ impl<L: Layout> Inner<L> {
         let mut guard = refresher.lock();
         let (epoch, state) = &mut *guard;
         let looks_dead = self.with_segment(epoch, state, |segment, state| {
-            state.refresh(segment, now, self.vmclock.as_ref())
+            state.catch_up(segment, now, self.vmclock.as_ref())
         })?;
         if looks_dead && self.follow_reopened_file(epoch, state) {
             self.with_segment(epoch, state, |segment, state| {
-                state.refresh(segment, None, self.vmclock.as_ref())
+                state.catch_up(segment, None, self.vmclock.as_ref())
             })?;
         }
         let fresh = self.with_segment(epoch, state, |segment, state| {

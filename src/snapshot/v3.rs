@@ -216,8 +216,9 @@ impl ClockErrorBoundV3Builder {
     ///
     /// let s = ClockErrorBoundV3::builder().with_period_error_ppb(120).build();
     /// assert_eq!(s.period_err_shift(), 22);
+    /// // period_err_frac / 2^(64 + 22), in ppb: 120 (rounded up in the last bit).
     /// let stated = s.period_err_frac() as f64 / 2f64.powi(64 + 22) * 1e9;
-    /// assert!(stated >= 120.0 && stated < 120.000_001);
+    /// assert!((stated - 120.0).abs() < 1e-6);
     /// ```
     pub const fn with_period_error_ppb(mut self, ppb: u64) -> Self {
         const BILLION: u128 = 1_000_000_000;

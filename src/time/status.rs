@@ -24,7 +24,8 @@ pub enum ClockStatus {
 }
 
 impl ClockStatus {
-    /// The status for a wire value, `None` for anything but 0..=3.
+    /// The status for a wire value, `None` for anything but 0..=3: the `const` form of
+    /// `ClockStatus::try_from(value)`.
     #[must_use]
     pub const fn from_wire(value: i32) -> Option<ClockStatus> {
         match value {
@@ -45,9 +46,33 @@ impl ClockStatus {
         matches!(self, ClockStatus::Synchronized | ClockStatus::FreeRunning)
     }
 
-    /// The wire value of this status.
+    /// The wire value of this status: the `const` form of `i32::from(status)`.
     #[must_use]
     pub const fn to_wire(self) -> i32 {
         self as i32
+    }
+}
+
+/// The status for a wire value; the value itself back for anything but 0..=3.
+///
+/// ```
+/// use clockbound_shm::ClockStatus;
+///
+/// assert_eq!(ClockStatus::try_from(1), Ok(ClockStatus::Synchronized));
+/// assert_eq!(ClockStatus::try_from(7), Err(7));
+/// assert_eq!(i32::from(ClockStatus::Disrupted), 3);
+/// ```
+impl TryFrom<i32> for ClockStatus {
+    type Error = i32;
+
+    fn try_from(value: i32) -> Result<ClockStatus, i32> {
+        ClockStatus::from_wire(value).ok_or(value)
+    }
+}
+
+/// The wire value of a status.
+impl From<ClockStatus> for i32 {
+    fn from(status: ClockStatus) -> i32 {
+        status.to_wire()
     }
 }
