@@ -449,22 +449,25 @@ impl<L: Layout> SegmentReader<L> {
         }
     }
 
-    /// True only when `t` has certainly passed (`t < earliest` of [`now`](Self::now)).
-    /// Check the status too if you need a trusted answer, or use
-    /// [`wait_until_after`](Self::wait_until_after).
+    /// True only when `t` has certainly passed (`t < earliest` of [`now`](Self::now)), on a
+    /// clock that can be trusted.
     ///
     /// # Errors
-    /// As [`now`](Self::now).
+    /// As [`now`](Self::now), and [`ShmError::ClockNotTrusted`] when the status is Unknown
+    /// or Disrupted: the answer carries no status, so it is refused rather than given from a
+    /// window that may not contain true time ([`TimeWindow::after`](crate::TimeWindow::after)
+    /// answers from any window).
     pub fn after(&mut self, t: Timespec) -> Result<bool, ShmError> {
-        Ok(self.now()?.after(t))
+        Ok(wait::trusted(self.now()?)?.after(t))
     }
 
-    /// True only when `t` has certainly not arrived (`t > latest` of [`now`](Self::now)).
+    /// True only when `t` has certainly not arrived (`t > latest` of [`now`](Self::now)), on
+    /// a clock that can be trusted.
     ///
     /// # Errors
-    /// As [`now`](Self::now).
+    /// As [`after`](Self::after).
     pub fn before(&mut self, t: Timespec) -> Result<bool, ShmError> {
-        Ok(self.now()?.before(t))
+        Ok(wait::trusted(self.now()?)?.before(t))
     }
 
     /// Commit-wait: blocks until `t` has certainly passed and returns the first window

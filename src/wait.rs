@@ -47,6 +47,19 @@ impl Pacing {
     };
 }
 
+/// `window` when its status can be relied on (Synchronized, FreeRunning), else
+/// [`ShmError::ClockNotTrusted`]: for the answers that carry no status of their own
+/// (`after`, `before`, commit-wait), which an untrusted window could make wrong.
+pub(crate) fn trusted(window: TimeWindow) -> Result<TimeWindow, ShmError> {
+    if window.clock_status.is_trusted() {
+        Ok(window)
+    } else {
+        Err(ShmError::ClockNotTrusted {
+            status: window.clock_status,
+        })
+    }
+}
+
 /// What a wait does between two attempts.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Pause {
@@ -85,15 +98,10 @@ impl UntilAfter {
         &self,
         now: Result<TimeWindow, ShmError>,
     ) -> ControlFlow<Result<TimeWindow, ShmError>, Pause> {
-        let window = match now {
+        let window = match now.and_then(trusted) {
             Ok(window) => window,
             Err(e) => return ControlFlow::Break(Err(e)),
         };
-        if !window.clock_status.is_trusted() {
-            return ControlFlow::Break(Err(ShmError::ClockNotTrusted {
-                status: window.clock_status,
-            }));
-        }
         if window.after(self.t) {
             return ControlFlow::Break(Ok(window));
         }

@@ -437,3 +437,27 @@ fn wait_for_sync_keeps_require_trusted_on_the_reader_it_returns() {
         shared.now()
     );
 }
+
+/// `after(t)` and `before(t)` answer yes or no without a status to check: from an Unknown or
+/// Disrupted window that answer could be wrong, so they refuse it, on every handle, as
+/// commit-wait does.
+#[test]
+fn after_and_before_refuse_an_untrusted_clock() {
+    let (_dir, path, mut writer) = segment(&bound_now(5_000, ClockStatus::Synchronized));
+    let mut reader = ShmReader::open_with(&path, &common::segment_only()).unwrap();
+    let shared = SharedClockBound::open_with(&path, &common::segment_only()).unwrap();
+    let past = clock(ClockId::Realtime).saturating_sub(Duration::from_secs(60));
+    assert!(reader.after(past).unwrap() && shared.after(past).unwrap());
+    for status in [ClockStatus::Unknown, ClockStatus::Disrupted] {
+        writer.write(&bound_now(5_000, status));
+        let untrusted = |r: Result<bool, ShmError>| matches!(r, Err(ShmError::ClockNotTrusted { status: s }) if s == status);
+        assert!(untrusted(reader.after(past)), "{status:?}");
+        assert!(untrusted(reader.before(past)), "{status:?}");
+        assert!(untrusted(shared.after(past)), "{status:?}");
+        assert!(untrusted(shared.before(past)), "{status:?}");
+        // The window itself still says what it is.
+        assert_eq!(reader.now().unwrap().clock_status, status);
+    }
+    writer.write(&bound_now(5_000, ClockStatus::FreeRunning));
+    assert!(reader.after(past).unwrap() && shared.after(past).unwrap());
+}

@@ -184,15 +184,17 @@ impl Clock {
     }
 
     /// True only when ``t`` (``int`` nanoseconds since the epoch, or an aware
-    /// ``datetime``) has certainly passed: ``t < now().earliest_ns``. Check the status
-    /// too, or open with ``require_trusted=True``.
+    /// ``datetime``) has certainly passed: ``t < now().earliest_ns``. Raises
+    /// ``ClockNotTrustedError`` when the status is ``UNKNOWN`` or ``DISRUPTED``: a yes or no
+    /// from such a window could be wrong, and the answer carries no status to check.
     fn after(&self, py: Python<'_>, t: &Bound<'_, PyAny>) -> PyResult<bool> {
         let t = time::timespec_from_py(t)?;
         self.inner.after(t).map_err(converter(py))
     }
 
     /// True only when ``t`` (``int`` nanoseconds since the epoch, or an aware
-    /// ``datetime``) has certainly not arrived: ``t > now().latest_ns``.
+    /// ``datetime``) has certainly not arrived: ``t > now().latest_ns``. Raises
+    /// ``ClockNotTrustedError`` as ``after`` does.
     fn before(&self, py: Python<'_>, t: &Bound<'_, PyAny>) -> PyResult<bool> {
         let t = time::timespec_from_py(t)?;
         self.inner.before(t).map_err(converter(py))

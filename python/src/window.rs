@@ -1,6 +1,6 @@
 //! `TimeWindow`: the answer of `Clock.now()`.
 
-use clockbound_shm::ClockStatus;
+use clockbound_shm::{ClockStatus, Timespec};
 use pyo3::prelude::*;
 
 use crate::time::{self, Rounding};
@@ -49,6 +49,16 @@ impl TimeWindow {
             return Err(pyo3::exceptions::PyValueError::new_err(
                 "earliest_ns must not be after latest_ns",
             ));
+        }
+        // The instants a window can hold (whole seconds in 64 bits): within them no width,
+        // midpoint or rounding below can overflow.
+        let range = Timespec::MIN.as_nanos()..=Timespec::MAX.as_nanos();
+        if !range.contains(&earliest_ns) || !range.contains(&latest_ns) {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "earliest_ns and latest_ns must lie within {}..={} (64-bit seconds)",
+                range.start(),
+                range.end()
+            )));
         }
         Ok(TimeWindow {
             earliest: earliest_ns,

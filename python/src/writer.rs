@@ -143,10 +143,12 @@ impl SegmentWriter {
                             "layout {layout} needs the CPU counter, unreadable on this CPU"
                         ))
                     })?;
-                    let ticks = age_ns * i128::from(hz) / 1_000_000_000;
-                    let as_of_tsc = u64::try_from(i128::from(counter) - ticks).map_err(|_| {
-                        PyValueError::new_err("age: the CPU counter has not run that long")
-                    })?;
+                    let too_old =
+                        || PyValueError::new_err("age: the CPU counter has not run that long");
+                    let ticks =
+                        age_ns.checked_mul(i128::from(hz)).ok_or_else(too_old)? / 1_000_000_000;
+                    let as_of_tsc =
+                        u64::try_from(i128::from(counter) - ticks).map_err(|_| too_old())?;
                     let as_of = shifted(Timespec::realtime_now(), -age_ns);
                     w.write(
                         &ClockErrorBoundV3::builder()
@@ -224,10 +226,12 @@ fn signed_seconds_ns(value: &Bound<'_, PyAny>) -> PyResult<i128> {
     } else {
         value.extract()?
     };
-    if !seconds.is_finite() {
-        return Err(PyValueError::new_err(
-            "age: expected a finite number of seconds",
-        ));
+    // A trillion seconds (some 31 700 years) either way: far past any test's needs, and
+    // small enough that no sum or product below can overflow.
+    if !seconds.is_finite() || seconds.abs() > 1e12 {
+        return Err(PyValueError::new_err(format!(
+            "age: expected a finite number of seconds within ±1e12, got {seconds}"
+        )));
     }
     // A float's nanoseconds: exact enough for the ages tests use.
     Ok((seconds * 1e9).round() as i128)

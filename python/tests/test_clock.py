@@ -136,6 +136,37 @@ def test_after_before(writer: SegmentWriter, segment_path: Path) -> None:
     assert w.after(w.earliest - dt.timedelta(microseconds=1))
 
 
+def test_after_before_refuse_an_untrusted_clock(
+    writer: SegmentWriter, segment_path: Path
+) -> None:
+    clock = open_clock(segment_path)
+    past = clock.now().earliest_ns - 1_000_000_000
+    assert clock.after(past)
+    for status in (cb.ClockStatus.UNKNOWN, cb.ClockStatus.DISRUPTED):
+        writer.write(status)
+        for query in (clock.after, clock.before):
+            with pytest.raises(cb.ClockNotTrustedError) as info:
+                query(past)
+            assert info.value.status is status
+        assert clock.now().status is status  # the window itself says what it is
+
+
+def test_hand_built_windows_stay_in_range() -> None:
+    limit = 2**63 * 1_000_000_000
+    with pytest.raises(ValueError, match="64-bit seconds"):
+        cb.TimeWindow(2**126, 2**126, 1)
+    with pytest.raises(ValueError, match="64-bit seconds"):
+        cb.TimeWindow(-limit - 1, 0, 1)
+    w = cb.TimeWindow(-limit, limit - 1, 1)
+    assert w.bound_ns >= limit - 1 and w.midpoint_ns in (-1, 0)
+
+
+def test_writer_ages_are_checked(writer: SegmentWriter) -> None:
+    for age in (1e20, -1e300, float("nan")):
+        with pytest.raises(ValueError, match="age"):
+            writer.write(cb.ClockStatus.SYNCHRONIZED, age=age)
+
+
 def test_instant_arguments_are_checked(writer: SegmentWriter, segment_path: Path) -> None:
     clock = open_clock(segment_path)
     with pytest.raises(ValueError, match="naive datetime"):

@@ -516,20 +516,23 @@ impl SharedClockBound {
         Ok(window)
     }
 
-    /// True only when `t` has certainly passed (`t < earliest` of [`now`](Self::now)).
+    /// True only when `t` has certainly passed (`t < earliest` of [`now`](Self::now)), on a
+    /// clock that can be trusted (see [`ShmReader::after`](crate::ShmReader::after)).
     ///
     /// # Errors
-    /// As [`now`](Self::now).
+    /// As [`now`](Self::now), and [`ShmError::ClockNotTrusted`] when the status is Unknown
+    /// or Disrupted.
     pub fn after(&self, t: Timespec) -> Result<bool, ShmError> {
-        Ok(self.now()?.after(t))
+        Ok(wait::trusted(self.now()?)?.after(t))
     }
 
-    /// True only when `t` has certainly not arrived (`t > latest` of [`now`](Self::now)).
+    /// True only when `t` has certainly not arrived (`t > latest` of [`now`](Self::now)), on
+    /// a clock that can be trusted.
     ///
     /// # Errors
-    /// As [`now`](Self::now).
+    /// As [`after`](Self::after).
     pub fn before(&self, t: Timespec) -> Result<bool, ShmError> {
-        Ok(self.now()?.before(t))
+        Ok(wait::trusted(self.now()?)?.before(t))
     }
 
     /// Commit-wait: blocks until `t` has certainly passed; see
