@@ -27,17 +27,28 @@
  *     progress (clockbound_wait_until_after()) is not interrupted by a close.
  * A NULL context is CLOCKBOUND_ERR_INVALID_ARGUMENT. Passing anything else that is not a
  * pointer returned by clockbound_open*() (a dangling or made-up pointer) is undefined
- * behaviour, as for any C API.
+ * behaviour, as for any C API. Each context opened keeps a few dozen bytes for the life
+ * of the process, closed or not: open one and share it rather than one per request.
+ * Do not cancel a thread (pthread_cancel) while it is inside a clockbound_*() call: the
+ * waits sleep, and cancellation there would unwind through the library, which is
+ * undefined behaviour.
+ * The first open installs a process-wide SIGBUS handler that survives a daemon
+ * truncating its segment while it is mapped (every ClockBound 3.x start does that to
+ * shm0); faults elsewhere go to the handler installed before it, or kill the process as
+ * usual. A handler installed later by the program replaces it unless it chains to it.
  *
  * Errors
  * ------
  * Functions returning clockbound_err* return NULL on success. On failure they return `err`
  * after filling it in; when `err` is NULL they return a pointer to a per-thread error
- * structure instead, valid until the thread's next call into this library. So a failure
- * is never reported as NULL. On success `*err` is not written.
+ * structure instead: read it on the same thread, before that thread's next failing call
+ * with a NULL `err` overwrites it (it lives until the thread exits; do not write to it).
+ * So a failure is never reported as NULL. On success `*err` is not written.
  * Functions returning clockbound_ctx* return NULL on failure and fill `*err` if it is not
  * NULL.
- * Every argument is checked: NULL pointers, paths that are empty or not UTF-8, and
+ * Every argument is checked: NULL pointers, segment paths that are empty or not UTF-8
+ * (an empty VMClock path is accepted, as by the released library: it is only opened when
+ * the segment asks for the disruption check), and
  * timestamps whose tv_nsec is outside [0, 999999999] give CLOCKBOUND_ERR_INVALID_ARGUMENT
  * (errno EINVAL). Strings must be NUL-terminated. An internal failure never unwinds into
  * the caller: it is reported as CLOCKBOUND_ERR_INTERNAL.
@@ -96,8 +107,9 @@ typedef enum clockbound_err_kind {
 	/* The segment's layout version cannot be read (or not on this CPU). */
 	CLOCKBOUND_ERR_SEGMENT_VERSION_NOT_SUPPORTED = 5,
 	/* Added by this library. */
-	/* A NULL pointer, an empty or non-UTF-8 path, a timestamp with tv_nsec out of range,
-	 * or a pointer that is not a context. errno EINVAL. */
+	/* A NULL or misaligned pointer, an empty or non-UTF-8 segment path, a timestamp with
+	 * tv_nsec out of range. errno EINVAL. (A dangling or made-up context pointer cannot be
+	 * detected: see above.) */
 	CLOCKBOUND_ERR_INVALID_ARGUMENT = 6,
 	/* The context was closed. errno EBADF. */
 	CLOCKBOUND_ERR_CONTEXT_CLOSED = 7,

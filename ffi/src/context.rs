@@ -116,12 +116,13 @@ fn describe(e: &ShmError) -> String {
     text
 }
 
-/// A path argument as a [`Path`]: refused when empty or not UTF-8 (`what` names it).
+/// A path argument as a [`Path`]: refused when not UTF-8, or empty unless `allow_empty`
+/// (`what` names it).
 ///
 /// # Errors
 /// [`FfiError::InvalidArgument`].
-pub fn path_arg<'a>(bytes: &'a [u8], what: &str) -> Result<&'a Path, FfiError> {
-    if bytes.is_empty() {
+pub fn path_arg<'a>(bytes: &'a [u8], what: &str, allow_empty: bool) -> Result<&'a Path, FfiError> {
+    if bytes.is_empty() && !allow_empty {
         return Err(FfiError::InvalidArgument(format!("{what} is empty")));
     }
     std::str::from_utf8(bytes)

@@ -148,13 +148,26 @@ fn out_ptr<T>(p: *mut T, what: &str) -> Result<*mut T, FfiError> {
 /// # Safety
 /// `p` is NULL or a NUL-terminated string valid for reads until this call returns.
 unsafe fn optional_path<'a>(p: *const c_char, what: &str) -> Result<Option<&'a Path>, FfiError> {
+    // SAFETY: passed on from the caller.
+    unsafe { c_path(p, what, false) }
+}
+
+/// [`optional_path`], empty strings accepted when `allow_empty`.
+///
+/// # Safety
+/// As [`optional_path`].
+unsafe fn c_path<'a>(
+    p: *const c_char,
+    what: &str,
+    allow_empty: bool,
+) -> Result<Option<&'a Path>, FfiError> {
     if p.is_null() {
         return Ok(None);
     }
     // SAFETY: non-NULL, and by the contract a NUL-terminated string that stays valid and
     // unchanged while this call runs (the borrow does not outlive the call).
     let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
-    path_arg(bytes, what).map(Some)
+    path_arg(bytes, what, allow_empty).map(Some)
 }
 
 /// A required path argument (`what` names it).
@@ -214,8 +227,11 @@ pub unsafe extern "C" fn clockbound_open_with(
     let result = guarded(|| {
         // SAFETY: the caller's strings, under this function's contract.
         let shm = unsafe { required_path(clockbound_shm_path, "the ClockBound segment path") }?;
+        // An empty VMClock path is accepted, as the released library accepts it: the page is
+        // opened only when the segment asks for the disruption check, and then fails (ENOENT).
         // SAFETY: as above.
-        let vmclock = unsafe { required_path(vmclock_shm_path, "the VMClock path") }?;
+        let vmclock = unsafe { c_path(vmclock_shm_path, "the VMClock path", true) }?
+            .ok_or_else(|| FfiError::InvalidArgument("the VMClock path is NULL".to_owned()))?;
         clockbound_ctx::open_with(shm, vmclock)
     });
     // SAFETY: the caller's `err`, under this function's contract.

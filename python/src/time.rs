@@ -71,7 +71,13 @@ fn nanos_from_datetime(value: &Bound<'_, PyAny>) -> PyResult<i128> {
     let days: i128 = delta.getattr("days")?.extract()?;
     let seconds: i128 = delta.getattr("seconds")?.extract()?;
     let micros: i128 = delta.getattr("microseconds")?.extract()?;
-    Ok(((days * 86_400 + seconds) * MICROS_PER_SEC + micros) * NANOS_PER_MICRO)
+    // `datetime` subclasses that carry nanoseconds (`pandas.Timestamp`): dropping them
+    // would move the instant into the past, and `after(t)` could say yes too early.
+    let nanos: i128 = match value.getattr("nanosecond") {
+        Ok(n) => n.extract()?,
+        Err(_) => 0,
+    };
+    Ok(((days * 86_400 + seconds) * MICROS_PER_SEC + micros) * NANOS_PER_MICRO + nanos)
 }
 
 /// An instant argument: an `int` of nanoseconds since the epoch or an aware `datetime`.
@@ -116,6 +122,10 @@ pub(crate) fn duration_from_py(value: &Bound<'_, PyAny>, what: &str) -> PyResult
             value.get_type().name()?
         )));
     };
+    // Finite but past what a `Duration` holds (some 585 billion years): forever.
+    if seconds.is_finite() && seconds >= u64::MAX as f64 {
+        return Ok(Duration::MAX);
+    }
     Duration::try_from_secs_f64(seconds).map_err(|_| {
         PyValueError::new_err(format!(
             "{what}: expected a finite duration of 0 s or more, got {seconds} s"

@@ -151,6 +151,26 @@ def test_after_before_refuse_an_untrusted_clock(
         assert clock.now().status is status  # the window itself says what it is
 
 
+def test_nanoseconds_of_datetime_subclasses_are_kept() -> None:
+    class NanoDatetime(dt.datetime):  # as pandas.Timestamp carries them
+        nanosecond = 999
+
+    start = dt.datetime(2026, 1, 1, tzinfo=UTC)
+    start_ns = int(start.timestamp()) * 1_000_000_000
+    w = cb.TimeWindow(start_ns + 500, start_ns + 2_000, cb.ClockStatus.SYNCHRONIZED)
+    t = NanoDatetime(2026, 1, 1, tzinfo=UTC)  # start + 999 ns: inside the window
+    assert not w.after(t) and not w.before(t)
+    assert w.after(start)
+
+
+def test_huge_timeouts_mean_forever_not_an_error(
+    writer: SegmentWriter, segment_path: Path
+) -> None:
+    clock = open_clock(segment_path)
+    past = clock.now().earliest_ns - 1_000_000_000
+    assert clock.wait_until_after(past, timeout=1e30).earliest_ns > past
+
+
 def test_hand_built_windows_stay_in_range() -> None:
     limit = 2**63 * 1_000_000_000
     with pytest.raises(ValueError, match="64-bit seconds"):
