@@ -113,9 +113,8 @@ pub enum ShmError {
     },
 
     /// The clock's status does not allow trusting the window (Unknown or Disrupted), where
-    /// the call needs a trusted one: while commit-waiting, or on a
-    /// [`SharedClockBound`](crate::SharedClockBound) set to
-    /// [`require_trusted`](crate::SharedClockBound::require_trusted).
+    /// the call needs a trusted one: while commit-waiting, answering `after` / `before`, or
+    /// on a reader opened with [`require_trusted`](crate::ReaderOptions::require_trusted).
     #[error("the clock is not trusted: status {status:?} (is the ClockBound daemon synchronised?)")]
     ClockNotTrusted {
         /// The status of the window that was refused.

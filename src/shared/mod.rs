@@ -503,7 +503,7 @@ impl SharedClockBound {
     ///
     /// # Errors
     /// As [`ShmReader::now`](crate::ShmReader::now), and [`ShmError::ClockNotTrusted`] when
-    /// this handle [requires a trusted clock](Self::require_trusted) and the status is
+    /// this handle [requires a trusted clock](crate::ReaderOptions::require_trusted) and the status is
     /// Unknown or Disrupted.
     #[inline(always)]
     pub fn now(&self) -> Result<TimeWindow, ShmError> {
