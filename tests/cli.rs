@@ -1417,6 +1417,10 @@ mod layout3 {
             tsc_hz()
         );
         assert!(s["period_err_ppb"].as_f64().unwrap() > 0.0, "{s}");
+        // Scaled as the daemon scales it (the fraction keeps its top bit), the form readers
+        // take the short arithmetic path for.
+        assert!(i(&s["period_err_shift"]) >= 9, "{s}");
+        assert!(s["period_err_frac"].as_u64().unwrap() >= 1 << 63, "{s}");
         // The window holds CLOCK_REALTIME, which as_of is taken from.
         let now = &first["now"];
         assert!(
